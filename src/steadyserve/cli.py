@@ -1,0 +1,227 @@
+"""The ``steady`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from .errors import ConfigError, SteadyError
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False)
+
+STATE_DIR_OPTION = click.option(
+    "--state-dir", type=click.Path(path_type=Path), default=Path(".steady"), show_default=True,
+    help="State directory of the running instance.",
+)
+STATUS_KEYS = ("kind", "id", "pid", "state", "inflight", "requests", "restarts", "uptime_s")
+
+
+def fail(message: str) -> None:
+    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="steadyserve")
+def main() -> None:
+    """steadyserve: model services that stay up."""
+
+
+@main.command()
+@click.argument("target")
+@click.option("--replicas", "-r", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option("--gateways", type=click.IntRange(1, 16), default=2, show_default=True,
+              help="Gateway processes sharing the port.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", "-p", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Public port (0 picks a free one).")
+@click.option("--lb", "policy", type=click.Choice(["least_request", "round_robin", "consistent_hash"]),
+              default="least_request", show_default=True, help="Load-balancing policy.")
+@click.option("--hash-key", help="For consistent_hash: 'header:<name>' or 'json:<field>'.")
+@click.option("--timeout-s", type=click.FloatRange(min=0.001), default=30.0, show_default=True,
+              help="Per-request timeout at the gateway.")
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=16 * 1024 * 1024, show_default=True)
+@click.option("--no-batching", is_flag=True, help="Run batched handlers one call at a time.")
+@STATE_DIR_OPTION
+def serve(target: str, state_dir: Path, policy: str, hash_key: str | None, no_batching: bool, **options: Any) -> None:
+    """Serve TARGET (PATH[:Class]) with replicas behind the gateway."""
+    from .control.serve import build_config, check_port, check_state_dir_free, run_serve
+
+    if policy == "consistent_hash" and hash_key and not hash_key.startswith(("header:", "json:")):
+        fail(f"--hash-key {hash_key!r} must look like 'header:<name>' or 'json:<field>'")
+    try:
+        options["port"] = check_port(options["host"], options["port"])
+        check_state_dir_free(state_dir)
+        config, specs = build_config(target, state_dir, policy=policy, hash_key=hash_key,
+                                     batching=not no_batching, **options)
+    except ConfigError as exc:
+        fail(str(exc))
+    except ValidationError as exc:
+        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+
+    first = next(iter(specs.values()))
+    example = json.dumps(first.options.example or {p: "..." for p in first.required_params})
+
+    def on_event(event: Any) -> None:
+        colour = {"ready": "green", "crash_loop": "red", "exited": "yellow", "unhealthy": "yellow",
+                  "killed": "red"}.get(event.type, "dim")
+        stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
+        console.print(f"[dim]{stamp}[/dim] [{colour}]{event.subject:>10} {event.type:<10}[/{colour}] {event.message}")
+
+    def on_all_ready() -> None:
+        console.print(
+            f"\n[bold green]{config.service_name} is up[/bold green] at [bold]{config.url}[/bold]"
+            f" ({config.replicas} replicas, {config.gateways} gateway processes, lb={config.policy})\n"
+            f"  try:    curl -s {config.url}/{first.name} -H 'content-type: application/json' -d '{example}'\n"
+            f"  or:     steady call {first.name} --json '{example}' --state-dir {state_dir}\n"
+            f"  status: steady status --state-dir {state_dir}    stop: Ctrl-C\n"
+        )
+
+    console.print(f"starting [bold]{config.service_name}[/bold] from {config.target} ...")
+    run_serve(config, on_event, on_all_ready)
+
+
+def _open_db(state_dir: Path) -> Any:
+    from .control.statedb import StateDB
+
+    try:
+        return StateDB.open_existing(state_dir)
+    except FileNotFoundError:
+        fail(f"no steadyserve state in {state_dir}/ (start one with `steady serve PATH --state-dir {state_dir}`)")
+
+
+def status_rows(state_dir: Path) -> list[dict[str, Any]]:
+    db = _open_db(state_dir)
+    try:
+        rows = db.processes()
+    finally:
+        db.close()
+    now = time.time()
+    return [
+        {**{k: r[k] for k in STATUS_KEYS if k in r},
+         "uptime_s": round(now - r["started_at"], 1) if r["started_at"] else None,
+         "last_error": r["last_error"]}
+        for r in rows
+    ]
+
+
+def _format_uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects.")
+@STATE_DIR_OPTION
+def status(state_dir: Path, as_json: bool) -> None:
+    """Replicas and gateway processes of the running instance."""
+    rows = status_rows(state_dir)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"steadyserve — {state_dir}")
+    for column in ("kind", "id", "pid", "state", "in-flight", "requests", "restarts", "uptime"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("last error", overflow="fold", min_width=20)
+    colours = {"ready": "green", "crash_loop": "red", "unhealthy": "yellow", "backoff": "yellow"}
+    for r in rows:
+        state = r["state"]
+        table.add_row(r["kind"], r["id"], str(r["pid"] or "-"),
+                      f"[{colours.get(state, 'white')}]{state}[/]", str(r["inflight"]), str(r["requests"]),
+                      str(r["restarts"]), _format_uptime(r["uptime_s"]), r["last_error"] or "")
+    console.print(table)
+
+
+@main.command()
+@click.option("--limit", "-n", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--type", "event_type", help="Only events of this type (e.g. crash_loop).")
+@click.option("--json", "as_json", is_flag=True)
+@STATE_DIR_OPTION
+def events(state_dir: Path, limit: int, event_type: str | None, as_json: bool) -> None:
+    """The event log: every state change, oldest first."""
+    db = _open_db(state_dir)
+    try:
+        items = db.events(limit=limit, type=event_type)
+    finally:
+        db.close()
+    if as_json:
+        click.echo(json.dumps([e.__dict__ for e in items], indent=2))
+        return
+    table = Table()
+    for column in ("time", "kind", "subject", "type"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("message", overflow="fold", min_width=30)
+    for e in items:
+        table.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.ts)), e.kind, e.subject, e.type, e.message)
+    console.print(table)
+
+
+def _resolve_url(url: str | None, state_dir: Path) -> str:
+    if url:
+        return url.rstrip("/")
+    if os.environ.get("STEADY_URL"):
+        return os.environ["STEADY_URL"].rstrip("/")
+    db = _open_db(state_dir)
+    try:
+        return db.meta()["url"]
+    finally:
+        db.close()
+
+
+@main.command()
+@click.argument("handler")
+@click.option("--json", "payload", default="{}", show_default=True, help="JSON object body.")
+@click.option("--url", help="Gateway URL (default: $STEADY_URL, else the running instance's).")
+@click.option("--timeout-s", type=float, default=60.0, show_default=True)
+@STATE_DIR_OPTION
+def call(handler: str, payload: str, url: str | None, timeout_s: float, state_dir: Path) -> None:
+    """Call HANDLER through the gateway and print the JSON answer."""
+    try:
+        body = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        fail(f"--json is not valid JSON: {exc}")
+    if not isinstance(body, dict):
+        fail("--json must be a JSON object, e.g. '{\"message\": \"hi\"}'")
+    base = _resolve_url(url, state_dir)
+    request = urllib.request.Request(
+        f"{base}/{handler.lstrip('/')}", data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"}, method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+            click.echo(json.dumps(json.loads(resp.read()), indent=2))
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        try:
+            detail = json.dumps(json.loads(detail))
+        except ValueError:
+            pass
+        fail(f"{exc.code} {exc.reason}: {detail}")
+    except urllib.error.URLError as exc:
+        fail(f"cannot reach {base}: {exc.reason} (is `steady serve` running?)")
+
+
+def run() -> None:
+    try:
+        main()
+    except SteadyError as exc:
+        fail(str(exc))
+
+
+if __name__ == "__main__":
+    run()

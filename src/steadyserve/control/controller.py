@@ -1,0 +1,228 @@
+"""The controller: desired state versus observed state, one tick at a time.
+
+Each tick probes every running process, polls exits, advances each slot's pure
+state machine (``supervision.step``), applies the resulting actions, persists
+rows and events, and republishes the routing table when the set of ready
+replicas changed. A failing tick is logged and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..gateway.routes import HandlerRoute, ReplicaRoute, RoutingTable, ServiceRoute, write_table
+from .config import ServeConfig
+from .probes import ProbeResult, probe
+from .processes import ManagedProcess, ProcessLauncher
+from .statedb import Event, StateDB
+from .supervision import RUNNING, Kill, Observation, ProcState, Slot, Start, Step, step
+
+log = logging.getLogger("steadyserve.controller")
+ROUTES_FILE = "routes.json"
+
+
+@dataclass
+class Managed:
+    slot: Slot
+    proc: ManagedProcess | None = None
+    endpoint: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    started_wall: float | None = None
+
+
+class Controller:
+    def __init__(
+        self,
+        config: ServeConfig,
+        db: StateDB,
+        launcher: ProcessLauncher,
+        on_event: Callable[[Event], None] = lambda event: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.launcher = launcher
+        self.on_event = on_event
+        self.clock = clock
+        self.routes_path = config.state_dir / ROUTES_FILE
+        self.managed: dict[tuple[str, str], Managed] = {}
+        for i in range(config.replicas):
+            self.managed[("replica", f"r{i}")] = Managed(Slot("replica", f"r{i}"))
+        for i in range(config.gateways):
+            self.managed[("gateway", f"g{i}")] = Managed(Slot("gateway", f"g{i}"))
+        self._routes_version = 0
+        self._published: tuple[tuple[str, int, str], ...] | None = None
+
+    # --- set-up ---------------------------------------------------------------------
+    def prepare(self) -> None:
+        for d in (self.config.state_dir, self.config.logs_dir, self.config.socket_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.db.reset_processes()
+        self.db.set_meta(
+            url=self.config.url, service=self.config.service_name, target=self.config.target,
+            controller_pid=str(os.getpid()), started_at=str(time.time()), status="running",
+            routes_file=str(self.routes_path),
+        )
+        self._publish_routes(force=True)
+        self.record("controller", "controller", "started",
+                    f"serving {self.config.target} with {self.config.replicas} replicas"
+                    f" and {self.config.gateways} gateway processes on {self.config.url}")
+
+    def record(self, kind: str, subject: str, type: str, message: str) -> None:
+        event = self.db.add_event(kind, subject, type, message)
+        log.info("%s %s %s: %s", kind, subject, type, message)
+        self.on_event(event)
+
+    # --- the loop ---------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        interval = self.config.probe_interval_s
+        while not stop.is_set():
+            started = self.clock()
+            try:
+                await self.tick()
+            except Exception:  # the loop must never die
+                log.exception("controller tick failed")
+            elapsed = self.clock() - started
+            try:
+                await asyncio.wait_for(stop.wait(), max(0.0, interval - elapsed))
+            except TimeoutError:
+                pass
+        await self.shutdown()
+
+    async def tick(self) -> None:
+        running = {key: m for key, m in self.managed.items() if m.slot.state in RUNNING and m.endpoint}
+        results = await asyncio.gather(
+            *(probe(m.endpoint, self.config.probe_timeout_s) for m in running.values())  # type: ignore[arg-type]
+        )
+        probed: dict[tuple[str, str], ProbeResult] = dict(zip(running, results))
+        now = self.clock()
+        for key, managed in self.managed.items():
+            result = probed.get(key)
+            exit_code = managed.proc.poll() if managed.proc is not None else None
+            if result is not None and result.alive:
+                managed.stats = result.stats
+            observation = Observation(
+                now=now,
+                exit_code=exit_code,
+                alive=None if result is None else result.alive,
+                ready=None if result is None else result.ready,
+                error=self._read_error(managed) if exit_code is not None else None,
+            )
+            self._apply(managed, step(managed.slot, observation, self.config.supervision))
+        self._publish_routes()
+        self._persist()
+
+    # --- applying decisions ---------------------------------------------------------
+    def _apply(self, managed: Managed, decision: Step) -> None:
+        previous = managed.slot
+        managed.slot = decision.slot
+        for note in decision.events:
+            self.record(previous.kind, previous.id, note.type, note.message)
+        for action in decision.actions:
+            if isinstance(action, Start):
+                self._start(managed, action.generation)
+            elif isinstance(action, Kill):
+                if managed.proc is not None:
+                    managed.proc.kill()
+        if previous.state in RUNNING and decision.slot.state not in RUNNING:
+            self._forget_process(managed)
+
+    def _start(self, managed: Managed, generation: int) -> None:
+        slot, cfg = managed.slot, self.config
+        endpoint = f"unix:{cfg.socket_dir / f'{slot.id}-{generation}.sock'}"
+        error_file = self._error_file(slot)
+        error_file.unlink(missing_ok=True)
+        if slot.kind == "replica":
+            module = "steadyserve.replica.main"
+            args = ["--target", cfg.target, "--id", slot.id, "--endpoint", endpoint,
+                    "--error-file", str(error_file), "--max-body-bytes", str(cfg.max_body_bytes),
+                    "--grace-s", str(cfg.grace_s)]
+            if not cfg.batching:
+                args.append("--no-batching")
+        else:
+            module = "steadyserve.gateway.main"
+            args = ["--id", slot.id, "--host", cfg.host, "--port", str(cfg.port),
+                    "--routes", str(self.routes_path), "--admin-endpoint", endpoint,
+                    "--max-body-bytes", str(cfg.max_body_bytes), "--grace-s", str(cfg.grace_s)]
+        managed.proc = self.launcher.start_module(module, args, cfg.logs_dir / f"{slot.id}.log")
+        managed.endpoint = endpoint
+        managed.stats = {}
+        managed.started_wall = time.time()
+
+    def _forget_process(self, managed: Managed) -> None:
+        if managed.endpoint:
+            Path(managed.endpoint.partition(":")[2]).unlink(missing_ok=True)
+        managed.proc = None
+        managed.endpoint = None
+        managed.stats = {}
+
+    def _error_file(self, slot: Slot) -> Path:
+        return self.config.socket_dir / f"{slot.id}.error"
+
+    def _read_error(self, managed: Managed) -> str | None:
+        try:
+            return str(json.loads(self._error_file(managed.slot).read_text())["error"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    # --- publishing ----------------------------------------------------------------
+    def _publish_routes(self, force: bool = False) -> None:
+        ready = tuple(
+            (m.slot.id, m.slot.generation, m.endpoint or "")
+            for (kind, _), m in self.managed.items()
+            if kind == "replica" and m.slot.state == ProcState.READY and m.endpoint
+        )
+        if ready == self._published and not force:
+            return
+        self._routes_version += 1
+        cfg = self.config
+        route = ServiceRoute(
+            policy=cfg.policy, hash_key=cfg.hash_key, timeout_s=cfg.timeout_s,
+            handlers={h: HandlerRoute(idempotent=i) for h, i in cfg.handlers_idempotent.items()},
+            replicas=tuple(ReplicaRoute(id=i, generation=g, endpoint=e) for i, g, e in ready),
+        )
+        table = RoutingTable(version=self._routes_version, default_service=cfg.service_name,
+                             services={cfg.service_name: route})
+        write_table(self.routes_path, table)
+        self._published = ready
+
+    def _persist(self) -> None:
+        for (kind, id_), m in self.managed.items():
+            self.db.upsert_process({
+                "kind": kind, "id": id_, "pid": m.proc.pid if m.proc else None,
+                "state": m.slot.state.value, "generation": m.slot.generation, "endpoint": m.endpoint,
+                "inflight": int(m.stats.get("inflight", 0)), "requests": int(m.stats.get("requests", 0)),
+                "restarts": m.slot.restarts, "started_at": m.started_wall if m.proc else None,
+                "last_error": m.slot.last_error,
+            })
+
+    # --- shutdown ------------------------------------------------------------------
+    async def shutdown(self) -> None:
+        """Gateways first (no new traffic), then replicas drain; SIGKILL what outlives grace."""
+        self.record("controller", "controller", "stopping", "stopping all processes")
+        for kind in ("gateway", "replica"):
+            group = [m for (k, _), m in self.managed.items() if k == kind and m.proc is not None]
+            for m in group:
+                m.proc.signal(signal.SIGTERM)  # type: ignore[union-attr]
+            deadline = self.clock() + self.config.grace_s + 2.0
+            for m in group:
+                assert m.proc is not None
+                code = await asyncio.to_thread(m.proc.wait, max(0.1, deadline - self.clock()))
+                if code is None:
+                    m.proc.kill()
+                    await asyncio.to_thread(m.proc.wait, 5.0)
+                    self.record(kind, m.slot.id, "killed", "did not stop within the grace period")
+                self._forget_process(m)
+                m.slot = Slot(m.slot.kind, m.slot.id, ProcState.STOPPED, m.slot.generation,
+                              restarts=m.slot.restarts, last_error=m.slot.last_error)
+        self._persist()
+        self.db.set_meta(status="stopped")
+        self.record("controller", "controller", "stopped", "all processes stopped")

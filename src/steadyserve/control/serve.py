@@ -1,0 +1,110 @@
+"""``steady serve``: resolve settings once, run the controller in the foreground."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ConfigError
+from ..loading import load_service_class, parse_target
+from ..service import HandlerSpec, handler_specs
+from .config import ServeConfig
+from .controller import Controller
+from .processes import ProcessLauncher
+from .statedb import DB_NAME, Event, StateDB
+from .supervision import ProcState
+
+
+def check_port(host: str, port: int) -> int:
+    """Fail early with a clear message if the port is taken; resolve port 0."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(f"port {port} on {host} is already in use; pick another with --port") from exc
+            raise ConfigError(f"cannot bind {host}:{port}: {exc.strerror}") from exc
+        return int(sock.getsockname()[1])
+
+
+def check_state_dir_free(state_dir: Path) -> None:
+    if not (state_dir / DB_NAME).exists():
+        return
+    db = StateDB(state_dir / DB_NAME)
+    try:
+        meta = db.meta()
+    finally:
+        db.close()
+    pid = int(meta.get("controller_pid", "0") or 0)
+    if meta.get("status") == "running" and pid and pid != os.getpid() and _alive(pid):
+        raise ConfigError(
+            f"another steady serve (pid {pid}) is running with state dir {state_dir};"
+            " stop it or pass a different --state-dir"
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def build_config(target_spec: str, state_dir: Path, **options: object) -> tuple[ServeConfig, dict[str, HandlerSpec]]:
+    target = parse_target(target_spec)
+    cls = load_service_class(target)
+    specs = handler_specs(cls)
+    config = ServeConfig(
+        target=f"{target.file}:{cls.__name__}",
+        service_name=target.name,
+        handlers_idempotent={name: s.options.idempotent for name, s in specs.items()},
+        state_dir=state_dir.resolve(),
+        **options,  # type: ignore[arg-type]
+    )
+    return config, specs
+
+
+def run_serve(
+    config: ServeConfig,
+    on_event: Callable[[Event], None],
+    on_all_ready: Callable[[], None],
+) -> None:
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    db = StateDB(config.state_dir / DB_NAME)
+    controller = Controller(config, db, ProcessLauncher(), on_event=on_event)
+    controller.prepare()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        announced = False
+
+        def announce(event: Event) -> None:
+            nonlocal announced
+            on_event(event)
+            if not announced and event.type == "ready" and all(
+                m.slot.state == ProcState.READY for m in controller.managed.values()
+            ):
+                announced = True
+                on_all_ready()
+
+        controller.on_event = announce
+        await controller.run(stop)
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    finally:
+        db.close()

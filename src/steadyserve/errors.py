@@ -1,0 +1,97 @@
+"""The one error tree of steadyserve.
+
+    SteadyError
+    ├── ConfigError                 bad CLI arguments, service file, settings (not retryable)
+    │   └── ServiceLoadError        the service module does not import / has no Service
+    ├── RequestError                a client sent something we reject (4xx, not retryable)
+    │   ├── InvalidInput            422: body is not JSON or fields fail validation
+    │   ├── UnknownHandler          404: no such handler
+    │   ├── PayloadTooLarge         413: body above the configured limit
+    │   └── MethodNotAllowed        405: GET on a handler with required arguments
+    ├── HandlerFailed               500: user code raised (carries an error id)
+    └── UpstreamError               the gateway could not get an answer (retryable branch)
+        ├── UpstreamUnreachable     connect failed: the request provably never left
+        ├── UpstreamDraining        503 from a draining replica: never executed
+        ├── UpstreamLost            connection dropped after the request was sent
+        └── UpstreamTimeout         no answer within the per-request timeout
+
+Foreign exceptions (OSError, pydantic.ValidationError, ...) are translated into
+this tree at one boundary each, with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SteadyError(Exception):
+    """Base of every error steadyserve raises on purpose."""
+
+
+class ConfigError(SteadyError):
+    """Bad configuration: arguments, files, settings."""
+
+
+class ServiceLoadError(ConfigError):
+    """The service module could not be imported or holds no usable Service."""
+
+
+class RequestError(SteadyError):
+    """A request we reject; ``status`` is the HTTP status to answer with."""
+
+    status = 400
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": self.message, **self.details}
+
+
+class InvalidInput(RequestError):
+    status = 422
+
+
+class UnknownHandler(RequestError):
+    status = 404
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+
+
+class MethodNotAllowed(RequestError):
+    status = 405
+
+
+class HandlerFailed(SteadyError):
+    """User code raised; the traceback is logged under ``error_id``."""
+
+    def __init__(self, message: str, error_id: str) -> None:
+        super().__init__(message)
+        self.error_id = error_id
+
+
+class UpstreamError(SteadyError):
+    """The gateway did not get a usable answer from a replica."""
+
+    #: True when the request certainly did not run on the replica.
+    never_executed = False
+
+
+class UpstreamUnreachable(UpstreamError):
+    never_executed = True
+
+
+class UpstreamDraining(UpstreamError):
+    never_executed = True
+
+
+class UpstreamLost(UpstreamError):
+    never_executed = False
+
+
+class UpstreamTimeout(UpstreamError):
+    never_executed = False

@@ -1,0 +1,113 @@
+"""Entry point of one gateway process: ``python -m steadyserve.gateway.main``.
+
+Several of these share the public port (SO_REUSEPORT); each also answers probes
+on its own admin endpoint and follows the routing table file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from ..wire.endpoints import create_server
+from ..wire.http11 import Request, json_response
+from ..wire.server import HttpServer
+from .proxy import Gateway
+from .routes import TableFile
+
+log = logging.getLogger("steadyserve.gateway")
+TABLE_POLL_S = 0.1
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="steadyserve.gateway")
+    p.add_argument("--id", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--routes", type=Path, required=True, help="routing table file")
+    p.add_argument("--admin-endpoint", required=True, help="unix:/path.sock for probes")
+    p.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024)
+    p.add_argument("--grace-s", type=float, default=10.0)
+    return p.parse_args(argv)
+
+
+def _public_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+async def _follow_table(gateway: Gateway, table_file: TableFile) -> None:
+    while True:
+        table = table_file.poll()
+        if table is not None:
+            gateway.apply_table(table)
+            log.info("routing table v%d: %s", table.version, gateway.stats()["replicas"])
+        await asyncio.sleep(TABLE_POLL_S)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    loop = asyncio.get_running_loop()
+    gateway = Gateway(args.id)
+    table_file = TableFile(args.routes)
+    initial = table_file.poll()
+    if initial is not None:
+        gateway.apply_table(initial)
+    follower = loop.create_task(_follow_table(gateway, table_file))
+
+    public = HttpServer(gateway.handle, args.max_body_bytes)
+    server = await loop.create_server(public.protocol_factory, sock=_public_socket(args.host, args.port))
+
+    async def admin_app(request: Request) -> bytes:
+        if request.path == b"/healthz":
+            return json_response(200, {"status": "ok", **gateway.stats()})
+        return json_response(404, {"error": "admin endpoint serves /healthz only"})
+
+    admin = HttpServer(admin_app, 64 * 1024)
+    admin_server = await create_server(args.admin_endpoint, admin.protocol_factory)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("gateway %s serving http://%s:%d", args.id, args.host, args.port)
+    await stop.wait()
+    log.info("gateway %s draining: %d in flight", args.id, gateway.inflight)
+    server.close()
+    public.close_idle_connections()
+    deadline = loop.time() + args.grace_s
+    while gateway.inflight and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    public.close_all_connections()
+    admin_server.close()
+    follower.cancel()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)s gateway={args.id} pid={os.getpid()} %(message)s",
+    )
+    import uvloop
+
+    try:
+        return uvloop.run(_serve(args))
+    finally:
+        kind, _, address = args.admin_endpoint.partition(":")
+        if kind == "unix" and os.path.exists(address):
+            os.unlink(address)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""The gateway's request path: pick a replica, forward bytes, fail over.
+
+Policy lives in small pure pieces (``balancing``, ``outlier``, ``retry``); this
+module only gathers their inputs and applies their answers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from typing import Callable
+
+import orjson
+
+from ..errors import UpstreamDraining, UpstreamError, UpstreamTimeout
+from ..wire.http11 import Request, json_response
+from ..wire.upstream import UpstreamPool
+from .balancing import Balancer, make_balancer
+from .outlier import OutlierPolicy, OutlierState, on_failure, on_success, routable
+from .retry import RetryBudget, decide_retry
+from .routes import RoutingTable, ServiceRoute
+
+_HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"te",
+     b"upgrade", b"proxy-connection"}
+)
+_NO_REPLICA_HEADER = b"x-steady-replica: none\r\n"
+
+
+class UpstreamReplica:
+    """One replica incarnation as this gateway sees it."""
+
+    __slots__ = ("id", "generation", "endpoint", "pool", "inflight", "outlier")
+
+    def __init__(self, id: str, generation: int, endpoint: str) -> None:
+        self.id = id
+        self.generation = generation
+        self.endpoint = endpoint
+        self.pool = UpstreamPool(endpoint)
+        self.inflight = 0
+        self.outlier = OutlierState()
+
+
+class ServiceRuntime:
+    def __init__(self, name: str, route: ServiceRoute, replicas: list[UpstreamReplica]) -> None:
+        self.name = name
+        self.route = route
+        self.replicas = replicas
+        self.balancer: Balancer = make_balancer(route.policy)
+        self.budget = RetryBudget(ratio=route.retry_budget_ratio)
+        self.idempotent = {h: r.idempotent for h, r in route.handlers.items()}
+        self.key_of = _key_extractor(route.hash_key) if route.policy == "consistent_hash" else None
+
+
+def _key_extractor(spec: str | None) -> Callable[[Request], bytes | None] | None:
+    if not spec:
+        return None
+    source, _, name = spec.partition(":")
+    if source == "header":
+        header = name.lower().encode()
+        return lambda request: request.header(header)
+    field = name
+
+    def from_json(request: Request) -> bytes | None:
+        try:
+            value = orjson.loads(request.body).get(field)
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        return None if value is None else str(value).encode()
+
+    return from_json
+
+
+class Gateway:
+    def __init__(
+        self,
+        gateway_id: str,
+        outlier_policy: OutlierPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.gateway_id = gateway_id
+        self.outlier_policy = outlier_policy or OutlierPolicy()
+        self.clock = clock
+        self.table = RoutingTable()
+        self.services: dict[str, ServiceRuntime] = {}
+        self.inflight = 0
+        self.requests = 0
+        self._ids = itertools.count(1)
+        self._id_prefix = f"{gateway_id}-{os.urandom(4).hex()}-"
+
+    # --- routing table -------------------------------------------------------
+    def apply_table(self, table: RoutingTable) -> None:
+        known = {r.endpoint: r for s in self.services.values() for r in s.replicas}
+        services: dict[str, ServiceRuntime] = {}
+        for name, route in table.services.items():
+            replicas = [known.pop(r.endpoint, None) or UpstreamReplica(r.id, r.generation, r.endpoint)
+                        for r in route.replicas]
+            old = self.services.get(name)
+            runtime = ServiceRuntime(name, route, replicas)
+            if old is not None and old.route.policy == route.policy:
+                runtime.balancer, runtime.budget = old.balancer, old.budget
+            services[name] = runtime
+        for gone in known.values():
+            gone.pool.close()  # in-flight requests finish; idle connections go
+        self.services = services
+        self.table = table
+
+    # --- request path ------------------------------------------------------------
+    def _resolve(self, request: Request) -> tuple[ServiceRuntime | None, str]:
+        path = request.path.decode("utf-8", "replace").strip("/")
+        default = self.table.default_service
+        if default is not None and default in self.services and "/" not in path:
+            return self.services[default], path
+        service, _, handler = path.partition("/")
+        return self.services.get(service), handler
+
+    def _choose(self, service: ServiceRuntime, key: bytes | None, tried: list[UpstreamReplica], now: float) -> UpstreamReplica | None:
+        replicas = service.replicas
+        mask = routable([r.outlier.is_ejected(now) for r in replicas], self.outlier_policy)
+        candidates = [r for r, ok in zip(replicas, mask) if ok and r not in tried]
+        if not candidates:
+            return None
+        return service.balancer.pick(candidates, key)  # type: ignore[return-value]
+
+    def _record_failure(self, service: ServiceRuntime, replica: UpstreamReplica, now: float) -> None:
+        ejected = sum(r.outlier.is_ejected(now) for r in service.replicas)
+        replica.outlier, _ = on_failure(replica.outlier, now, self.outlier_policy, ejected, len(service.replicas))
+
+    async def handle(self, request: Request) -> bytes:
+        self.requests += 1
+        self.inflight += 1
+        try:
+            return await self._proxy(request)
+        finally:
+            self.inflight -= 1
+
+    async def _proxy(self, request: Request) -> bytes:
+        request_id = request.header(b"x-request-id")
+        if request_id is None:
+            request_id = (self._id_prefix + str(next(self._ids))).encode()
+            request.headers.append((b"x-request-id", request_id))
+        service, handler = self._resolve(request)
+        if service is None:
+            return self._error(404, request_id, f"no service for path {request.path.decode(errors='replace')!r}"
+                               f"; services: {', '.join(sorted(self.services)) or 'none yet'}")
+        data = _encode_upstream(request)
+        idempotent = service.idempotent.get(handler, True)
+        key = service.key_of(request) if service.key_of is not None else None
+        now = self.clock()
+        service.budget.record_request(now)
+        tried: list[UpstreamReplica] = []
+        while True:
+            replica = self._choose(service, key, tried, now)
+            if replica is None:
+                if tried:
+                    return self._error(502, request_id, f"all {len(tried)} tried replicas of"
+                                       f" {service.name!r} failed", attempts=len(tried))
+                return self._error(503, request_id, f"no ready replica for service {service.name!r}",
+                                   extra=b"retry-after: 1\r\n")
+            tried.append(replica)
+            replica.inflight += 1
+            try:
+                response = await replica.pool.request(data, service.route.timeout_s)
+            except UpstreamError as err:
+                now = self.clock()
+                self._record_failure(service, replica, now)
+                decision = decide_retry(err, len(tried), service.route.max_attempts, idempotent,
+                                        service.budget.can_retry(now))
+                if decision.retry:
+                    service.budget.record_retry(now)
+                    continue
+                return self._upstream_error(err, replica, request_id, decision.reason, len(tried))
+            finally:
+                replica.inflight -= 1
+            replica.outlier = on_success(replica.outlier)
+            return response.raw
+
+    def _upstream_error(self, err: UpstreamError, replica: UpstreamReplica, request_id: bytes, reason: str, attempts: int) -> bytes:
+        status = 504 if isinstance(err, UpstreamTimeout) else 503 if isinstance(err, UpstreamDraining) else 502
+        return self._error(status, request_id, f"replica {replica.id}: {err}", reason=reason,
+                           attempts=attempts, replica=replica.id)
+
+    def _error(self, status: int, request_id: bytes, message: str, extra: bytes = b"", **details: object) -> bytes:
+        headers = b"x-request-id: " + request_id + b"\r\n" + _NO_REPLICA_HEADER + extra
+        if "replica" in details:
+            headers = b"x-request-id: " + request_id + b"\r\nx-steady-replica: " + str(details["replica"]).encode() + b"\r\n" + extra
+        return json_response(status, {"error": message, "request_id": request_id.decode(), **details},
+                             extra_headers=headers)
+
+    def stats(self) -> dict[str, object]:
+        return {"gateway": self.gateway_id, "inflight": self.inflight, "requests": self.requests,
+                "table_version": self.table.version,
+                "replicas": {s: [r.id for r in rt.replicas] for s, rt in self.services.items()}}
+
+
+def _encode_upstream(request: Request) -> bytes:
+    parts = [request.method, b" ", request.url, b" HTTP/1.1\r\n"]
+    for name, value in request.headers:
+        if name not in _HOP_BY_HOP:
+            parts += (name, b": ", value, b"\r\n")
+    parts.append(b"content-length: %d\r\n\r\n" % len(request.body))
+    parts.append(request.body)
+    return b"".join(parts)

@@ -1,0 +1,84 @@
+"""The routing table: what the controller tells the gateways, through a file.
+
+The controller writes it atomically (write, fsync, rename); gateways poll its
+mtime. So traffic never waits on the controller, and a restarted gateway
+process finds the current table at once.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Policy = Literal["round_robin", "least_request", "consistent_hash"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReplicaRoute(_Frozen):
+    id: str
+    generation: int
+    endpoint: str
+
+
+class HandlerRoute(_Frozen):
+    idempotent: bool = True
+
+
+class ServiceRoute(_Frozen):
+    policy: Policy = "least_request"
+    hash_key: str | None = Field(
+        default=None, description="'header:<name>' or 'json:<field>' for consistent_hash"
+    )
+    timeout_s: float = 30.0
+    max_attempts: int = 3
+    retry_budget_ratio: float = 0.2
+    handlers: dict[str, HandlerRoute] = {}
+    replicas: tuple[ReplicaRoute, ...] = ()
+
+
+class RoutingTable(_Frozen):
+    version: int = 0
+    default_service: str | None = None
+    services: dict[str, ServiceRoute] = {}
+
+
+def write_table(path: Path, table: RoutingTable) -> None:
+    data = table.model_dump_json(indent=1).encode()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".routes-")
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class TableFile:
+    """Re-reads the table when the file changes; keeps the last good one otherwise."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+
+    def poll(self) -> RoutingTable | None:
+        """The new table if the file changed since the last call, else None."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        stamp = (st.st_mtime_ns, st.st_ino)
+        if stamp == self._stamp:
+            return None
+        try:
+            table = RoutingTable.model_validate_json(self.path.read_bytes())
+        except (OSError, ValueError):
+            return None  # mid-write by a non-atomic editor; keep serving the old table
+        self._stamp = stamp
+        return table

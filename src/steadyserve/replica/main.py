@@ -1,0 +1,123 @@
+"""Entry point of one replica process: ``python -m steadyserve.replica.main``.
+
+Serves HTTP on its endpoint at once (so liveness probes answer during a long
+``setup``), becomes ready after ``setup`` returns, drains on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ..loading import load_service_class, parse_target
+from ..service import handler_specs
+from ..wire.endpoints import create_server
+from ..wire.server import HttpServer
+from .app import ReplicaApp
+from .metrics import ReplicaMetrics
+
+EXIT_SETUP_FAILED = 3
+log = logging.getLogger("steadyserve.replica")
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="steadyserve.replica")
+    p.add_argument("--target", required=True, help="PATH[:Class] of the service")
+    p.add_argument("--id", required=True, help="replica id, e.g. r0")
+    p.add_argument("--endpoint", required=True, help="unix:/path.sock or tcp:host:port")
+    p.add_argument("--error-file", type=Path, help="where to write a fatal error as JSON")
+    p.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024)
+    p.add_argument("--grace-s", type=float, default=10.0, help="drain grace period on SIGTERM")
+    p.add_argument("--no-batching", action="store_true", help="run batched handlers one call at a time")
+    return p.parse_args(argv)
+
+
+def _fatal(args: argparse.Namespace, phase: str, exc: BaseException) -> int:
+    message = f"{phase} failed: {type(exc).__name__}: {exc}"
+    log.error("%s\n%s", message, "".join(traceback.format_exception(exc)))
+    if args.error_file is not None:
+        args.error_file.write_text(json.dumps({"phase": phase, "error": message}))
+    print(f"steady: fatal: {message}", file=sys.stderr, flush=True)
+    return EXIT_SETUP_FAILED
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    target = parse_target(args.target)
+    try:
+        cls = load_service_class(target)
+        specs = handler_specs(cls)
+        service = cls()
+    except Exception as exc:
+        return _fatal(args, "import", exc)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handler")
+    app = ReplicaApp(
+        service, specs, replica_id=args.id, service_name=target.name, executor=executor,
+        metrics=ReplicaMetrics(args.id, target.name), batching=not args.no_batching,
+    )
+    http = HttpServer(app.handle, args.max_body_bytes)
+    server = await create_server(args.endpoint, http.protocol_factory)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("replica %s listening on %s; running setup()", args.id, args.endpoint)
+    setup = loop.run_in_executor(executor, service.setup)
+    stop_wait = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([setup, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+    if not setup.done():  # stopped during setup: nothing to drain
+        server.close()
+        return 0
+    if setup.exception() is not None:
+        server.close()
+        return _fatal(args, "setup", setup.exception())  # type: ignore[arg-type]
+    app.start_batchers()
+    app.ready = True
+    log.info("replica %s ready (handlers: %s)", args.id, ", ".join(specs))
+    await stop_wait
+    await _drain(app, http, server, args.grace_s)
+    executor.shutdown(wait=False, cancel_futures=True)
+    return 0
+
+
+async def _drain(app: ReplicaApp, http: HttpServer, server: asyncio.AbstractServer, grace_s: float) -> None:
+    """Stop accepting, answer new requests with 503 (retryable), finish in-flight ones."""
+    log.info("replica %s draining: %d in flight", app.replica_id, app.inflight)
+    app.draining = True
+    server.close()
+    http.close_idle_connections()
+    try:
+        await asyncio.wait_for(app.wait_idle(), grace_s)
+    except TimeoutError:
+        log.warning("replica %s: grace period over with %d requests in flight", app.replica_id, app.inflight)
+    await asyncio.sleep(0)  # let the last responses reach their transports
+    http.close_all_connections()
+    log.info("replica %s stopped", app.replica_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)s replica={args.id} pid={os.getpid()} %(message)s",
+    )
+    try:
+        import uvloop
+        return uvloop.run(_serve(args))
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but stay usable without
+        return asyncio.run(_serve(args))
+    finally:
+        kind, _, address = args.endpoint.partition(":")
+        if kind == "unix" and os.path.exists(address):
+            os.unlink(address)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""The service SDK: ``Service``, ``@handler`` and ``Batch``.
+
+A service is a class; each method marked ``@handler`` becomes ``POST /<name>``.
+Parameters and return values are validated with pydantic from the type hints.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar, get_args, get_origin, overload
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
+
+from .errors import ConfigError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_HANDLER_MARK = "__steady_handler__"
+RESERVED_ROUTES = frozenset({"healthz", "readyz", "metrics", "openapi.json", "v2"})
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Dynamic batching: group up to ``max_size`` calls, waiting at most ``max_wait_ms``."""
+
+    max_size: int = 32
+    max_wait_ms: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_size < 1:
+            raise ConfigError(f"Batch.max_size must be >= 1, got {self.max_size}")
+        if self.max_wait_ms < 0:
+            raise ConfigError(f"Batch.max_wait_ms must be >= 0, got {self.max_wait_ms}")
+
+
+@dataclass(frozen=True)
+class HandlerOptions:
+    batch: Batch | None = None
+    idempotent: bool = True
+    example: dict[str, Any] | None = None
+
+
+@overload
+def handler(fn: F) -> F: ...
+@overload
+def handler(
+    *, batch: Batch | None = None, idempotent: bool = True, example: dict[str, Any] | None = None
+) -> Callable[[F], F]: ...
+
+
+def handler(
+    fn: F | None = None,
+    *,
+    batch: Batch | None = None,
+    idempotent: bool = True,
+    example: dict[str, Any] | None = None,
+) -> F | Callable[[F], F]:
+    """Mark a method as an HTTP handler.
+
+    ``idempotent=False`` tells the gateway to retry a call only when it provably
+    never reached the replica. With ``batch=Batch(...)`` every parameter is
+    annotated ``list[T]`` and the return value ``list[R]``: one item per caller.
+    ``example`` is a request body shown in the OpenAPI document and by ``steady serve``.
+    """
+
+    def mark(f: F) -> F:
+        setattr(f, _HANDLER_MARK, HandlerOptions(batch=batch, idempotent=idempotent, example=example))
+        return f
+
+    return mark(fn) if fn is not None else mark
+
+
+class Service:
+    """Base class of a model service. One instance runs in each replica."""
+
+    def setup(self) -> None:
+        """Load models, warm caches. Runs once per replica before it is ready."""
+
+    def health(self) -> bool:
+        """Custom liveness check; return False to have the replica replaced."""
+        return True
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    """What the replica and gateway need to know about one handler."""
+
+    name: str
+    options: HandlerOptions
+    is_async: bool
+    input_model: type[BaseModel]
+    output_adapter: TypeAdapter[Any] | None
+    output_type: Any
+    required_params: tuple[str, ...]
+
+    @property
+    def allows_get(self) -> bool:
+        return not self.required_params
+
+
+def _item_type(annotation: Any, where: str) -> Any:
+    """For a batched handler, ``list[T]`` -> ``T``."""
+    if get_origin(annotation) is not list or not get_args(annotation):
+        raise ConfigError(f"{where} must be annotated list[T] because the handler is batched")
+    return get_args(annotation)[0]
+
+
+def _build_spec(cls: type[Service], name: str, fn: Callable[..., Any]) -> HandlerSpec:
+    options: HandlerOptions = getattr(fn, _HANDLER_MARK)
+    where = f"{cls.__name__}.{name}"
+    if name in RESERVED_ROUTES or name.startswith("_"):
+        raise ConfigError(f"handler name {name!r} in {where} is reserved; rename the method")
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:
+        raise ConfigError(f"cannot resolve type hints of {where}: {exc}") from exc
+    fields: dict[str, Any] = {}
+    required: list[str] = []
+    params = list(inspect.signature(fn).parameters.values())[1:]  # drop self
+    for param in params:
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise ConfigError(f"{where}: *args/**kwargs are not supported in handlers")
+        annotation = hints.get(param.name, Any)
+        if options.batch is not None:
+            annotation = _item_type(annotation, f"parameter {param.name!r} of {where}")
+        if param.default is inspect.Parameter.empty:
+            fields[param.name] = (annotation, ...)
+            required.append(param.name)
+        else:
+            fields[param.name] = (annotation, param.default)
+    input_model = create_model(  # type: ignore[call-overload]
+        f"{cls.__name__}_{name}_input", __config__=ConfigDict(extra="forbid"), **fields
+    )
+    output_type = hints.get("return", Any)
+    if options.batch is not None and "return" in hints:
+        output_type = _item_type(output_type, f"return value of {where}")
+    adapter = TypeAdapter(output_type) if output_type is not Any else None
+    return HandlerSpec(
+        name=name,
+        options=options,
+        is_async=inspect.iscoroutinefunction(fn),
+        input_model=input_model,
+        output_adapter=adapter,
+        output_type=output_type,
+        required_params=tuple(required),
+    )
+
+
+def handler_specs(cls: type[Service]) -> dict[str, HandlerSpec]:
+    """Introspect every ``@handler`` of a Service class, in definition order."""
+    specs: dict[str, HandlerSpec] = {}
+    for name, member in inspect.getmembers(cls, predicate=callable):
+        if hasattr(member, _HANDLER_MARK):
+            specs[name] = _build_spec(cls, name, member)
+    if not specs:
+        raise ConfigError(f"{cls.__name__} has no @handler methods; mark at least one")
+    return specs

@@ -1,0 +1,65 @@
+"""Minimal HTTP/1.1 message pieces shared by the replica server and the gateway."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
+
+
+@dataclass(slots=True)
+class Request:
+    """A fully received request. Header names are lower-cased."""
+
+    method: bytes
+    url: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    keep_alive: bool
+
+    @property
+    def path(self) -> bytes:
+        return self.url.split(b"?", 1)[0]
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+def response(
+    status: int,
+    body: bytes,
+    *,
+    content_type: bytes = b"application/json",
+    extra_headers: bytes = b"",
+    keep_alive: bool = True,
+) -> bytes:
+    """Serialise a complete response; ``extra_headers`` is pre-encoded ``name: value\\r\\n`` lines."""
+    return b"".join(
+        (
+            _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Status\r\n".encode(),
+            b"content-type: ",
+            content_type,
+            b"\r\ncontent-length: ",
+            str(len(body)).encode(),
+            b"\r\n",
+            b"" if keep_alive else b"connection: close\r\n",
+            extra_headers,
+            b"\r\n",
+            body,
+        )
+    )
+
+
+def json_response(
+    status: int, payload: Any, *, extra_headers: bytes = b"", keep_alive: bool = True
+) -> bytes:
+    return response(
+        status, orjson.dumps(payload), extra_headers=extra_headers, keep_alive=keep_alive
+    )
