@@ -24,6 +24,8 @@ def check_port(host: str, port: int) -> int:
     """Fail early with a clear message if the port is taken; resolve port 0."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # As the gateways do: lingering TIME_WAIT connections must not block a restart.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:

@@ -59,8 +59,15 @@ async def _follow_table(gateway: Gateway, table_file: TableFile) -> None:
 
 async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
-    gateway = Gateway(args.id)
     table_file = TableFile(args.routes)
+
+    def refresh() -> bool:
+        table = table_file.poll()
+        if table is not None:
+            gateway.apply_table(table)
+        return table is not None
+
+    gateway = Gateway(args.id, refresh=refresh)
     initial = table_file.poll()
     if initial is not None:
         gateway.apply_table(initial)

@@ -78,8 +78,12 @@ class Gateway:
         gateway_id: str,
         outlier_policy: OutlierPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        refresh: Callable[[], bool] = lambda: False,
     ) -> None:
         self.gateway_id = gateway_id
+        # Re-reads the routing table now; called before answering "no replica",
+        # so a replica the controller already reports ready is never refused.
+        self.refresh = refresh
         self.outlier_policy = outlier_policy or OutlierPolicy()
         self.clock = clock
         self.table = RoutingTable()
@@ -150,8 +154,13 @@ class Gateway:
         now = self.clock()
         service.budget.record_request(now)
         tried: list[UpstreamReplica] = []
+        refreshed = False
         while True:
             replica = self._choose(service, key, tried, now)
+            if replica is None and not tried and not refreshed and self.refresh():
+                refreshed = True
+                service = self.services.get(service.name, service)
+                continue
             if replica is None:
                 if tried:
                     return self._error(502, request_id, f"all {len(tried)} tried replicas of"
