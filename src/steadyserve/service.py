@@ -113,7 +113,7 @@ def _build_spec(cls: type[Service], name: str, fn: Callable[..., Any]) -> Handle
     if name in RESERVED_ROUTES or name.startswith("_"):
         raise ConfigError(f"handler name {name!r} in {where} is reserved; rename the method")
     try:
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)
     except Exception as exc:
         raise ConfigError(f"cannot resolve type hints of {where}: {exc}") from exc
     fields: dict[str, Any] = {}

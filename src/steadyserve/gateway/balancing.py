@@ -82,7 +82,7 @@ class ConsistentHash:
         total = sum(c.inflight for c in candidates) + 1  # count the request being placed
         cap = math.ceil(self.load_factor * total / len(candidates))
         for node in ring.range(key.decode("utf-8", "replace"), None, True):
-            candidate = by_id[str(node)]
+            candidate = by_id[node["nodename"]]
             if candidate.inflight + 1 <= cap:
                 return candidate
         return min(candidates, key=lambda c: c.inflight)  # unreachable: cap >= average

@@ -1,0 +1,79 @@
+"""The bundled examples answer correctly through the gateway."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import EXAMPLES, run_cli
+
+pytestmark = pytest.mark.integration
+
+
+def test_echo_returns_the_message_unchanged(serve):
+    inst = serve(EXAMPLES / "echo", "--replicas", "2")
+    code, _, body = inst.post_json("/echo", {"message": "héllo, wörld"})
+    assert (code, body) == (200, {"message": "héllo, wörld"})
+    result = run_cli("call", "echo", "--json", '{"message": "via cli"}', "--state-dir", str(inst.state_dir))
+    assert result.returncode == 0 and json.loads(result.stdout) == {"message": "via cli"}
+    bad = run_cli("call", "echo", "--json", '{"msg": 1}', "--state-dir", str(inst.state_dir))
+    assert bad.returncode == 1 and "422" in bad.stderr and "message" in bad.stderr
+
+
+def test_digits_predicts_through_batches(serve):
+    from sklearn.datasets import load_digits
+
+    inst = serve(EXAMPLES / "digits", "--replicas", "2")
+    data = load_digits()
+    images = [[int(v) for v in data.data[i]] for i in range(64)]
+
+    def predict(pixels):
+        return inst.post_json("/predict", {"pixels": pixels})
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(predict, images))
+    assert all(code == 200 for code, _, _ in answers)
+    correct = sum(body["digit"] == data.target[i] for i, (_, _, body) in enumerate(answers))
+    assert correct >= 55  # the model scores ~97% on held-out digits
+    code, _, info = inst.post_json("/info", {})
+    assert code == 200 and info["test_accuracy"] > 0.9
+    # Concurrent calls were grouped: some replica ran a batch of more than one.
+    batch_sums = []
+    for _ in range(8):
+        _, _, raw = inst.request("GET", "/metrics")
+        line = next(l for l in raw.decode().splitlines() if l.startswith('steady_batch_size_sum{handler="predict"}'))
+        count = next(l for l in raw.decode().splitlines() if l.startswith('steady_batch_size_count{handler="predict"}'))
+        batch_sums.append(float(line.split()[-1]) / max(1.0, float(count.split()[-1])))
+    assert max(batch_sums) > 1.0
+
+
+def test_digits_rejects_a_wrong_sized_image(serve):
+    inst = serve(EXAMPLES / "digits", "--replicas", "1", "--gateways", "1")
+    code, _, body = inst.post_json("/predict", {"pixels": [0] * 10})
+    assert code == 422 and body["fields"][0]["field"] == "pixels"
+
+
+def test_recommender_recommends_and_scores(serve):
+    inst = serve(EXAMPLES / "recommender", "--replicas", "1", "--gateways", "1")
+    code, _, recs = inst.post_json("/recommend", {"user_id": 3, "k": 5})
+    assert code == 200 and len(recs) == 5
+    assert [r["score"] for r in recs] == sorted((r["score"] for r in recs), reverse=True)
+    code, _, score = inst.post_json("/score", {"user_id": 3, "item_id": recs[0]["item_id"]})
+    assert code == 200 and score["score"] == pytest.approx(recs[0]["score"], abs=1e-3)
+    code, _, info = inst.post_json("/info", {})
+    assert info["embedding_dim"] == 50 and 0 < info["test_mae"] < 1.0
+    code, _, body = inst.post_json("/recommend", {"user_id": 10_000})
+    assert code == 422 and body["fields"][0]["field"] == "user_id"
+
+
+def test_consistent_hash_sends_a_key_to_one_replica(serve):
+    inst = serve(EXAMPLES / "echo", "--replicas", "3", "--lb", "consistent_hash", "--hash-key", "header:x-user")
+    seen: dict[str, set[str]] = {}
+    for i in range(60):
+        user = f"user-{i % 6}"
+        _, headers, _ = inst.post_json("/echo", {"message": "x"}, headers={"x-user": user})
+        seen.setdefault(user, set()).add(headers["x-steady-replica"])
+    assert all(len(replicas) == 1 for replicas in seen.values())
+    assert len(set().union(*seen.values())) >= 2  # keys spread over replicas
