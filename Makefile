@@ -1,0 +1,32 @@
+# Quickstart targets: each works on a fresh machine with only python3 (>= 3.11).
+PYTHON ?= python3
+VENV := .venv
+PIP := $(VENV)/bin/pip
+STAMP_EXAMPLES := $(VENV)/.examples-installed
+STAMP_TEST := $(VENV)/.test-installed
+
+.PHONY: demo test bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP_EXAMPLES): $(VENV)/bin/python pyproject.toml
+	$(PIP) install --quiet -e '.[examples]'
+	touch $@
+
+$(STAMP_TEST): $(VENV)/bin/python pyproject.toml
+	$(PIP) install --quiet -e '.[test]'
+	touch $@
+
+demo: $(STAMP_EXAMPLES)  ## serve examples/digits with 2 replicas (Ctrl-C stops everything)
+	$(VENV)/bin/steady serve examples/digits --replicas 2
+
+test: $(STAMP_TEST)  ## the whole test suite
+	$(VENV)/bin/python -m pytest -q
+
+bench: $(STAMP_TEST)  ## throughput/latency figures -> bench/RESULTS.md (installs wrk, nginx)
+	$(VENV)/bin/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .steady bench/out
