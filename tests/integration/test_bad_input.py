@@ -54,7 +54,7 @@ def test_unknown_handler_is_404_listing_handlers(inst):
     code, _, raw = inst.request("POST", "/nope", b"{}")
     body = _body(raw)
     assert code == 404
-    assert body["handlers"] == ["boom", "charge", "work", "wrong_type"]
+    assert body["handlers"] == ["boom", "charge", "slow_charge", "work", "wrong_type"]
     assert "nope" in body["error"]
 
 
@@ -122,7 +122,7 @@ def test_openapi_document_lists_handlers_and_schemas(inst):
     code, _, raw = inst.request("GET", "/openapi.json")
     doc = _body(raw)
     assert code == 200
-    assert set(doc["paths"]) == {"/boom", "/charge", "/work", "/wrong_type"}
+    assert set(doc["paths"]) == {"/boom", "/charge", "/slow_charge", "/work", "/wrong_type"}
     charge_input = doc["components"]["schemas"]["Slow_charge_input"]
     assert charge_input["properties"]["amount"]["type"] == "integer"
     assert doc["paths"]["/charge"]["post"]["x-steady-idempotent"] is False

@@ -36,6 +36,7 @@ class Managed:
     endpoint: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     started_wall: float | None = None
+    ejections_seen: int = 0  # gateways: last ejection seq turned into an event
 
 
 class Controller:
@@ -109,11 +110,14 @@ class Controller:
             exit_code = managed.proc.poll() if managed.proc is not None else None
             if result is not None and result.alive:
                 managed.stats = result.stats
+                if key[0] == "gateway":
+                    self._record_ejections(managed)
             observation = Observation(
                 now=now,
                 exit_code=exit_code,
                 alive=None if result is None else result.alive,
                 ready=None if result is None else result.ready,
+                problem=None if result is None else result.problem,
                 error=self._read_error(managed) if exit_code is not None else None,
             )
             self._apply(managed, step(managed.slot, observation, self.config.supervision))
@@ -134,6 +138,14 @@ class Controller:
                     managed.proc.kill()
         if previous.state in RUNNING and decision.slot.state not in RUNNING:
             self._forget_process(managed)
+
+    def _record_ejections(self, gateway: Managed) -> None:
+        for e in gateway.stats.get("ejections", []):
+            if e["seq"] > gateway.ejections_seen:
+                gateway.ejections_seen = e["seq"]
+                self.record("replica", e["replica"], "ejected",
+                            f"ejected by gateway {gateway.slot.id} for {e['period_s']:g}s"
+                            f" (ejection #{e['times']} of generation {e['generation']}): {e['last_error']}")
 
     def _start(self, managed: Managed, generation: int) -> None:
         slot, cfg = managed.slot, self.config
@@ -156,6 +168,7 @@ class Controller:
         managed.endpoint = endpoint
         managed.stats = {}
         managed.started_wall = time.time()
+        managed.ejections_seen = 0
 
     def _forget_process(self, managed: Managed) -> None:
         if managed.endpoint:

@@ -59,6 +59,7 @@ class Observation:
     alive: bool | None = None  # liveness probe result, None when not probed
     ready: bool | None = None
     error: str | None = None  # the process's own fatal error report, if any
+    problem: str | None = None  # why the probe failed, when it did
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,10 @@ def _start(slot: Slot, now: float) -> Step:
     generation = slot.generation + 1
     started = replace(slot, state=ProcState.STARTING, generation=generation, started_at=now,
                       seen_alive=False, probe_failures=0)
-    verb = "starting" if generation == 1 else "restarting"
-    return Step(started, [Start(generation)], [EventNote("starting", f"{verb} (generation {generation})")])
+    if generation == 1:
+        return Step(started, [Start(generation)], [EventNote("starting", "starting")])
+    return Step(started, [Start(generation)],
+                [EventNote("restarted", f"restarting (generation {generation}, restart #{slot.restarts})")])
 
 
 def _exited(slot: Slot, obs: Observation, policy: SupervisionPolicy) -> Step:
@@ -166,11 +169,12 @@ def step(slot: Slot, obs: Observation, policy: SupervisionPolicy) -> Step:
         return Step(replace(slot, probe_failures=0) if slot.probe_failures else slot)
     if obs.alive is False:
         failures = slot.probe_failures + 1
+        why = f" ({obs.problem})" if obs.problem else ""
         if failures >= policy.failure_threshold:
-            reason = f"failed {failures} consecutive liveness probes (hung?)"
+            reason = f"failed {failures} consecutive liveness probes{why}"
             return Step(replace(slot, state=ProcState.UNHEALTHY, probe_failures=failures),
                         [Kill(reason)], [EventNote("killed", f"{reason}; killing and replacing")])
         events = [] if slot.state == ProcState.UNHEALTHY else [
-            EventNote("unhealthy", "failed a liveness probe; out of rotation")]
+            EventNote("unhealthy", f"failed a liveness probe{why}; out of rotation")]
         return Step(replace(slot, state=ProcState.UNHEALTHY, probe_failures=failures), [], events)
     return Step(slot)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from typing import Callable
+from collections import deque
+from typing import Any, Callable
 
 import orjson
 
@@ -91,6 +92,10 @@ class Gateway:
         self.inflight = 0
         self.requests = 0
         self._ids = itertools.count(1)
+        # Recent ejections, reported through the admin endpoint; the controller
+        # turns them into events (it stays the only writer of the state DB).
+        self.ejections: deque[dict[str, Any]] = deque(maxlen=64)
+        self._ejection_seq = itertools.count(1)
         self._id_prefix = f"{gateway_id}-{os.urandom(4).hex()}-"
 
     # --- routing table -------------------------------------------------------
@@ -127,9 +132,17 @@ class Gateway:
             return None
         return service.balancer.pick(candidates, key)  # type: ignore[return-value]
 
-    def _record_failure(self, service: ServiceRuntime, replica: UpstreamReplica, now: float) -> None:
-        ejected = sum(r.outlier.is_ejected(now) for r in service.replicas)
-        replica.outlier, _ = on_failure(replica.outlier, now, self.outlier_policy, ejected, len(service.replicas))
+    def _record_failure(self, service: ServiceRuntime, replica: UpstreamReplica, now: float, error: UpstreamError) -> None:
+        ejected_now = sum(r.outlier.is_ejected(now) for r in service.replicas)
+        replica.outlier, ejected = on_failure(
+            replica.outlier, now, self.outlier_policy, ejected_now, len(service.replicas))
+        if ejected:
+            self.ejections.append({
+                "seq": next(self._ejection_seq), "ts": time.time(), "service": service.name,
+                "replica": replica.id, "generation": replica.generation,
+                "period_s": round(replica.outlier.ejected_until - now, 3),
+                "times": replica.outlier.times_ejected, "last_error": str(error),
+            })
 
     async def handle(self, request: Request) -> bytes:
         self.requests += 1
@@ -173,7 +186,7 @@ class Gateway:
                 response = await replica.pool.request(data, service.route.timeout_s)
             except UpstreamError as err:
                 now = self.clock()
-                self._record_failure(service, replica, now)
+                self._record_failure(service, replica, now, err)
                 decision = decide_retry(err, len(tried), service.route.max_attempts, idempotent,
                                         service.budget.can_retry(now))
                 if decision.retry:
@@ -200,7 +213,8 @@ class Gateway:
     def stats(self) -> dict[str, object]:
         return {"gateway": self.gateway_id, "inflight": self.inflight, "requests": self.requests,
                 "table_version": self.table.version,
-                "replicas": {s: [r.id for r in rt.replicas] for s, rt in self.services.items()}}
+                "replicas": {s: [r.id for r in rt.replicas] for s, rt in self.services.items()},
+                "ejections": list(self.ejections)}
 
 
 def _encode_upstream(request: Request) -> bytes:
