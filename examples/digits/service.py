@@ -53,7 +53,7 @@ class Digits(Service):
         best = probabilities.argmax(axis=1)
         return [
             Prediction(digit=int(self.model.classes_[i]), probability=float(row[i]))
-            for i, row in zip(best, probabilities)
+            for i, row in zip(best, probabilities, strict=False)
         ]
 
     @handler

@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from .service import Batch, Service, handler  # noqa: E402
+from .service import Batch, Service, handler
 
 __all__ = ["Batch", "Service", "__version__", "handler"]

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any
 
 from .service import Batch
 
@@ -126,6 +127,6 @@ class Batcher:
                 if not call.future.done():
                     call.future.set_exception(delivered)
             return
-        for call, output in zip(calls, outputs):
+        for call, output in zip(calls, outputs, strict=True):
             if not call.future.done():
                 call.future.set_result(output)

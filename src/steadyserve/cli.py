@@ -178,7 +178,7 @@ def _resolve_url(url: str | None, state_dir: Path) -> str:
         return os.environ["STEADY_URL"].rstrip("/")
     db = _open_db(state_dir)
     try:
-        return db.meta()["url"]
+        return str(db.meta()["url"])
     finally:
         db.close()
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import inspect
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar, get_args, get_origin, overload
+from typing import Any, TypeVar, get_args, get_origin, overload
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
 
@@ -130,7 +131,7 @@ def _build_spec(cls: type[Service], name: str, fn: Callable[..., Any]) -> Handle
             required.append(param.name)
         else:
             fields[param.name] = (annotation, param.default)
-    input_model = create_model(  # type: ignore[call-overload]
+    input_model = create_model(
         f"{cls.__name__}_{name}_input", __config__=ConfigDict(extra="forbid"), **fields
     )
     output_type = hints.get("return", Any)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-
-from conftest import EXAMPLES, FIXTURES
+from conftest import FIXTURES
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from conftest import EXAMPLES, run_cli
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.integration
 
@@ -40,13 +40,17 @@ def test_digits_predicts_through_batches(serve):
     code, _, info = inst.post_json("/info", {})
     assert code == 200 and info["test_accuracy"] > 0.9
     # Concurrent calls were grouped: some replica ran a batch of more than one.
-    batch_sums = []
-    for _ in range(8):
+    mean_batch_sizes = []
+    for _ in range(8):  # each GET /metrics lands on one of the two replicas
         _, _, raw = inst.request("GET", "/metrics")
-        line = next(l for l in raw.decode().splitlines() if l.startswith('steady_batch_size_sum{handler="predict"}'))
-        count = next(l for l in raw.decode().splitlines() if l.startswith('steady_batch_size_count{handler="predict"}'))
-        batch_sums.append(float(line.split()[-1]) / max(1.0, float(count.split()[-1])))
-    assert max(batch_sums) > 1.0
+        samples = {
+            s.name: s.value
+            for family in text_string_to_metric_families(raw.decode())
+            for s in family.samples
+            if s.labels.get("handler") == "predict"
+        }
+        mean_batch_sizes.append(samples["steady_batch_size_sum"] / max(1.0, samples["steady_batch_size_count"]))
+    assert max(mean_batch_sizes) > 1.0
 
 
 def test_digits_rejects_a_wrong_sized_image(serve):

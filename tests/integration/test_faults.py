@@ -6,7 +6,6 @@ import os
 import signal
 
 import pytest
-
 from conftest import FIXTURES, LoadStream, pid_alive, stop_instance, wait_for
 
 pytestmark = pytest.mark.integration

@@ -7,13 +7,12 @@ import subprocess
 import sys
 
 import pytest
+from conftest import FIXTURES, wait_for
 
 from steadyserve.gateway.proxy import Gateway
 from steadyserve.gateway.routes import HandlerRoute, ReplicaRoute, RoutingTable, ServiceRoute
 from steadyserve.wire.http11 import Request
 from steadyserve.wire.upstream import get_json
-
-from conftest import FIXTURES, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import EXAMPLES, FIXTURES, run_cli, wait_for
 
 pytestmark = pytest.mark.integration

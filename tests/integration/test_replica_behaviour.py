@@ -12,7 +12,6 @@ import sys
 import threading
 
 import pytest
-
 from conftest import FIXTURES, free_port, wait_for
 
 pytestmark = pytest.mark.integration

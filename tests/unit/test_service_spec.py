@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from conftest import EXAMPLES, FIXTURES
 
 from steadyserve import Batch, Service, handler
 from steadyserve.errors import ConfigError, ServiceLoadError
 from steadyserve.loading import load_service_class, parse_target
 from steadyserve.service import handler_specs
-
-from conftest import EXAMPLES, FIXTURES
 
 
 class Sample(Service):

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from steadyserve.control.supervision import (
-    Kill, Observation, ProcState, Slot, Start, SupervisionPolicy, backoff_s, step,
+    Kill,
+    Observation,
+    ProcState,
+    Slot,
+    Start,
+    SupervisionPolicy,
+    backoff_s,
+    step,
 )
 
 POLICY = SupervisionPolicy(failure_threshold=3, startup_timeout_s=30, backoff_base_s=0.5,

@@ -14,9 +14,10 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..gateway.routes import HandlerRoute, ReplicaRoute, RoutingTable, ServiceRoute, write_table
 from .config import ServeConfig
@@ -103,7 +104,7 @@ class Controller:
         results = await asyncio.gather(
             *(probe(m.endpoint, self.config.probe_timeout_s) for m in running.values())  # type: ignore[arg-type]
         )
-        probed: dict[tuple[str, str], ProbeResult] = dict(zip(running, results))
+        probed: dict[tuple[str, str], ProbeResult] = dict(zip(running, results, strict=True))
         now = self.clock()
         for key, managed in self.managed.items():
             result = probed.get(key)

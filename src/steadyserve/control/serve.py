@@ -7,8 +7,8 @@ import errno
 import os
 import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import ConfigError
 from ..loading import load_service_class, parse_target

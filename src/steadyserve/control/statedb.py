@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,7 +50,7 @@ class StateDB:
         self._conn.executescript(SCHEMA)
 
     @classmethod
-    def open_existing(cls, state_dir: Path) -> "StateDB":
+    def open_existing(cls, state_dir: Path) -> StateDB:
         path = state_dir / DB_NAME
         if not path.exists():
             raise FileNotFoundError(path)

@@ -97,7 +97,7 @@ def describe_exit(code: int) -> str:
 def backoff_s(crashes: int, policy: SupervisionPolicy) -> float:
     if crashes <= 0:
         return 0.0
-    return min(policy.backoff_base_s * 2 ** (crashes - 1), policy.backoff_max_s)
+    return float(min(policy.backoff_base_s * 2.0 ** (crashes - 1), policy.backoff_max_s))
 
 
 def _start(slot: Slot, now: float) -> Step:

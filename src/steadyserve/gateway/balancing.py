@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
-from uhashring import HashRing
+from uhashring import HashRing  # type: ignore[import-untyped]
 
 
 class Candidate(Protocol):

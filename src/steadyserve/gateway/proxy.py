@@ -10,7 +10,8 @@ import itertools
 import os
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 
@@ -32,7 +33,7 @@ _NO_REPLICA_HEADER = b"x-steady-replica: none\r\n"
 class UpstreamReplica:
     """One replica incarnation as this gateway sees it."""
 
-    __slots__ = ("id", "generation", "endpoint", "pool", "inflight", "outlier")
+    __slots__ = ("endpoint", "generation", "id", "inflight", "outlier", "pool")
 
     def __init__(self, id: str, generation: int, endpoint: str) -> None:
         self.id = id
@@ -103,8 +104,8 @@ class Gateway:
         known = {r.endpoint: r for s in self.services.values() for r in s.replicas}
         services: dict[str, ServiceRuntime] = {}
         for name, route in table.services.items():
-            replicas = [known.pop(r.endpoint, None) or UpstreamReplica(r.id, r.generation, r.endpoint)
-                        for r in route.replicas]
+            replicas = [known.pop(r.endpoint) if r.endpoint in known
+                        else UpstreamReplica(r.id, r.generation, r.endpoint) for r in route.replicas]
             old = self.services.get(name)
             runtime = ServiceRuntime(name, route, replicas)
             if old is not None and old.route.policy == route.policy:
@@ -127,7 +128,7 @@ class Gateway:
     def _choose(self, service: ServiceRuntime, key: bytes | None, tried: list[UpstreamReplica], now: float) -> UpstreamReplica | None:
         replicas = service.replicas
         mask = routable([r.outlier.is_ejected(now) for r in replicas], self.outlier_policy)
-        candidates = [r for r, ok in zip(replicas, mask) if ok and r not in tried]
+        candidates = [r for r, ok in zip(replicas, mask, strict=True) if ok and r not in tried]
         if not candidates:
             return None
         return service.balancer.pick(candidates, key)  # type: ignore[return-value]

@@ -7,8 +7,9 @@ import functools
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -124,11 +125,9 @@ class ReplicaApp:
             return 200, self._serialise(spec, result)
         except RequestError as err:
             return err.status, orjson.dumps(err.to_json())
-        except HandlerFailed as err:
-            return 500, orjson.dumps({"error": str(err), "error_id": err.error_id})
-        except Exception as exc:
-            err = self._handler_failed(spec.name, exc, request_id)
-            return 500, orjson.dumps({"error": str(err), "error_id": err.error_id})
+        except Exception as exc:  # user code: translated once, logged with an error id
+            failed = self._handler_failed(spec.name, exc, request_id)
+            return 500, orjson.dumps({"error": str(failed), "error_id": failed.error_id})
 
     def _parse_input(self, spec: HandlerSpec, request: Request) -> dict[str, Any]:
         if request.method == b"GET":

@@ -69,9 +69,9 @@ async def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("replica %s listening on %s; running setup()", args.id, args.endpoint)
-    setup = loop.run_in_executor(executor, service.setup)
-    stop_wait = asyncio.ensure_future(stop.wait())
-    await asyncio.wait([setup, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+    setup: asyncio.Future[None] = loop.run_in_executor(executor, service.setup)
+    stop_wait: asyncio.Future[bool] = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([setup, stop_wait], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
     if not setup.done():  # stopped during setup: nothing to drain
         server.close()
         return 0

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -10,7 +17,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 class ReplicaMetrics:
     def __init__(self, replica_id: str, service: str) -> None:
-        disable_created_metrics()  # the *_created series only add noise here
+        disable_created_metrics()  # type: ignore[no-untyped-call] # the *_created series only add noise here
         self.registry = CollectorRegistry()
         labels = {"replica": replica_id, "service": service}
         self.requests = Counter(

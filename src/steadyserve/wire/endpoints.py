@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 async def create_server(endpoint: str, factory: Callable[[], asyncio.Protocol], **kw: Any) -> asyncio.AbstractServer:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import httptools
 
@@ -27,11 +27,22 @@ class _BodyTooLarge(Exception):
 
 class HttpServerProtocol(asyncio.Protocol):
     __slots__ = (
-        "_app", "_max_body_bytes", "_connections", "_transport", "_parser", "_url",
-        "_headers", "_body", "_body_len", "_pending", "_busy", "_loop", "_reject",
+        "_app",
+        "_body",
+        "_body_len",
+        "_busy",
+        "_connections",
+        "_headers",
+        "_loop",
+        "_max_body_bytes",
+        "_parser",
+        "_pending",
+        "_reject",
+        "_transport",
+        "_url",
     )
 
-    def __init__(self, app: App, max_body_bytes: int, connections: set["HttpServerProtocol"]):
+    def __init__(self, app: App, max_body_bytes: int, connections: set[HttpServerProtocol]):
         self._app = app
         self._max_body_bytes = max_body_bytes
         self._connections = connections

@@ -24,7 +24,7 @@ class UpstreamResponse:
 
 
 class UpstreamConnection(asyncio.Protocol):
-    __slots__ = ("transport", "closed", "_parser", "_chunks", "_future", "_draining", "_timer")
+    __slots__ = ("_chunks", "_draining", "_future", "_parser", "_timer", "closed", "transport")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
