@@ -91,8 +91,13 @@ class Instance:
         return next(r for r in self.status() if r["kind"] == kind and r["id"] == id)
 
     def all_ready(self) -> bool:
+        """Every process ready, and every gateway serving the latest routing table."""
         rows = self.status()
-        return bool(rows) and all(r["state"] == "ready" for r in rows)
+        routes_version = json.loads((self.state_dir / "routes.json").read_text())["version"]
+        return bool(rows) and all(
+            r["state"] == "ready" and (r["kind"] != "gateway" or r["routes_version"] == routes_version)
+            for r in rows
+        )
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:

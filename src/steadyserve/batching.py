@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .service import Batch
+from .types import Clock
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class Batcher:
         run_batch: BatchRunner,
         on_batch: Callable[[int], None] = lambda size: None,
         translate_error: Callable[[Exception], Exception] = lambda exc: exc,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.name = name
         self.batch = batch

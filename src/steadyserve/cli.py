@@ -112,7 +112,7 @@ def status_rows(state_dir: Path) -> list[dict[str, Any]]:
     return [
         {**{k: r[k] for k in STATUS_KEYS if k in r},
          "uptime_s": round(now - r["started_at"], 1) if r["started_at"] else None,
-         "last_error": r["last_error"]}
+         "last_error": r["last_error"], "routes_version": r["routes_version"]}
         for r in rows
     ]
 

@@ -77,3 +77,18 @@ def test_ctrl_c_stops_every_process(serve):
     assert stop_instance(inst) == 0
     assert [p for p in pids if pid_alive(p)] == []
     assert all(r["state"] == "stopped" and r["pid"] is None for r in inst.status())
+
+
+def test_replica_failing_requests_in_flight_is_ejected_and_reported(serve):
+    inst = serve(SLOW, "--replicas", "2", "--gateways", "1")
+    with LoadStream(inst.port, "/work", {"ms": 300}, threads=16) as stream:
+        busy = wait_for(lambda: (r := inst.process("replica", "r0"))["inflight"] >= 4 and r, 60,
+                        "at least 4 requests in flight on r0")
+        os.kill(busy["pid"], signal.SIGKILL)
+        # Its in-flight requests fail in a row at the one gateway: r0 is ejected
+        # there, and the controller turns the gateway's report into an event.
+        event = wait_for(lambda: [e for e in inst.events("ejected") if e["subject"] == "r0"], 60,
+                         "an ejection event for r0")[0]
+        _wait_requests(stream, 20)
+    assert stream.failures == []
+    assert "ejected by gateway g0" in event["message"] and "generation 1" in event["message"]

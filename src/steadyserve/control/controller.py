@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..gateway.routes import HandlerRoute, ReplicaRoute, RoutingTable, ServiceRoute, write_table
+from ..types import Clock
 from .config import ServeConfig
 from .probes import ProbeResult, probe
 from .processes import ManagedProcess, ProcessLauncher
@@ -47,7 +48,7 @@ class Controller:
         db: StateDB,
         launcher: ProcessLauncher,
         on_event: Callable[[Event], None] = lambda event: None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.config = config
         self.db = db
@@ -216,6 +217,8 @@ class Controller:
                 "inflight": int(m.stats.get("inflight", 0)), "requests": int(m.stats.get("requests", 0)),
                 "restarts": m.slot.restarts, "started_at": m.started_wall if m.proc else None,
                 "last_error": m.slot.last_error,
+                # gateways: the routing table version they serve with
+                "routes_version": m.stats.get("table_version") if kind == "gateway" else None,
             })
 
     # --- shutdown ------------------------------------------------------------------

@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS processes (
     generation INTEGER NOT NULL DEFAULT 0, endpoint TEXT,
     inflight INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
     restarts INTEGER NOT NULL DEFAULT 0, started_at REAL, updated_at REAL NOT NULL,
-    last_error TEXT, PRIMARY KEY (kind, id)
+    last_error TEXT, routes_version INTEGER, PRIMARY KEY (kind, id)
 );
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, kind TEXT NOT NULL,
@@ -71,7 +71,7 @@ class StateDB:
 
     def upsert_process(self, row: dict[str, Any]) -> None:
         columns = ["kind", "id", "pid", "state", "generation", "endpoint", "inflight",
-                   "requests", "restarts", "started_at", "last_error"]
+                   "requests", "restarts", "started_at", "last_error", "routes_version"]
         values = [row.get(c) for c in columns] + [time.time()]
         placeholders = ", ".join("?" for _ in values)
         updates = ", ".join(f"{c}=excluded.{c}" for c in columns[2:] + ["updated_at"])

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from ..errors import UpstreamDraining, UpstreamError, UpstreamTimeout
+from ..types import Clock
 from ..wire.http11 import Request, json_response
 from ..wire.upstream import UpstreamPool
 from .balancing import Balancer, make_balancer
@@ -79,7 +80,7 @@ class Gateway:
         self,
         gateway_id: str,
         outlier_policy: OutlierPolicy | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
         refresh: Callable[[], bool] = lambda: False,
     ) -> None:
         self.gateway_id = gateway_id

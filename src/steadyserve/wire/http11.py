@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 
+from ..types import Headers
+
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 
 
@@ -17,7 +19,7 @@ class Request:
 
     method: bytes
     url: bytes
-    headers: list[tuple[bytes, bytes]]
+    headers: Headers
     body: bytes
     keep_alive: bool
 
