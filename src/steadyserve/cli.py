@@ -58,6 +58,7 @@ def main() -> None:
 def serve(target: str, state_dir: Path, policy: str, hash_key: str | None, no_batching: bool, **options: Any) -> None:
     """Serve TARGET (PATH[:Class]) with replicas behind the gateway."""
     from .control.serve import build_config, check_port, check_state_dir_free, run_serve
+    from .ui import ServeConsole
 
     if policy == "consistent_hash" and hash_key and not hash_key.startswith(("header:", "json:")):
         fail(f"--hash-key {hash_key!r} must look like 'header:<name>' or 'json:<field>'")
@@ -71,26 +72,12 @@ def serve(target: str, state_dir: Path, policy: str, hash_key: str | None, no_ba
     except ValidationError as exc:
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
-    first = next(iter(specs.values()))
-    example = json.dumps(first.options.example or {p: "..." for p in first.required_params})
-
-    def on_event(event: Any) -> None:
-        colour = {"ready": "green", "crash_loop": "red", "exited": "yellow", "unhealthy": "yellow",
-                  "killed": "red"}.get(event.type, "dim")
-        stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
-        console.print(f"[dim]{stamp}[/dim] [{colour}]{event.subject:>10} {event.type:<10}[/{colour}] {event.message}")
-
-    def on_all_ready() -> None:
-        console.print(
-            f"\n[bold green]{config.service_name} is up[/bold green] at [bold]{config.url}[/bold]"
-            f" ({config.replicas} replicas, {config.gateways} gateway processes, lb={config.policy})\n"
-            f"  try:    curl -s {config.url}/{first.name} -H 'content-type: application/json' -d '{example}'\n"
-            f"  or:     steady call {first.name} --json '{example}' --state-dir {state_dir}\n"
-            f"  status: steady status --state-dir {state_dir}    stop: Ctrl-C\n"
-        )
-
-    console.print(f"starting [bold]{config.service_name}[/bold] from {config.target} ...")
-    run_serve(config, on_event, on_all_ready)
+    ui = ServeConsole(console, config, specs, state_dir)
+    ui.start()
+    try:
+        run_serve(config, ui.on_event, ui.on_all_ready)
+    finally:
+        ui.stop()
 
 
 def _open_db(state_dir: Path) -> Any:
@@ -221,6 +208,9 @@ def run() -> None:
         main()
     except SteadyError as exc:
         fail(str(exc))
+    except KeyboardInterrupt:  # Ctrl-C before the controller took over its signals
+        err_console.print("interrupted")
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -152,8 +152,11 @@ def _build_spec(cls: type[Service], name: str, fn: Callable[..., Any]) -> Handle
 def handler_specs(cls: type[Service]) -> dict[str, HandlerSpec]:
     """Introspect every ``@handler`` of a Service class, in definition order."""
     specs: dict[str, HandlerSpec] = {}
-    for name, member in inspect.getmembers(cls, predicate=callable):
-        if hasattr(member, _HANDLER_MARK):
+    members: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):  # definition order; subclasses override
+        members.update(vars(klass))
+    for name, member in members.items():
+        if callable(member) and hasattr(member, _HANDLER_MARK):
             specs[name] = _build_spec(cls, name, member)
     if not specs:
         raise ConfigError(f"{cls.__name__} has no @handler methods; mark at least one")

@@ -146,7 +146,8 @@ def step(slot: Slot, obs: Observation, policy: SupervisionPolicy) -> Step:
     if slot.state == ProcState.STARTING:
         if obs.ready:
             ready = replace(slot, state=ProcState.READY, probe_failures=0)
-            return Step(ready, [], [EventNote("ready", "ready; in rotation")])
+            where = "in rotation" if slot.kind == "replica" else "serving the public port"
+            return Step(ready, [], [EventNote("ready", f"ready; {where}")])
         failures = slot.probe_failures + (1 if obs.alive is False and slot.seen_alive else 0)
         if failures >= policy.failure_threshold:
             return Step(replace(slot, probe_failures=failures),
