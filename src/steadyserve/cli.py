@@ -25,7 +25,7 @@ STATE_DIR_OPTION = click.option(
     "--state-dir", type=click.Path(path_type=Path), default=Path(".steady"), show_default=True,
     help="State directory of the running instance.",
 )
-STATUS_KEYS = ("kind", "id", "pid", "state", "inflight", "requests", "restarts", "uptime_s")
+STATUS_KEYS = ("kind", "id", "pid", "state", "inflight", "requests", "restarts")
 
 
 def fail(message: str) -> None:
@@ -96,12 +96,13 @@ def status_rows(state_dir: Path) -> list[dict[str, Any]]:
     finally:
         db.close()
     now = time.time()
-    return [
-        {**{k: r[k] for k in STATUS_KEYS if k in r},
-         "uptime_s": round(now - r["started_at"], 1) if r["started_at"] else None,
-         "last_error": r["last_error"], "routes_version": r["routes_version"]}
-        for r in rows
-    ]
+    result = []
+    for r in rows:
+        uptime_s = round(now - r["started_at"], 1) if r["started_at"] else None
+        result.append({**{k: r[k] for k in STATUS_KEYS}, "uptime": _format_uptime(uptime_s),
+                       "uptime_s": uptime_s, "last_error": r["last_error"],
+                       "routes_version": r["routes_version"]})
+    return result
 
 
 def _format_uptime(seconds: float | None) -> str:
@@ -130,7 +131,7 @@ def status(state_dir: Path, as_json: bool) -> None:
         state = r["state"]
         table.add_row(r["kind"], r["id"], str(r["pid"] or "-"),
                       f"[{colours.get(state, 'white')}]{state}[/]", str(r["inflight"]), str(r["requests"]),
-                      str(r["restarts"]), _format_uptime(r["uptime_s"]), r["last_error"] or "")
+                      str(r["restarts"]), r["uptime"], r["last_error"] or "")
     console.print(table)
 
 

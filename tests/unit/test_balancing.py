@@ -100,3 +100,22 @@ def test_consistent_hash_without_key_falls_back_to_p2c():
     ch = ConsistentHash(rng=random.Random(4))
     rs = [R("a", 0), R("b", 7)]
     assert {ch.pick(rs, None).id for _ in range(50)} == {"a"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "headers", "body", "key"),
+    [
+        ("header:X-User", [(b"x-user", b"alice")], b"{}", b"alice"),
+        ("header:X-User", [], b"{}", None),
+        ("json:user_id", [], b'{"user_id": 42}', b"42"),
+        ("json:user_id", [], b"not json", None),
+        ("json:user_id", [], b"[1, 2]", None),
+    ],
+)
+def test_hash_key_from_header_or_json_field(spec, headers, body, key):
+    from steadyserve.gateway.proxy import _key_extractor
+    from steadyserve.wire.http11 import Request
+
+    extract = _key_extractor(spec)
+    assert extract is not None
+    assert extract(Request(b"POST", b"/f", headers, body, True)) == key
