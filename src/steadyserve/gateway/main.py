@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import socket
 import sys
 from pathlib import Path
 
+from ..entry import run_process
 from ..wire.endpoints import create_server
 from ..wire.http11 import Request, json_response
 from ..wire.server import HttpServer
@@ -102,18 +102,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
-        format=f"%(asctime)s %(levelname)s gateway={args.id} pid={os.getpid()} %(message)s",
-    )
-    import uvloop
-
-    try:
-        return uvloop.run(_serve(args))
-    finally:
-        kind, _, address = args.admin_endpoint.partition(":")
-        if kind == "unix" and os.path.exists(address):
-            os.unlink(address)
+    return run_process("gateway", args.id, _serve(args), args.admin_endpoint)
 
 
 if __name__ == "__main__":

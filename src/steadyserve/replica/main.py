@@ -10,13 +10,13 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import signal
 import sys
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ..entry import run_process
 from ..loading import load_service_class, parse_target
 from ..service import handler_specs
 from ..wire.endpoints import create_server
@@ -104,19 +104,7 @@ async def _drain(app: ReplicaApp, http: HttpServer, server: asyncio.AbstractServ
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
-        format=f"%(asctime)s %(levelname)s replica={args.id} pid={os.getpid()} %(message)s",
-    )
-    try:
-        import uvloop
-        return uvloop.run(_serve(args))
-    except ImportError:  # pragma: no cover - uvloop is a dependency, but stay usable without
-        return asyncio.run(_serve(args))
-    finally:
-        kind, _, address = args.endpoint.partition(":")
-        if kind == "unix" and os.path.exists(address):
-            os.unlink(address)
+    return run_process("replica", args.id, _serve(args), args.endpoint)
 
 
 if __name__ == "__main__":
