@@ -47,7 +47,7 @@ class Digits(Service):
         self.accuracy = float(self.model.score(x_test, y_test))
         log.info("digits model trained on %d images; test accuracy %.3f", self.train_size, self.accuracy)
 
-    @handler(batch=Batch(max_size=32, max_wait_ms=5), example={"pixels": EXAMPLE_PIXELS})
+    @handler(batch=Batch(max_size=32, max_wait_ms=5), example={"pixels": EXAMPLE_PIXELS}, v2=True)
     def predict(self, pixels: list[Pixels]) -> list[Prediction]:
         probabilities = self.model.predict_proba(np.asarray(pixels, dtype=np.float64))
         best = probabilities.argmax(axis=1)

@@ -100,7 +100,7 @@ class Recommender(Service):
         top = top[np.argsort(-scores[top])]
         return [Recommendation(item_id=int(i), score=round(float(scores[i]), 4)) for i in top]
 
-    @handler
+    @handler(v2=True)
     def score(self, user_id: UserId, item_id: ItemId) -> Score:
         value = float(self._predict(np.array([user_id]), np.array([item_id]))[0])
         return Score(user_id=user_id, item_id=item_id, score=round(value, 4))

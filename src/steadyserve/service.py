@@ -41,13 +41,18 @@ class HandlerOptions:
     batch: Batch | None = None
     idempotent: bool = True
     example: dict[str, Any] | None = None
+    v2: bool = False
 
 
 @overload
 def handler(fn: F) -> F: ...
 @overload
 def handler(
-    *, batch: Batch | None = None, idempotent: bool = True, example: dict[str, Any] | None = None
+    *,
+    batch: Batch | None = None,
+    idempotent: bool = True,
+    example: dict[str, Any] | None = None,
+    v2: bool = False,
 ) -> Callable[[F], F]: ...
 
 
@@ -57,6 +62,7 @@ def handler(
     batch: Batch | None = None,
     idempotent: bool = True,
     example: dict[str, Any] | None = None,
+    v2: bool = False,
 ) -> F | Callable[[F], F]:
     """Mark a method as an HTTP handler.
 
@@ -64,10 +70,12 @@ def handler(
     never reached the replica. With ``batch=Batch(...)`` every parameter is
     annotated ``list[T]`` and the return value ``list[R]``: one item per caller.
     ``example`` is a request body shown in the OpenAPI document and by ``steady serve``.
+    ``v2=True`` makes this handler the service's Open Inference Protocol (KServe V2)
+    entry point: each input tensor is a parameter, each row of the batch one call.
     """
 
     def mark(f: F) -> F:
-        setattr(f, _HANDLER_MARK, HandlerOptions(batch=batch, idempotent=idempotent, example=example))
+        setattr(f, _HANDLER_MARK, HandlerOptions(batch=batch, idempotent=idempotent, example=example, v2=v2))
         return f
 
     return mark(fn) if fn is not None else mark
@@ -160,4 +168,7 @@ def handler_specs(cls: type[Service]) -> dict[str, HandlerSpec]:
             specs[name] = _build_spec(cls, name, member)
     if not specs:
         raise ConfigError(f"{cls.__name__} has no @handler methods; mark at least one")
+    v2 = [name for name, spec in specs.items() if spec.options.v2]
+    if len(v2) > 1:
+        raise ConfigError(f"{cls.__name__}: only one handler may be the V2 entry point, found {', '.join(v2)}")
     return specs

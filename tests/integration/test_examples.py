@@ -70,6 +70,13 @@ def test_recommender_recommends_and_scores(serve):
     assert info["embedding_dim"] == 50 and 0 < info["test_mae"] < 1.0
     code, _, body = inst.post_json("/recommend", {"user_id": 10_000})
     assert code == 422 and body["fields"][0]["field"] == "user_id"
+    # score is the V2 entry point: one row per (user, item) pair.
+    v2 = {"inputs": [{"name": "user_id", "shape": [2], "datatype": "INT64", "data": [3, 3]},
+                     {"name": "item_id", "shape": [2], "datatype": "INT64", "data": [recs[0]["item_id"], 1]}]}
+    code, _, doc = inst.post_json("/v2/models/recommender/infer", v2)
+    scores = next(o for o in doc["outputs"] if o["name"] == "score")
+    assert code == 200 and scores["shape"] == [2]
+    assert scores["data"][0] == pytest.approx(recs[0]["score"], abs=1e-3)
 
 
 def test_consistent_hash_sends_a_key_to_one_replica(serve):

@@ -20,6 +20,7 @@ class ServeConfig(BaseModel):
     target: str
     service_name: str
     handlers_idempotent: dict[str, bool]
+    v2_handler: str | None = None
     state_dir: Path
     replicas: int = Field(default=2, ge=1, le=64)
     gateways: int = Field(default=2, ge=1, le=16)

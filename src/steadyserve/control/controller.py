@@ -202,6 +202,7 @@ class Controller:
         route = ServiceRoute(
             policy=cfg.policy, hash_key=cfg.hash_key, timeout_s=cfg.timeout_s,
             handlers={h: HandlerRoute(idempotent=i) for h, i in cfg.handlers_idempotent.items()},
+            v2_handler=cfg.v2_handler,
             replicas=tuple(ReplicaRoute(id=i, generation=g, endpoint=e) for i, g, e in ready),
         )
         table = RoutingTable(version=self._routes_version, default_service=cfg.service_name,

@@ -69,6 +69,7 @@ def build_config(target_spec: str, state_dir: Path, **options: object) -> tuple[
         target=f"{target.file}:{cls.__name__}",
         service_name=target.name,
         handlers_idempotent={name: s.options.idempotent for name, s in specs.items()},
+        v2_handler=next((name for name, s in specs.items() if s.options.v2), None),
         state_dir=state_dir.resolve(),
         **options,  # type: ignore[arg-type]
     )

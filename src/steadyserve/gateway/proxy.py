@@ -23,6 +23,7 @@ from .balancing import Balancer, make_balancer
 from .outlier import OutlierPolicy, OutlierState, on_failure, on_success, routable
 from .retry import RetryBudget, decide_retry
 from .routes import RoutingTable, ServiceRoute
+from .v2 import Answer, route_v2
 
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"te",
@@ -126,6 +127,14 @@ class Gateway:
         service, _, handler = path.partition("/")
         return self.services.get(service), handler
 
+    def _resolve_v2(self, request: Request) -> tuple[ServiceRuntime | None, str, Answer | None]:
+        ready = {name: bool(rt.replicas) for name, rt in self.services.items()}
+        decision = route_v2(request.path.decode("utf-8", "replace").strip("/"), ready)
+        if isinstance(decision, Answer):
+            return None, "", decision
+        service = self.services[decision.service]
+        return service, service.route.v2_handler or "", None
+
     def _choose(self, service: ServiceRuntime, key: bytes | None, tried: list[UpstreamReplica], now: float) -> UpstreamReplica | None:
         replicas = service.replicas
         mask = routable([r.outlier.is_ejected(now) for r in replicas], self.outlier_policy)
@@ -159,7 +168,13 @@ class Gateway:
         if request_id is None:
             request_id = (self._id_prefix + str(next(self._ids))).encode()
             request.headers.append((b"x-request-id", request_id))
-        service, handler = self._resolve(request)
+        if request.path.startswith(b"/v2"):
+            service, handler, answer = self._resolve_v2(request)
+            if answer is not None:
+                return json_response(answer.status, answer.body, extra_headers=b"x-request-id: " + request_id
+                                     + b"\r\n" + _NO_REPLICA_HEADER)
+        else:
+            service, handler = self._resolve(request)
         if service is None:
             return self._error(404, request_id, f"no service for path {request.path.decode(errors='replace')!r}"
                                f"; services: {', '.join(sorted(self.services)) or 'none yet'}")

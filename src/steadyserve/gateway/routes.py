@@ -40,6 +40,7 @@ class ServiceRoute(_Frozen):
     max_attempts: int = 3
     retry_budget_ratio: float = 0.2
     handlers: dict[str, HandlerRoute] = {}
+    v2_handler: str | None = None  # the Open Inference Protocol entry point, if any
     replicas: tuple[ReplicaRoute, ...] = ()
 
 

@@ -7,8 +7,9 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -18,10 +19,19 @@ from ..batching import Batcher, split_outputs
 from ..errors import HandlerFailed, InvalidInput, MethodNotAllowed, RequestError, UnknownHandler
 from ..service import HandlerSpec, Service
 from ..wire.http11 import Request, json_response, response
+from . import v2
 from .metrics import ReplicaMetrics
 from .openapi import openapi_document
 
 log = logging.getLogger("steadyserve.replica")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    body: bytes
+    content_type: bytes = b"application/json"
+    headers: bytes = b""
 
 DRAINING_HEADER = b"x-steady-draining: 1\r\n"
 
@@ -71,6 +81,7 @@ class ReplicaApp:
         self._handlers_list = sorted(specs)
         self._batchers: dict[str, Batcher] = {}
         self._openapi: bytes | None = None
+        self._v2_spec = next((s for s in specs.values() if s.options.v2), None)
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -96,11 +107,19 @@ class ReplicaApp:
         request_id = request.header(b"x-request-id") or uuid.uuid4().hex.encode()
         extra = b"x-request-id: " + request_id + b"\r\n" + self._replica_header
         path = request.path
+        if path.startswith(b"/v2/"):
+            return await self._v2(request, request_id, extra)
         name = path[1:].decode("utf-8", "replace")
         spec = self.specs.get(name)
         if spec is None:
             return self._builtin(name, request, extra)
+        return await self._tracked(spec, request_id, extra, self._call(spec, request, request_id))
+
+    async def _tracked(self, spec: HandlerSpec, request_id: bytes, extra: bytes,
+                       call: Coroutine[Any, Any, Reply]) -> bytes:
+        """Run one handler call with in-flight accounting, metrics and the draining check."""
         if self.draining or not self.ready:
+            call.close()
             # Never executed: the gateway may retry it elsewhere, even if not idempotent.
             state = "draining" if self.draining else "not ready yet"
             return json_response(503, {"error": f"replica {self.replica_id} is {state}"},
@@ -110,24 +129,74 @@ class ReplicaApp:
         self.requests += 1
         self._idle.clear()
         try:
-            status, payload = await self._call(spec, request, request_id)
+            reply = await call
         finally:
             self.inflight -= 1
             if self.inflight == 0:
                 self._idle.set()
-        self.metrics.observe(name, status, time.perf_counter() - started)
-        return response(status, payload, extra_headers=extra)
+        self.metrics.observe(spec.name, reply.status, time.perf_counter() - started)
+        return response(reply.status, reply.body, content_type=reply.content_type,
+                        extra_headers=extra + reply.headers)
 
-    async def _call(self, spec: HandlerSpec, request: Request, request_id: bytes) -> tuple[int, bytes]:
+    async def _call(self, spec: HandlerSpec, request: Request, request_id: bytes) -> Reply:
         try:
             kwargs = self._parse_input(spec, request)
             result = await self._invoke(spec, kwargs)
-            return 200, self._serialise(spec, result)
+            return Reply(200, self._serialise(spec, result))
         except RequestError as err:
-            return err.status, orjson.dumps(err.to_json())
+            return Reply(err.status, orjson.dumps(err.to_json()))
         except Exception as exc:  # user code: translated once, logged with an error id
             failed = self._handler_failed(spec.name, exc, request_id)
-            return 500, orjson.dumps({"error": str(failed), "error_id": failed.error_id})
+            return Reply(500, orjson.dumps({"error": str(failed), "error_id": failed.error_id}))
+
+    # --- Open Inference Protocol (KServe V2) ---------------------------------------
+    async def _v2(self, request: Request, request_id: bytes, extra: bytes) -> bytes:
+        parts = request.path.decode("utf-8", "replace").strip("/").split("/")
+        if len(parts) >= 5 and parts[3] == "versions":
+            parts = parts[:3] + parts[5:]  # one version per model: ignore it
+        spec = self._v2_spec
+        if len(parts) < 3 or parts[1] != "models" or spec is None:
+            problem = ("this service declares no V2 entry point (mark one handler @handler(v2=True))"
+                       if spec is None else f"no V2 route {request.path.decode(errors='replace')}")
+            return json_response(404, {"error": problem}, extra_headers=extra)
+        model = parts[2]
+        if len(parts) == 3 and request.method == b"GET":
+            return json_response(200, v2.model_metadata(model, spec), extra_headers=extra)
+        if len(parts) == 4 and parts[3] == "ready":
+            ready = self.ready and not self.draining
+            return json_response(200 if ready else 503, {"ready": ready}, extra_headers=extra)
+        if len(parts) == 4 and parts[3] == "infer" and request.method == b"POST":
+            return await self._tracked(spec, request_id, extra, self._v2_infer(model, spec, request, request_id))
+        return json_response(404, {"error": f"no V2 route {request.path.decode(errors='replace')}"},
+                             extra_headers=extra)
+
+    async def _v2_infer(self, model: str, spec: HandlerSpec, request: Request, request_id: bytes) -> Reply:
+        try:
+            length = request.header(v2.HEADER_LENGTH)
+            infer = v2.decode_request(request.body, int(length) if length else None,
+                                      tuple(spec.input_model.model_fields))
+            calls = []
+            for i, row in enumerate(infer.rows):
+                try:
+                    calls.append(self._invoke(spec, spec.input_model.model_validate(row).__dict__))
+                except ValidationError as exc:
+                    for call in calls:
+                        call.close()
+                    raise InvalidInput(f"row {i} of the batch is invalid", fields=_field_errors(exc)) from exc
+            results = await asyncio.gather(*calls)
+            body, header_length = v2.encode_response(model, infer, [self._to_jsonable(spec, r) for r in results])
+        except RequestError as err:
+            return Reply(400, orjson.dumps(err.to_json()))  # the protocol answers bad requests with 400
+        except Exception as exc:
+            failed = self._handler_failed(spec.name, exc, request_id)
+            return Reply(500, orjson.dumps({"error": str(failed), "error_id": failed.error_id}))
+        if header_length is None:
+            return Reply(200, body)
+        return Reply(200, body, b"application/octet-stream",
+                     b"inference-header-content-length: %d\r\n" % header_length)
+
+    def _to_jsonable(self, spec: HandlerSpec, result: Any) -> Any:
+        return orjson.loads(self._serialise(spec, result))
 
     def _parse_input(self, spec: HandlerSpec, request: Request) -> dict[str, Any]:
         if request.method == b"GET":
