@@ -5,10 +5,17 @@
     │   └── ServiceLoadError        the service module does not import / has no Service
     ├── RequestError                a client sent something we reject (4xx, not retryable)
     │   ├── InvalidInput            422: body is not JSON or fields fail validation
-    │   ├── UnknownHandler          404: no such handler
+    │   ├── UnknownHandler          404: no such handler (or deployment)
     │   ├── PayloadTooLarge         413: body above the configured limit
-    │   └── MethodNotAllowed        405: GET on a handler with required arguments
+    │   ├── MethodNotAllowed        405: GET on a handler with required arguments
+    │   ├── Unauthorized            401: missing or invalid token
+    │   └── Forbidden               403: the token's role does not allow it
     ├── HandlerFailed               500: user code raised (carries an error id)
+    ├── RetryableError              try again later (the client retries these)
+    │   ├── ServiceUnavailable      503: no ready replica, draining
+    │   ├── RateLimited             429: over the token's rate limit
+    │   ├── GatewayError            502/504: no replica answered in time
+    │   └── ConnectionFailed        the client could not reach the gateway
     └── UpstreamError               the gateway could not get an answer (retryable branch)
         ├── UpstreamUnreachable     connect failed: the request provably never left
         ├── UpstreamDraining        503 from a draining replica: never executed
@@ -66,12 +73,45 @@ class MethodNotAllowed(RequestError):
     status = 405
 
 
+class Unauthorized(RequestError):
+    status = 401
+
+
+class Forbidden(RequestError):
+    status = 403
+
+
 class HandlerFailed(SteadyError):
     """User code raised; the traceback is logged under ``error_id``."""
 
     def __init__(self, message: str, error_id: str) -> None:
         super().__init__(message)
         self.error_id = error_id
+
+
+class RetryableError(SteadyError):
+    """A failure that may pass if the same call is made again later."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.details = details
+
+
+class ServiceUnavailable(RetryableError):
+    pass
+
+
+class RateLimited(RetryableError):
+    pass
+
+
+class GatewayError(RetryableError):
+    pass
+
+
+class ConnectionFailed(RetryableError):
+    pass
 
 
 class UpstreamError(SteadyError):

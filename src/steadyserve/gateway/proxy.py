@@ -178,7 +178,9 @@ class Gateway:
         if service is None:
             return self._error(404, request_id, f"no service for path {request.path.decode(errors='replace')!r}"
                                f"; services: {', '.join(sorted(self.services)) or 'none yet'}")
-        data = _encode_upstream(request)
+        # Replicas serve /<handler>; V2 paths go through as they are.
+        upstream_url = request.url if _is_v2(request) else _handler_url(request, handler)
+        data = _encode_upstream(request, upstream_url)
         idempotent = service.idempotent.get(handler, True)
         key = service.key_of(request) if service.key_of is not None else None
         now = self.clock()
@@ -234,8 +236,17 @@ class Gateway:
                 "ejections": list(self.ejections)}
 
 
-def _encode_upstream(request: Request) -> bytes:
-    parts = [request.method, b" ", request.url, b" HTTP/1.1\r\n"]
+def _is_v2(request: Request) -> bool:
+    return request.path.startswith(b"/v2")
+
+
+def _handler_url(request: Request, handler: str) -> bytes:
+    _, sep, query = request.url.partition(b"?")
+    return b"/" + handler.encode() + sep + query
+
+
+def _encode_upstream(request: Request, url: bytes) -> bytes:
+    parts = [request.method, b" ", url, b" HTTP/1.1\r\n"]
     for name, value in request.headers:
         if name not in _HOP_BY_HOP:
             parts += (name, b": ", value, b"\r\n")

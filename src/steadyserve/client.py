@@ -1,0 +1,177 @@
+"""``steadyserve.Client``: call deployments through the gateway.
+
+    client = Client()                       # STEADY_URL / STEADY_TOKEN
+    client.call("digits", "predict", pixels=[...])
+    client.digits.predict(pixels=[...])     # the same, attribute style
+
+Idempotent calls are retried on retryable failures (503, 429, 502/504,
+connection errors) with exponential backoff and full jitter, waiting at least
+what ``Retry-After`` asks. Non-idempotent calls are retried only when the
+failure proves the request was not executed (no connection, 503, 429).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from .errors import (
+    ConfigError,
+    ConnectionFailed,
+    Forbidden,
+    GatewayError,
+    HandlerFailed,
+    InvalidInput,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RateLimited,
+    RequestError,
+    RetryableError,
+    ServiceUnavailable,
+    SteadyError,
+    Unauthorized,
+    UnknownHandler,
+)
+
+_BY_STATUS: dict[int, type[RequestError]] = {
+    401: Unauthorized, 403: Forbidden, 404: UnknownHandler, 405: MethodNotAllowed,
+    413: PayloadTooLarge, 422: InvalidInput,
+}
+
+
+def retry_delay_s(attempt: int, retry_after_s: float | None, base_s: float, cap_s: float,
+                  rng: random.Random) -> float:
+    """Full-jitter exponential backoff, never shorter than the server's Retry-After."""
+    jittered = rng.uniform(0, min(cap_s, base_s * 2 ** attempt))
+    return max(jittered, retry_after_s or 0.0)
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: rare here; fall back to our own backoff
+
+
+def error_from_response(response: httpx.Response) -> SteadyError:
+    """Translate an error response into the typed error tree."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": response.text[:500]}
+    if not isinstance(body, dict):
+        body = {"error": str(body)}
+    message = str(body.get("error") or f"HTTP {response.status_code}")
+    details = {k: v for k, v in body.items() if k != "error"}
+    status = response.status_code
+    if status in _BY_STATUS:
+        return _BY_STATUS[status](message, **details)
+    if status == 429:
+        return RateLimited(message, _retry_after(response.headers), **details)
+    if status == 503:
+        return ServiceUnavailable(message, _retry_after(response.headers), **details)
+    if status in (502, 504):
+        return GatewayError(message, _retry_after(response.headers), **details)
+    if status == 500 and "error_id" in body:
+        return HandlerFailed(message, str(body["error_id"]))
+    if 400 <= status < 500:
+        return RequestError(message, **details)
+    return GatewayError(message, None, **details)
+
+
+def _never_executed(error: SteadyError) -> bool:
+    return isinstance(error, (ServiceUnavailable, RateLimited)) or (
+        isinstance(error, ConnectionFailed) and bool(error.details.get("before_sending")))
+
+
+class Client:
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout_s: float = 30.0,
+        max_retries: int = 3,
+        backoff_base_s: float = 0.1,
+        backoff_max_s: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        url = url or os.environ.get("STEADY_URL")
+        if not url:
+            raise ConfigError("no gateway URL: pass Client(url=...) or set STEADY_URL")
+        token = token or os.environ.get("STEADY_TOKEN")
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self.max_retries = max_retries
+        self._backoff = (backoff_base_s, backoff_max_s)
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s, transport=transport)
+
+    def call(self, deployment: str, handler: str, /, **inputs: Any) -> Any:
+        """Call an idempotent handler with keyword inputs; returns the decoded JSON."""
+        return self.request(deployment, handler, inputs)
+
+    def request(self, deployment: str, handler: str, inputs: dict[str, Any] | None = None, *,
+                idempotent: bool = True, timeout_s: float | None = None) -> Any:
+        path = f"/{deployment}/{handler}"
+        attempt = 0
+        while True:
+            try:
+                return self._once(path, inputs or {}, timeout_s)
+            except RetryableError as error:
+                if attempt >= self.max_retries or not (idempotent or _never_executed(error)):
+                    raise
+                self._sleep(retry_delay_s(attempt, error.retry_after_s, *self._backoff, self._rng))
+                attempt += 1
+
+    def _once(self, path: str, inputs: dict[str, Any], timeout_s: float | None) -> Any:
+        timeout = httpx.USE_CLIENT_DEFAULT if timeout_s is None else timeout_s
+        try:
+            response = self._http.post(path, json=inputs, timeout=timeout)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise ConnectionFailed(f"cannot connect to {self.url}: {exc}", before_sending=True) from exc
+        except httpx.TimeoutException as exc:
+            raise GatewayError(f"no answer from {self.url} in time: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(f"connection to {self.url} failed: {exc}") from exc
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        return response.json()
+
+    def __getattr__(self, deployment: str) -> _Deployment:
+        if deployment.startswith("_"):
+            raise AttributeError(deployment)
+        return _Deployment(self, deployment)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Deployment:
+    def __init__(self, client: Client, name: str) -> None:
+        self._client = client
+        self._name = name
+
+    def __getattr__(self, handler: str) -> Callable[..., Any]:
+        if handler.startswith("_"):
+            raise AttributeError(handler)
+
+        def call(**inputs: Any) -> Any:
+            return self._client.request(self._name, handler, inputs)
+
+        return call
