@@ -172,17 +172,19 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Instance]]:
 class LoadStream:
     """Threads sending a steady stream of requests; every outcome is counted.
 
-    ``reconnect_once``: a request whose connection breaks is retried once on a
-    fresh connection, as any HTTP client does when its server process is gone;
-    used only where the test kills the process the client is connected to.
+    Plain keep-alive HTTP connections, no retries: any failure counts. With
+    ``use_sdk``, each thread calls through ``steadyserve.Client`` instead, which
+    retries idempotent calls as its users get it to; used only where the test
+    kills the gateway process the client is connected to (that process's
+    in-flight and accept-queued connections are lost with it).
     """
 
     def __init__(self, port: int, path: str, payload: dict[str, Any], threads: int = 4,
-                 reconnect_once: bool = False) -> None:
+                 use_sdk: bool = False) -> None:
         self.port, self.path, self.body = port, path, json.dumps(payload).encode()
-        self.reconnect_once = reconnect_once
+        self.payload = payload
+        self.use_sdk = use_sdk
         self.ok = 0
-        self.reconnects = 0
         self.failures: list[str] = []
         self.replicas_seen: set[str] = set()
         self._lock = threading.Lock()
@@ -208,6 +210,9 @@ class LoadStream:
         return resp.status, resp.getheader("x-steady-replica") or "", resp.read()
 
     def _run(self) -> None:
+        if self.use_sdk:
+            self._run_sdk()
+            return
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         while not self._stop.is_set():
             try:
@@ -215,18 +220,8 @@ class LoadStream:
             except (ConnectionError, http.client.HTTPException, OSError) as exc:
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-                if not self.reconnect_once:
-                    self._fail(f"{type(exc).__name__}: {exc}")
-                    continue
-                with self._lock:
-                    self.reconnects += 1
-                try:
-                    status, replica, body = self._send(conn)
-                except (ConnectionError, http.client.HTTPException, OSError) as exc2:
-                    conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-                    self._fail(f"after reconnect: {type(exc2).__name__}: {exc2}")
-                    continue
+                self._fail(f"{type(exc).__name__}: {exc}")
+                continue
             if status == 200:
                 with self._lock:
                     self.ok += 1
@@ -234,6 +229,21 @@ class LoadStream:
             else:
                 self._fail(f"HTTP {status}: {body[:300]!r}")
         conn.close()
+
+    def _run_sdk(self) -> None:
+        from steadyserve import Client, SteadyError
+
+        deployment, _, handler = self.path.strip("/").rpartition("/")
+        assert deployment, "with use_sdk, path is /<deployment>/<handler>"
+        with Client(f"http://127.0.0.1:{self.port}") as client:
+            while not self._stop.is_set():
+                try:
+                    client.request(deployment, handler, self.payload)
+                except SteadyError as exc:
+                    self._fail(f"{type(exc).__name__}: {exc}")
+                    continue
+                with self._lock:
+                    self.ok += 1
 
     def _fail(self, what: str) -> None:
         with self._lock:

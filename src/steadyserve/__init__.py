@@ -2,7 +2,6 @@
 
 __version__ = "0.1.0"
 
-from .client import Client  # noqa: E402
 from .errors import (  # noqa: E402
     Forbidden,
     GatewayError,
@@ -15,6 +14,16 @@ from .errors import (  # noqa: E402
     UnknownHandler,
 )
 from .service import Batch, Service, handler  # noqa: E402
+
+
+def __getattr__(name: str) -> object:
+    # The client pulls in httpx; replicas and gateways never need it at start-up.
+    if name == "Client":
+        from .client import Client
+
+        return Client
+    raise AttributeError(f"module 'steadyserve' has no attribute {name!r}")
+
 
 __all__ = [
     "Batch", "Client", "Forbidden", "GatewayError", "HandlerFailed", "InvalidInput", "RateLimited",

@@ -38,9 +38,9 @@ def test_sigkill_replica_fails_no_request_and_is_replaced(serve):
 def test_sigkill_gateway_keeps_serving_and_is_restarted(serve):
     inst = serve(SLOW, "--replicas", "2")
     victim = inst.process("gateway", "g0")
-    # Requests in flight on the killed gateway process are lost with its
-    # connections; the client reconnects once, as any HTTP client would.
-    with LoadStream(inst.port, "/work", {"ms": 5}, threads=6, reconnect_once=True) as stream:
+    # Requests in flight on (or queued for) the killed gateway process are lost
+    # with it; callers using the client SDK get them retried and see no failure.
+    with LoadStream(inst.port, "/slow/work", {"ms": 5}, threads=6, use_sdk=True) as stream:
         _wait_requests(stream, 100)
         os.kill(victim["pid"], signal.SIGKILL)
         wait_for(
