@@ -120,10 +120,13 @@ def _drain_output(inst: Instance) -> None:
         inst.output.append(line)
 
 
-def start_instance(target: Path | str, state_dir: Path, *args: str, wait_ready: bool = True) -> Instance:
+def start_instance(target: Path | str, state_dir: Path, *args: str, wait_ready: bool = True,
+                   command: str = "serve") -> Instance:
+    """`steady serve TARGET ...`, or with command="up", `steady up -f TARGET ...`."""
     port = free_port()
+    what = [str(target)] if command == "serve" else ["-f", str(target)]
     proc = subprocess.Popen(
-        [*STEADY, "serve", str(target), "--port", str(port), "--state-dir", str(state_dir), *args],
+        [*STEADY, command, *what, "--port", str(port), "--state-dir", str(state_dir), *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "COLUMNS": "200"},
     )
@@ -151,8 +154,9 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Instance]]:
     """Start `steady serve TARGET ARGS...`; everything it started is stopped afterwards."""
     started: list[Instance] = []
 
-    def _start(target: Path | str, *args: str, wait_ready: bool = True) -> Instance:
-        inst = start_instance(target, tmp_path / f"state{len(started)}", *args, wait_ready=wait_ready)
+    def _start(target: Path | str, *args: str, wait_ready: bool = True, command: str = "serve") -> Instance:
+        inst = start_instance(target, tmp_path / f"state{len(started)}", *args, wait_ready=wait_ready,
+                              command=command)
         started.append(inst)
         return inst
 

@@ -14,6 +14,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import ConfigError, SteadyError
@@ -25,11 +26,11 @@ STATE_DIR_OPTION = click.option(
     "--state-dir", type=click.Path(path_type=Path), default=Path(".steady"), show_default=True,
     help="State directory of the running instance.",
 )
-STATUS_KEYS = ("kind", "id", "pid", "state", "inflight", "requests", "restarts")
+STATUS_KEYS = ("kind", "deployment", "id", "pid", "state", "inflight", "requests", "restarts", "revision")
 
 
 def fail(message: str) -> None:
-    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     sys.exit(1)
 
 
@@ -55,27 +56,59 @@ def main() -> None:
 @click.option("--max-body-bytes", type=click.IntRange(min=1), default=16 * 1024 * 1024, show_default=True)
 @click.option("--no-batching", is_flag=True, help="Run batched handlers one call at a time.")
 @STATE_DIR_OPTION
-def serve(target: str, state_dir: Path, policy: str, hash_key: str | None, no_batching: bool, **options: Any) -> None:
+def serve(target: str, state_dir: Path, no_batching: bool, **options: Any) -> None:
     """Serve TARGET (PATH[:Class]) with replicas behind the gateway."""
-    from .control.serve import build_config, check_port, check_state_dir_free, run_serve
+    from .control.serve import check_port, serve_spec
+
+    def build() -> tuple[Any, Any]:
+        options["port"] = check_port(options["host"], options["port"])
+        name, spec = serve_spec(target, batching=not no_batching, **options)
+        return _resolve(spec, Path.cwd(), state_dir, default_deployment=name)
+
+    _run_platform(build, state_dir)
+
+
+@main.command()
+@click.option("--file", "-f", "spec_file", type=click.Path(path_type=Path), default=Path("steady.yaml"),
+              show_default=True, help="Deployment spec.")
+@click.option("--port", "-p", type=click.IntRange(0, 65535), help="Override gateway.port of the spec.")
+@STATE_DIR_OPTION
+def up(spec_file: Path, port: int | None, state_dir: Path) -> None:
+    """Run every deployment of a spec file behind one gateway."""
+    from .control.serve import check_port
+    from .control.spec import load_spec
+
+    def build() -> tuple[Any, Any]:
+        spec = load_spec(spec_file)
+        gateway = spec.gateway.model_copy(update={"port": check_port(spec.gateway.host, spec.gateway.port
+                                                                     if port is None else port)})
+        spec = spec.model_copy(update={"gateway": gateway})
+        return _resolve(spec, spec_file.resolve().parent, state_dir)
+
+    _run_platform(build, state_dir)
+
+
+def _resolve(spec: Any, base_dir: Path, state_dir: Path, default_deployment: str | None = None) -> tuple[Any, Any]:
+    from .control.config import resolve_platform
+
+    return resolve_platform(spec, base_dir, state_dir, default_deployment)
+
+
+def _run_platform(build: Any, state_dir: Path) -> None:
+    from .control.serve import check_state_dir_free, run_platform
     from .ui import ServeConsole
 
-    if policy == "consistent_hash" and hash_key and not hash_key.startswith(("header:", "json:")):
-        fail(f"--hash-key {hash_key!r} must look like 'header:<name>' or 'json:<field>'")
     try:
-        options["port"] = check_port(options["host"], options["port"])
         check_state_dir_free(state_dir)
-        config, specs = build_config(target, state_dir, policy=policy, hash_key=hash_key,
-                                     batching=not no_batching, **options)
+        config, specs = build()
     except ConfigError as exc:
         fail(str(exc))
     except ValidationError as exc:
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
-
     ui = ServeConsole(console, config, specs, state_dir)
     ui.start()
     try:
-        run_serve(config, ui.on_event, ui.on_all_ready)
+        run_platform(config, ui.on_event, ui.on_all_ready)
     finally:
         ui.stop()
 
@@ -123,15 +156,15 @@ def status(state_dir: Path, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     table = Table(title=f"steadyserve — {state_dir}")
-    for column in ("kind", "id", "pid", "state", "in-flight", "requests", "restarts", "uptime"):
+    for column in ("kind", "deployment", "id", "pid", "state", "in-flight", "requests", "restarts", "rev", "uptime"):
         table.add_column(column, no_wrap=True)
     table.add_column("last error", overflow="fold", min_width=20)
     colours = {"ready": "green", "crash_loop": "red", "unhealthy": "yellow", "backoff": "yellow"}
     for r in rows:
         state = r["state"]
-        table.add_row(r["kind"], r["id"], str(r["pid"] or "-"),
+        table.add_row(r["kind"], r["deployment"] or "-", r["id"], str(r["pid"] or "-"),
                       f"[{colours.get(state, 'white')}]{state}[/]", str(r["inflight"]), str(r["requests"]),
-                      str(r["restarts"]), r["uptime"], r["last_error"] or "")
+                      str(r["restarts"]), str(r["revision"] or "-"), r["uptime"], escape(r["last_error"] or ""))
     console.print(table)
 
 
@@ -151,11 +184,12 @@ def events(state_dir: Path, limit: int, event_type: str | None, as_json: bool) -
         click.echo(json.dumps([e.__dict__ for e in items], indent=2))
         return
     table = Table()
-    for column in ("time", "kind", "subject", "type"):
+    for column in ("time", "kind", "deployment", "subject", "type"):
         table.add_column(column, no_wrap=True)
     table.add_column("message", overflow="fold", min_width=30)
     for e in items:
-        table.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.ts)), e.kind, e.subject, e.type, e.message)
+        table.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.ts)), e.kind, e.deployment or "-",
+                      e.subject, e.type, escape(e.message))
     console.print(table)
 
 
@@ -172,13 +206,19 @@ def _resolve_url(url: str | None, state_dir: Path) -> str:
 
 
 @main.command()
-@click.argument("handler")
+@click.argument("names", nargs=-1, required=True, metavar="[DEPLOYMENT] HANDLER")
 @click.option("--json", "payload", default="{}", show_default=True, help="JSON object body.")
 @click.option("--url", help="Gateway URL (default: $STEADY_URL, else the running instance's).")
 @click.option("--timeout-s", type=float, default=60.0, show_default=True)
 @STATE_DIR_OPTION
-def call(handler: str, payload: str, url: str | None, timeout_s: float, state_dir: Path) -> None:
-    """Call HANDLER through the gateway and print the JSON answer."""
+def call(names: tuple[str, ...], payload: str, url: str | None, timeout_s: float, state_dir: Path) -> None:
+    """Call a handler through the gateway and print the JSON answer.
+
+    With `steady serve` the deployment may be left out.
+    """
+    if len(names) > 2:
+        fail(f"expected [DEPLOYMENT] HANDLER, got {len(names)} names: {' '.join(names)}")
+    handler = "/".join(n.strip("/") for n in names)
     try:
         body = json.loads(payload)
     except json.JSONDecodeError as exc:

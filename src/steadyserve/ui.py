@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.status import Status
 
-from .control.config import ServeConfig
+from .control.config import PlatformConfig
 from .control.statedb import Event
 from .service import HandlerSpec
 
@@ -20,19 +21,20 @@ _NOT_READY = {"exited", "unhealthy", "killed", "crash_loop"}
 
 
 class ServeConsole:
-    def __init__(self, console: Console, config: ServeConfig, specs: dict[str, HandlerSpec], state_dir: Path) -> None:
+    def __init__(self, console: Console, config: PlatformConfig, specs: dict[str, dict[str, HandlerSpec]],
+                 state_dir: Path) -> None:
         self.console = console
         self.config = config
         self.state_dir = state_dir
-        # The call to suggest: the first handler with an example, else the first one.
-        self.first = next((s for s in specs.values() if s.options.example), next(iter(specs.values())))
+        self.specs = specs
         self._ready: set[str] = set()
-        self._total = config.replicas + config.gateways
+        self._total = sum(d.spec.desired_replicas for d in config.deployments) + config.gateway.processes
         self._started = time.monotonic()
         self._status: Status | None = None
 
     def start(self) -> None:
-        self.console.print(f"starting [bold]{self.config.service_name}[/bold] from {self.config.target} ...")
+        for dep in self.config.deployments:
+            self.console.print(f"starting [bold]{dep.name}[/bold] from {dep.target} ...")
         self._status = self.console.status(self._progress_text())
         self._status.start()
 
@@ -46,13 +48,14 @@ class ServeConsole:
         return f"waiting for processes to be ready: {len(self._ready)}/{self._total} ({waited:.0f}s)"
 
     def on_event(self, event: Event) -> None:
+        subject = f"{event.deployment}/{event.subject}" if event.deployment else event.subject
         if event.type == "ready":
-            self._ready.add(event.subject)
+            self._ready.add(subject)
         elif event.type in _NOT_READY:
-            self._ready.discard(event.subject)
+            self._ready.discard(subject)
         colour = _COLOURS.get(event.type, "dim")
         stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
-        self.console.print(f"[dim]{stamp}[/dim] [{colour}]{event.subject:>10} {event.type:<10}[/{colour}] {event.message}")
+        self.console.print(f"[dim]{stamp}[/dim] [{colour}]{subject:>14} {event.type:<10}[/{colour}] {escape(event.message)}")
         if self._status is not None:
             self._status.update(self._progress_text())
         if event.type == "stopping":
@@ -60,13 +63,19 @@ class ServeConsole:
 
     def on_all_ready(self) -> None:
         self.stop()
-        cfg, name = self.config, self.first.name
-        example = json.dumps(self.first.options.example or {p: "..." for p in self.first.required_params})
-        self.console.print(
-            f"\n[bold green]{cfg.service_name} is up[/bold green] at [bold]{cfg.url}[/bold]"
-            f" ({cfg.replicas} replicas, {cfg.gateways} gateway processes, lb={cfg.policy})\n"
-            f"  try:    curl -s {cfg.url}/{name} -H 'content-type: application/json' -d '{example}'\n"
-            f"  or:     steady call {name} --json '{example}' --state-dir {self.state_dir}\n"
-            f"  docs:   {cfg.url}/openapi.json    status: steady status --state-dir {self.state_dir}\n"
-            f"  stop:   Ctrl-C\n"
-        )
+        cfg = self.config
+        lines = [f"\n[bold green]up[/bold green] at [bold]{cfg.url}[/bold]"
+                 f" ({cfg.gateway.processes} gateway processes)"]
+        for dep in cfg.deployments:
+            specs = self.specs[dep.name]
+            # The call to suggest: the first handler with an example, else the first one.
+            first = next((s for s in specs.values() if s.options.example), next(iter(specs.values())))
+            example = json.dumps(first.options.example or {p: "..." for p in first.required_params})
+            path = first.name if cfg.default_deployment == dep.name else f"{dep.name}/{first.name}"
+            lines.append(
+                f"  [bold]{dep.name}[/bold]: {dep.spec.desired_replicas} replicas, lb={dep.spec.lb}\n"
+                f"    try:  curl -s {cfg.url}/{path} -H 'content-type: application/json' -d '{example}'\n"
+                f"    or:   steady call {dep.name} {first.name} --json '{example}' --state-dir {self.state_dir}"
+            )
+        lines.append(f"  status: steady status --state-dir {self.state_dir}    stop: Ctrl-C\n")
+        self.console.print("\n".join(lines))

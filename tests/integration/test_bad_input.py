@@ -67,7 +67,7 @@ def test_handler_exception_is_500_with_error_id_in_the_log(inst):
     body = _body(raw)
     assert code == 500
     assert "RuntimeError: kaboom from the handler" in body["error"]
-    replica_log = (inst.state_dir / "logs" / f"{headers['x-steady-replica']}.log").read_text()
+    replica_log = (inst.state_dir / "logs" / f"slow-{headers['x-steady-replica']}.log").read_text()
     line = next(line for line in replica_log.splitlines() if body["error_id"] in line)
     assert "handler boom failed" in line
     assert "Traceback" in replica_log.split(body["error_id"], 1)[1]

@@ -1,4 +1,9 @@
-"""Typed, frozen settings of one ``steady serve`` run, resolved at the entry point."""
+"""Typed, frozen settings of one running platform, resolved once at the entry point.
+
+``steady serve PATH`` and ``steady up -f steady.yaml`` both end here: a
+``PlatformConfig`` holding the gateway settings and one resolved
+``DeploymentConfig`` per deployment (its service class found and introspected).
+"""
 
 from __future__ import annotations
 
@@ -8,37 +13,45 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..gateway.routes import Policy
+from ..loading import load_service_class, parse_target
+from ..service import HandlerSpec, handler_specs
+from .spec import DeploymentSpec, GatewaySpec, PlatformSpec
 from .supervision import SupervisionPolicy
 
-_MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux; leave room for names
+_MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux
+_SOCKET_NAME_ROOM = 64  # "<deployment>-<id>-<generation>.sock"
 
 
-class ServeConfig(BaseModel):
+class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    target: str
-    service_name: str
+
+class DeploymentConfig(_Frozen):
+    name: str
+    target: str  # absolute "file.py:Class"
+    spec: DeploymentSpec
     handlers_idempotent: dict[str, bool]
     v2_handler: str | None = None
+
+    @property
+    def supervision(self) -> SupervisionPolicy:
+        health = self.spec.health
+        return SupervisionPolicy(failure_threshold=health.failure_threshold,
+                                 startup_timeout_s=health.startup_timeout_s)
+
+
+class PlatformConfig(_Frozen):
     state_dir: Path
-    replicas: int = Field(default=2, ge=1, le=64)
-    gateways: int = Field(default=2, ge=1, le=16)
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
-    policy: Policy = "least_request"
-    hash_key: str | None = None
-    timeout_s: float = Field(default=30.0, gt=0)
-    max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    gateway: GatewaySpec = GatewaySpec()
+    deployments: tuple[DeploymentConfig, ...]
+    # `steady serve` routes /<handler> to its one deployment; `steady up` uses /<deployment>/<handler>.
+    default_deployment: str | None = None
     probe_interval_s: float = Field(default=0.5, gt=0)
-    probe_timeout_s: float = Field(default=1.0, gt=0)
     grace_s: float = Field(default=10.0, ge=0)
-    batching: bool = True
-    supervision: SupervisionPolicy = SupervisionPolicy()
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"http://{self.gateway.host}:{self.gateway.port}"
 
     @property
     def logs_dir(self) -> Path:
@@ -48,7 +61,47 @@ class ServeConfig(BaseModel):
     def socket_dir(self) -> Path:
         """Short enough for Unix socket paths; falls back to /tmp for deep state dirs."""
         preferred = self.state_dir / "sock"
-        if len(str(preferred)) + 24 <= _MAX_SOCKET_PATH:
+        if len(str(preferred)) + _SOCKET_NAME_ROOM <= _MAX_SOCKET_PATH:
             return preferred
         digest = hashlib.sha1(str(self.state_dir).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"steady-{digest}"
+
+    def deployment(self, name: str) -> DeploymentConfig:
+        return next(d for d in self.deployments if d.name == name)
+
+
+def resolve_deployment(name: str, spec: DeploymentSpec, base_dir: Path) -> tuple[DeploymentConfig, dict[str, HandlerSpec]]:
+    """Import the deployment's service (errors name the file) and record what routing needs."""
+    path_part, sep, class_part = spec.service.partition(":")
+    path = Path(path_part)
+    if not path.is_absolute():
+        path = base_dir / path
+    target = parse_target(f"{path}{sep}{class_part}")
+    cls = load_service_class(target)
+    specs = handler_specs(cls)
+    unknown = sorted(set(spec.idempotent) - set(specs))
+    if unknown:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"deployment {name!r}: idempotent names unknown handlers {', '.join(unknown)};"
+                          f" {cls.__name__} has {', '.join(specs)}")
+    config = DeploymentConfig(
+        name=name,
+        target=f"{target.file}:{cls.__name__}",
+        spec=spec,
+        handlers_idempotent={h: spec.idempotent.get(h, s.options.idempotent) for h, s in specs.items()},
+        v2_handler=next((h for h, s in specs.items() if s.options.v2), None),
+    )
+    return config, specs
+
+
+def resolve_platform(spec: PlatformSpec, base_dir: Path, state_dir: Path,
+                     default_deployment: str | None = None) -> tuple[PlatformConfig, dict[str, dict[str, HandlerSpec]]]:
+    deployments, all_specs = [], {}
+    for name, dep in spec.deployments.items():
+        config, specs = resolve_deployment(name, dep, base_dir)
+        deployments.append(config)
+        all_specs[name] = specs
+    platform = PlatformConfig(state_dir=state_dir.resolve(), gateway=spec.gateway,
+                              deployments=tuple(deployments), default_deployment=default_deployment)
+    return platform, all_specs

@@ -21,30 +21,40 @@ from typing import Any
 
 from ..gateway.routes import HandlerRoute, ReplicaRoute, RoutingTable, ServiceRoute, write_table
 from ..types import Clock
-from .config import ServeConfig
+from .config import DeploymentConfig, PlatformConfig
 from .probes import ProbeResult, probe
 from .processes import ManagedProcess, ProcessLauncher
 from .statedb import Event, StateDB
-from .supervision import RUNNING, Kill, Observation, ProcState, Slot, Start, Step, step
+from .supervision import RUNNING, Kill, Observation, ProcState, Slot, Start, Step, SupervisionPolicy, step
 
 log = logging.getLogger("steadyserve.controller")
 ROUTES_FILE = "routes.json"
+GATEWAY_POLICY = SupervisionPolicy()
+
+# (kind, deployment or "", id)
+Key = tuple[str, str, str]
 
 
 @dataclass
 class Managed:
     slot: Slot
+    deployment: str = ""  # "" for gateways
+    revision: int | None = None
     proc: ManagedProcess | None = None
     endpoint: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     started_wall: float | None = None
     ejections_seen: int = 0  # gateways: last ejection seq turned into an event
 
+    @property
+    def label(self) -> str:
+        return f"{self.deployment}-{self.slot.id}" if self.deployment else self.slot.id
+
 
 class Controller:
     def __init__(
         self,
-        config: ServeConfig,
+        config: PlatformConfig,
         db: StateDB,
         launcher: ProcessLauncher,
         on_event: Callable[[Event], None] = lambda event: None,
@@ -56,13 +66,15 @@ class Controller:
         self.on_event = on_event
         self.clock = clock
         self.routes_path = config.state_dir / ROUTES_FILE
-        self.managed: dict[tuple[str, str], Managed] = {}
-        for i in range(config.replicas):
-            self.managed[("replica", f"r{i}")] = Managed(Slot("replica", f"r{i}"))
-        for i in range(config.gateways):
-            self.managed[("gateway", f"g{i}")] = Managed(Slot("gateway", f"g{i}"))
+        self.managed: dict[Key, Managed] = {}
+        for dep in config.deployments:
+            for i in range(dep.spec.desired_replicas):
+                self.managed[("replica", dep.name, f"r{i}")] = Managed(Slot("replica", f"r{i}"), dep.name)
+        for i in range(config.gateway.processes):
+            self.managed[("gateway", "", f"g{i}")] = Managed(Slot("gateway", f"g{i}"))
         self._routes_version = 0
-        self._published: tuple[tuple[str, int, str], ...] | None = None
+        self._published: tuple[tuple[str, str, int, str], ...] | None = None
+        self._revisions: dict[str, int] = {}
 
     # --- set-up ---------------------------------------------------------------------
     def prepare(self) -> None:
@@ -70,18 +82,26 @@ class Controller:
             d.mkdir(parents=True, exist_ok=True)
         self.db.reset_processes()
         self.db.set_meta(
-            url=self.config.url, service=self.config.service_name, target=self.config.target,
-            controller_pid=str(os.getpid()), started_at=str(time.time()), status="running",
-            routes_file=str(self.routes_path),
+            url=self.config.url, controller_pid=str(os.getpid()), started_at=str(time.time()),
+            status="running", routes_file=str(self.routes_path),
+            deployments=",".join(d.name for d in self.config.deployments),
         )
+        for dep in self.config.deployments:
+            spec_json = json.dumps({"target": dep.target, "spec": dep.spec.model_dump(mode="json")}, sort_keys=True)
+            revision, created = self.db.record_revision(dep.name, spec_json)
+            self._revisions[dep.name] = revision
+            if created:
+                self.record("deployment", dep.name, "revision", f"revision {revision} of {dep.target}", dep.name)
+        for m in self.managed.values():
+            m.revision = self._revisions.get(m.deployment)
         self._publish_routes(force=True)
+        names = ", ".join(f"{d.name} ({d.spec.desired_replicas} replicas)" for d in self.config.deployments)
         self.record("controller", "controller", "started",
-                    f"serving {self.config.target} with {self.config.replicas} replicas"
-                    f" and {self.config.gateways} gateway processes on {self.config.url}")
+                    f"serving {names} with {self.config.gateway.processes} gateway processes on {self.config.url}")
 
-    def record(self, kind: str, subject: str, type: str, message: str) -> None:
-        event = self.db.add_event(kind, subject, type, message)
-        log.info("%s %s %s: %s", kind, subject, type, message)
+    def record(self, kind: str, subject: str, type: str, message: str, deployment: str = "") -> None:
+        event = self.db.add_event(kind, subject, type, message, deployment)
+        log.info("%s %s%s %s: %s", kind, f"{deployment}/" if deployment else "", subject, type, message)
         self.on_event(event)
 
     # --- the loop ---------------------------------------------------------------
@@ -100,12 +120,18 @@ class Controller:
                 pass
         await self.shutdown()
 
+    def _policy(self, managed: Managed) -> tuple[SupervisionPolicy, float]:
+        if managed.deployment:
+            dep = self.config.deployment(managed.deployment)
+            return dep.supervision, dep.spec.health.probe_timeout_s
+        return GATEWAY_POLICY, 1.0
+
     async def tick(self) -> None:
         running = {key: m for key, m in self.managed.items() if m.slot.state in RUNNING and m.endpoint}
         results = await asyncio.gather(
-            *(probe(m.endpoint, self.config.probe_timeout_s) for m in running.values())  # type: ignore[arg-type]
+            *(probe(m.endpoint, self._policy(m)[1]) for m in running.values())  # type: ignore[arg-type]
         )
-        probed: dict[tuple[str, str], ProbeResult] = dict(zip(running, results, strict=True))
+        probed: dict[Key, ProbeResult] = dict(zip(running, results, strict=True))
         now = self.clock()
         for key, managed in self.managed.items():
             result = probed.get(key)
@@ -119,10 +145,10 @@ class Controller:
                 exit_code=exit_code,
                 alive=None if result is None else result.alive,
                 ready=None if result is None else result.ready,
-                problem=None if result is None else result.problem,
                 error=self._read_error(managed) if exit_code is not None else None,
+                problem=None if result is None else result.problem,
             )
-            self._apply(managed, step(managed.slot, observation, self.config.supervision))
+            self._apply(managed, step(managed.slot, observation, self._policy(managed)[0]))
         self._publish_routes()
         self._persist()
 
@@ -131,7 +157,7 @@ class Controller:
         previous = managed.slot
         managed.slot = decision.slot
         for note in decision.events:
-            self.record(previous.kind, previous.id, note.type, note.message)
+            self.record(previous.kind, previous.id, note.type, note.message, managed.deployment)
         for action in decision.actions:
             if isinstance(action, Start):
                 self._start(managed, action.generation)
@@ -147,30 +173,42 @@ class Controller:
                 gateway.ejections_seen = e["seq"]
                 self.record("replica", e["replica"], "ejected",
                             f"ejected by gateway {gateway.slot.id} for {e['period_s']:g}s"
-                            f" (ejection #{e['times']} of generation {e['generation']}): {e['last_error']}")
+                            f" (ejection #{e['times']} of generation {e['generation']}): {e['last_error']}",
+                            e.get("service", ""))
 
     def _start(self, managed: Managed, generation: int) -> None:
-        slot, cfg = managed.slot, self.config
-        endpoint = f"unix:{cfg.socket_dir / f'{slot.id}-{generation}.sock'}"
-        error_file = self._error_file(slot)
+        cfg = self.config
+        endpoint = f"unix:{cfg.socket_dir / f'{managed.label}-{generation}.sock'}"
+        error_file = self._error_file(managed)
         error_file.unlink(missing_ok=True)
-        if slot.kind == "replica":
-            module = "steadyserve.replica.main"
-            args = ["--target", cfg.target, "--id", slot.id, "--endpoint", endpoint,
-                    "--error-file", str(error_file), "--max-body-bytes", str(cfg.max_body_bytes),
-                    "--grace-s", str(cfg.grace_s)]
-            if not cfg.batching:
-                args.append("--no-batching")
+        if managed.deployment:
+            module, args = "steadyserve.replica.main", self._replica_args(
+                cfg.deployment(managed.deployment), managed.slot.id, endpoint, error_file)
         else:
+            gw = cfg.gateway
             module = "steadyserve.gateway.main"
-            args = ["--id", slot.id, "--host", cfg.host, "--port", str(cfg.port),
+            args = ["--id", managed.slot.id, "--host", gw.host, "--port", str(gw.port),
                     "--routes", str(self.routes_path), "--admin-endpoint", endpoint,
-                    "--max-body-bytes", str(cfg.max_body_bytes), "--grace-s", str(cfg.grace_s)]
-        managed.proc = self.launcher.start_module(module, args, cfg.logs_dir / f"{slot.id}.log")
+                    "--max-body-bytes", str(gw.max_body_bytes), "--grace-s", str(cfg.grace_s)]
+        env = cfg.deployment(managed.deployment).spec.env if managed.deployment else {}
+        managed.proc = self.launcher.start_module(module, args, cfg.logs_dir / f"{managed.label}.log", env)
         managed.endpoint = endpoint
         managed.stats = {}
         managed.started_wall = time.time()
         managed.ejections_seen = 0
+
+    def _replica_args(self, dep: DeploymentConfig, replica_id: str, endpoint: str, error_file: Path) -> list[str]:
+        spec = dep.spec
+        args = ["--target", dep.target, "--id", replica_id, "--deployment", dep.name, "--endpoint", endpoint,
+                "--error-file", str(error_file), "--max-body-bytes", str(spec.max_body_bytes),
+                "--grace-s", str(self.config.grace_s)]
+        if not spec.batching:
+            args.append("--no-batching")
+        if spec.resources.memory_mb is not None:
+            args += ["--memory-mb", str(spec.resources.memory_mb)]
+        if spec.resources.cpu_share is not None:
+            args += ["--cpu-share", str(spec.resources.cpu_share)]
+        return args
 
     def _forget_process(self, managed: Managed) -> None:
         if managed.endpoint:
@@ -179,47 +217,52 @@ class Controller:
         managed.endpoint = None
         managed.stats = {}
 
-    def _error_file(self, slot: Slot) -> Path:
-        return self.config.socket_dir / f"{slot.id}.error"
+    def _error_file(self, managed: Managed) -> Path:
+        return self.config.socket_dir / f"{managed.label}.error"
 
     def _read_error(self, managed: Managed) -> str | None:
         try:
-            return str(json.loads(self._error_file(managed.slot).read_text())["error"])
+            return str(json.loads(self._error_file(managed).read_text())["error"])
         except (OSError, ValueError, KeyError):
             return None
 
     # --- publishing ----------------------------------------------------------------
     def _publish_routes(self, force: bool = False) -> None:
         ready = tuple(
-            (m.slot.id, m.slot.generation, m.endpoint or "")
-            for (kind, _), m in self.managed.items()
+            (m.deployment, m.slot.id, m.slot.generation, m.endpoint or "")
+            for (kind, _, _), m in self.managed.items()
             if kind == "replica" and m.slot.state == ProcState.READY and m.endpoint
         )
         if ready == self._published and not force:
             return
         self._routes_version += 1
-        cfg = self.config
-        route = ServiceRoute(
-            policy=cfg.policy, hash_key=cfg.hash_key, timeout_s=cfg.timeout_s,
-            handlers={h: HandlerRoute(idempotent=i) for h, i in cfg.handlers_idempotent.items()},
-            v2_handler=cfg.v2_handler,
-            replicas=tuple(ReplicaRoute(id=i, generation=g, endpoint=e) for i, g, e in ready),
-        )
-        table = RoutingTable(version=self._routes_version, default_service=cfg.service_name,
-                             services={cfg.service_name: route})
+        services = {}
+        for dep in self.config.deployments:
+            spec = dep.spec
+            services[dep.name] = ServiceRoute(
+                policy=spec.lb, hash_key=spec.hash_key, timeout_s=spec.timeout_s,
+                max_attempts=spec.retry.max_attempts, retry_budget_ratio=spec.retry.budget_ratio,
+                handlers={h: HandlerRoute(idempotent=i) for h, i in dep.handlers_idempotent.items()},
+                v2_handler=dep.v2_handler,
+                replicas=tuple(ReplicaRoute(id=i, generation=g, endpoint=e)
+                               for d, i, g, e in ready if d == dep.name),
+            )
+        table = RoutingTable(version=self._routes_version, default_service=self.config.default_deployment,
+                             services=services)
         write_table(self.routes_path, table)
         self._published = ready
 
     def _persist(self) -> None:
-        for (kind, id_), m in self.managed.items():
+        for (kind, deployment, id_), m in self.managed.items():
             self.db.upsert_process({
-                "kind": kind, "id": id_, "pid": m.proc.pid if m.proc else None,
+                "kind": kind, "deployment": deployment, "id": id_, "pid": m.proc.pid if m.proc else None,
                 "state": m.slot.state.value, "generation": m.slot.generation, "endpoint": m.endpoint,
                 "inflight": int(m.stats.get("inflight", 0)), "requests": int(m.stats.get("requests", 0)),
                 "restarts": m.slot.restarts, "started_at": m.started_wall if m.proc else None,
                 "last_error": m.slot.last_error,
                 # gateways: the routing table version they serve with
                 "routes_version": m.stats.get("table_version") if kind == "gateway" else None,
+                "revision": m.revision,
             })
 
     # --- shutdown ------------------------------------------------------------------
@@ -227,7 +270,7 @@ class Controller:
         """Gateways first (no new traffic), then replicas drain; SIGKILL what outlives grace."""
         self.record("controller", "controller", "stopping", "stopping all processes")
         for kind in ("gateway", "replica"):
-            group = [m for (k, _), m in self.managed.items() if k == kind and m.proc is not None]
+            group = [m for (k, _, _), m in self.managed.items() if k == kind and m.proc is not None]
             for m in group:
                 m.proc.signal(signal.SIGTERM)  # type: ignore[union-attr]
             deadline = self.clock() + self.config.grace_s + 2.0
@@ -237,7 +280,7 @@ class Controller:
                 if code is None:
                     m.proc.kill()
                     await asyncio.to_thread(m.proc.wait, 5.0)
-                    self.record(kind, m.slot.id, "killed", "did not stop within the grace period")
+                    self.record(kind, m.slot.id, "killed", "did not stop within the grace period", m.deployment)
                 self._forget_process(m)
                 m.slot = Slot(m.slot.kind, m.slot.id, ProcState.STOPPED, m.slot.generation,
                               restarts=m.slot.restarts, last_error=m.slot.last_error)

@@ -43,13 +43,14 @@ class ProcessLauncher:
     def __init__(self, env: dict[str, str] | None = None) -> None:
         self._env = env
 
-    def start_module(self, module: str, args: list[str], log_path: Path) -> ManagedProcess:
+    def start_module(self, module: str, args: list[str], log_path: Path,
+                     extra_env: dict[str, str] | None = None) -> ManagedProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(
                 [sys.executable, "-m", module, *args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=self._env if self._env is not None else os.environ.copy(),
+                env={**(self._env if self._env is not None else os.environ), **(extra_env or {})},
                 # Own session: a terminal's Ctrl-C reaches only the controller,
                 # which then stops the children in order.
                 start_new_session=True,

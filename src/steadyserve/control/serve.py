@@ -1,21 +1,22 @@
-"""``steady serve``: resolve settings once, run the controller in the foreground."""
+"""``steady serve`` / ``steady up``: resolve settings once, run the controller in the foreground."""
 
 from __future__ import annotations
 
 import asyncio
 import errno
 import os
+import re
 import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..loading import load_service_class, parse_target
-from ..service import HandlerSpec, handler_specs
-from .config import ServeConfig
+from ..loading import parse_target
+from .config import PlatformConfig
 from .controller import Controller
 from .processes import ProcessLauncher
+from .spec import DeploymentSpec, GatewaySpec, PlatformSpec
 from .statedb import DB_NAME, Event, StateDB
 from .supervision import ProcState
 
@@ -61,23 +62,26 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def build_config(target_spec: str, state_dir: Path, **options: object) -> tuple[ServeConfig, dict[str, HandlerSpec]]:
-    target = parse_target(target_spec)
-    cls = load_service_class(target)
-    specs = handler_specs(cls)
-    config = ServeConfig(
-        target=f"{target.file}:{cls.__name__}",
-        service_name=target.name,
-        handlers_idempotent={name: s.options.idempotent for name, s in specs.items()},
-        v2_handler=next((name for name, s in specs.items() if s.options.v2), None),
-        state_dir=state_dir.resolve(),
-        **options,  # type: ignore[arg-type]
-    )
-    return config, specs
+def deployment_name(raw: str) -> str:
+    """A valid deployment name from a directory or file name (``two_services`` -> ``two-services``)."""
+    name = re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-")[:40]
+    if not name or not name[0].isalpha():
+        name = f"svc-{name}"[:40].rstrip("-")
+    return name
 
 
-def run_serve(
-    config: ServeConfig,
+def serve_spec(target: str, *, replicas: int, policy: str, hash_key: str | None, timeout_s: float,
+               max_body_bytes: int, batching: bool, host: str, port: int, gateways: int) -> tuple[str, PlatformSpec]:
+    """The one-deployment spec that `steady serve PATH` stands for."""
+    name = deployment_name(parse_target(target).name)
+    deployment = DeploymentSpec(service=target, replicas=replicas, lb=policy, hash_key=hash_key,  # type: ignore[arg-type]
+                                timeout_s=timeout_s, max_body_bytes=max_body_bytes, batching=batching)
+    gateway = GatewaySpec(host=host, port=port, processes=gateways, max_body_bytes=max_body_bytes)
+    return name, PlatformSpec(deployments={name: deployment}, gateway=gateway)
+
+
+def run_platform(
+    config: PlatformConfig,
     on_event: Callable[[Event], None],
     on_all_ready: Callable[[], None],
 ) -> None:

@@ -12,18 +12,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS processes (
-    kind TEXT NOT NULL, id TEXT NOT NULL, pid INTEGER, state TEXT NOT NULL,
+    kind TEXT NOT NULL, deployment TEXT NOT NULL DEFAULT '', id TEXT NOT NULL, pid INTEGER,
+    state TEXT NOT NULL,
     generation INTEGER NOT NULL DEFAULT 0, endpoint TEXT,
     inflight INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
     restarts INTEGER NOT NULL DEFAULT 0, started_at REAL, updated_at REAL NOT NULL,
-    last_error TEXT, routes_version INTEGER, PRIMARY KEY (kind, id)
+    last_error TEXT, routes_version INTEGER, revision INTEGER, PRIMARY KEY (kind, deployment, id)
 );
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, kind TEXT NOT NULL,
-    subject TEXT NOT NULL, type TEXT NOT NULL, message TEXT NOT NULL
+    deployment TEXT NOT NULL DEFAULT '', subject TEXT NOT NULL, type TEXT NOT NULL, message TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revisions (
+    deployment TEXT NOT NULL, revision INTEGER NOT NULL, spec TEXT NOT NULL,
+    created_at REAL NOT NULL, PRIMARY KEY (deployment, revision)
 );
 """
 
@@ -35,6 +41,7 @@ class Event:
     seq: int
     ts: float
     kind: str
+    deployment: str
     subject: str
     type: str
     message: str
@@ -43,11 +50,24 @@ class Event:
 class StateDB:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn = self._connect(path)
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        has_tables = self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if has_tables and version != SCHEMA_VERSION:
+            # A state dir from an older steadyserve: keep it aside, start afresh.
+            self._conn.close()
+            path.rename(path.with_name(f"{path.name}.schema-v{version}-{int(time.time())}"))
+            self._conn = self._connect(path)
         self._conn.executescript(SCHEMA)
+        self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
 
     @classmethod
     def open_existing(cls, state_dir: Path) -> StateDB:
@@ -70,24 +90,45 @@ class StateDB:
         self._conn.execute("DELETE FROM processes")
 
     def upsert_process(self, row: dict[str, Any]) -> None:
-        columns = ["kind", "id", "pid", "state", "generation", "endpoint", "inflight",
-                   "requests", "restarts", "started_at", "last_error", "routes_version"]
-        values = [row.get(c) for c in columns] + [time.time()]
+        columns = ["kind", "deployment", "id", "pid", "state", "generation", "endpoint", "inflight",
+                   "requests", "restarts", "started_at", "last_error", "routes_version", "revision"]
+        values = [row.get(c, "" if c == "deployment" else None) for c in columns] + [time.time()]
         placeholders = ", ".join("?" for _ in values)
-        updates = ", ".join(f"{c}=excluded.{c}" for c in columns[2:] + ["updated_at"])
+        updates = ", ".join(f"{c}=excluded.{c}" for c in columns[3:] + ["updated_at"])
         self._conn.execute(
             f"INSERT INTO processes({', '.join(columns)}, updated_at) VALUES({placeholders})"
-            f" ON CONFLICT(kind, id) DO UPDATE SET {updates}",
+            f" ON CONFLICT(kind, deployment, id) DO UPDATE SET {updates}",
             values,
         )
 
-    def add_event(self, kind: str, subject: str, type: str, message: str, ts: float | None = None) -> Event:
+    def add_event(self, kind: str, subject: str, type: str, message: str, deployment: str = "",
+                  ts: float | None = None) -> Event:
         ts = time.time() if ts is None else ts
         cur = self._conn.execute(
-            "INSERT INTO events(ts, kind, subject, type, message) VALUES(?, ?, ?, ?, ?)",
-            (ts, kind, subject, type, message),
+            "INSERT INTO events(ts, kind, deployment, subject, type, message) VALUES(?, ?, ?, ?, ?, ?)",
+            (ts, kind, deployment, subject, type, message),
         )
-        return Event(int(cur.lastrowid or 0), ts, kind, subject, type, message)
+        return Event(int(cur.lastrowid or 0), ts, kind, deployment, subject, type, message)
+
+    def record_revision(self, deployment: str, spec_json: str) -> tuple[int, bool]:
+        """The revision number for this spec; a new one only if it differs from the latest."""
+        row = self._conn.execute(
+            "SELECT revision, spec FROM revisions WHERE deployment = ? ORDER BY revision DESC LIMIT 1",
+            (deployment,),
+        ).fetchone()
+        if row is not None and row["spec"] == spec_json:
+            return int(row["revision"]), False
+        revision = 1 if row is None else int(row["revision"]) + 1
+        self._conn.execute(
+            "INSERT INTO revisions(deployment, revision, spec, created_at) VALUES(?, ?, ?, ?)",
+            (deployment, revision, spec_json, time.time()),
+        )
+        return revision, True
+
+    def revisions(self, deployment: str) -> list[dict[str, Any]]:
+        rows = self._conn.execute(
+            "SELECT * FROM revisions WHERE deployment = ? ORDER BY revision", (deployment,))
+        return [dict(r) for r in rows]
 
     # --- reads (CLI and controller) --------------------------------------------------
     def meta(self) -> dict[str, str]:
@@ -95,7 +136,7 @@ class StateDB:
 
     def processes(self) -> list[dict[str, Any]]:
         rows = self._conn.execute(
-            "SELECT * FROM processes ORDER BY CASE kind WHEN 'replica' THEN 0 ELSE 1 END, id"
+            "SELECT * FROM processes ORDER BY CASE kind WHEN 'replica' THEN 0 ELSE 1 END, deployment, id"
         )
         return [dict(r) for r in rows]
 

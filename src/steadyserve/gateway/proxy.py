@@ -30,6 +30,7 @@ _HOP_BY_HOP = frozenset(
      b"upgrade", b"proxy-connection"}
 )
 _NO_REPLICA_HEADER = b"x-steady-replica: none\r\n"
+DEPLOYMENT_HEADER = b"x-steady-deployment"
 
 
 class UpstreamReplica:
@@ -121,6 +122,9 @@ class Gateway:
     # --- request path ------------------------------------------------------------
     def _resolve(self, request: Request) -> tuple[ServiceRuntime | None, str]:
         path = request.path.decode("utf-8", "replace").strip("/")
+        chosen = request.header(DEPLOYMENT_HEADER)
+        if chosen is not None:  # the header names the deployment; the path is the handler
+            return self.services.get(chosen.decode("utf-8", "replace")), path
         default = self.table.default_service
         if default is not None and default in self.services and "/" not in path:
             return self.services[default], path

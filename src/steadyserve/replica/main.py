@@ -10,6 +10,8 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import resource
 import signal
 import sys
 import traceback
@@ -37,7 +39,19 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024)
     p.add_argument("--grace-s", type=float, default=10.0, help="drain grace period on SIGTERM")
     p.add_argument("--no-batching", action="store_true", help="run batched handlers one call at a time")
+    p.add_argument("--deployment", help="deployment name (default: the service's name)")
+    p.add_argument("--memory-mb", type=int, help="address-space limit of this process")
+    p.add_argument("--cpu-share", type=float, help="1 = normal CPU priority; lower runs nicer")
     return p.parse_args(argv)
+
+
+def _apply_limits(args: argparse.Namespace) -> None:
+    """Resource limits, set before any user code runs."""
+    if args.memory_mb is not None:
+        limit = args.memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if args.cpu_share is not None:
+        os.nice(round((1.0 - args.cpu_share) * 19))
 
 
 def _fatal(args: argparse.Namespace, phase: str, exc: BaseException) -> int:
@@ -51,7 +65,9 @@ def _fatal(args: argparse.Namespace, phase: str, exc: BaseException) -> int:
 
 async def _serve(args: argparse.Namespace) -> int:
     target = parse_target(args.target)
+    name = args.deployment or target.name
     try:
+        _apply_limits(args)
         cls = load_service_class(target)
         specs = handler_specs(cls)
         service = cls()
@@ -59,8 +75,8 @@ async def _serve(args: argparse.Namespace) -> int:
         return _fatal(args, "import", exc)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handler")
     app = ReplicaApp(
-        service, specs, replica_id=args.id, service_name=target.name, executor=executor,
-        metrics=ReplicaMetrics(args.id, target.name), batching=not args.no_batching,
+        service, specs, replica_id=args.id, service_name=name, executor=executor,
+        metrics=ReplicaMetrics(args.id, name), batching=not args.no_batching,
     )
     http = HttpServer(app.handle, args.max_body_bytes)
     server = await create_server(args.endpoint, http.protocol_factory)

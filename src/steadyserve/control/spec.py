@@ -1,0 +1,175 @@
+"""The deployment spec (``steady.yaml``): typed, frozen, unknown keys rejected.
+
+    deployments:
+      digits:
+        service: examples/digits        # PATH[:Class], relative to this file
+        replicas: 2                     # or {min: 1, max: 4}
+        lb: least_request
+    gateway:
+      port: 8080
+
+Errors name the file, the line and the key: ``steady.yaml:7: deployments.digits.replicas:
+Input should be a valid integer``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..errors import ConfigError
+
+Policy = Literal["round_robin", "least_request", "consistent_hash"]
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReplicaRange(_Strict):
+    min: int = Field(ge=0, le=64)
+    max: int = Field(ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReplicaRange:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
+        return self
+
+
+class RetrySettings(_Strict):
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    budget_ratio: float = Field(default=0.2, ge=0, le=1)
+
+
+class HealthSettings(_Strict):
+    probe_timeout_s: float = Field(default=1.0, gt=0)
+    failure_threshold: int = Field(default=3, ge=1)
+    startup_timeout_s: float = Field(default=120.0, gt=0)
+
+
+class ResourceLimits(_Strict):
+    memory_mb: int | None = Field(default=None, ge=64, description="address-space limit per replica")
+    cpu_share: float | None = Field(default=None, gt=0, le=1, description="1 = normal priority; lower = nicer")
+
+
+class DeploymentSpec(_Strict):
+    service: str
+    replicas: int | ReplicaRange = Field(default=2)
+    lb: Policy = "least_request"
+    hash_key: str | None = None
+    timeout_s: float = Field(default=30.0, gt=0)
+    retry: RetrySettings = RetrySettings()
+    health: HealthSettings = HealthSettings()
+    resources: ResourceLimits = ResourceLimits()
+    env: dict[str, str] = {}
+    idempotent: dict[str, bool] = Field(default={}, description="per-handler override of @handler(idempotent=)")
+    batching: bool = True
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+
+    @field_validator("replicas", mode="before")
+    @classmethod
+    def _replica_count(cls, value: Any) -> int | ReplicaRange:
+        # One clear message instead of one per member of the union.
+        if isinstance(value, bool) or not isinstance(value, (int, dict, ReplicaRange)):
+            raise ValueError("must be a whole number or a mapping {min: N, max: M}")
+        if isinstance(value, dict):
+            return ReplicaRange.model_validate(value)
+        if isinstance(value, int) and not 1 <= value <= 64:
+            raise ValueError("must be between 1 and 64")
+        return value
+
+    @field_validator("hash_key")
+    @classmethod
+    def _hash_key(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("header:", "json:")):
+            raise ValueError("must look like 'header:<name>' or 'json:<field>'")
+        return value
+
+    @property
+    def desired_replicas(self) -> int:
+        """Replicas to run now; a range starts at its minimum (autoscaling moves it later)."""
+        return self.replicas if isinstance(self.replicas, int) else max(1, self.replicas.min)
+
+
+class GatewaySpec(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    processes: int = Field(default=2, ge=1, le=16)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+
+
+class PlatformSpec(_Strict):
+    deployments: dict[str, DeploymentSpec]
+    gateway: GatewaySpec = GatewaySpec()
+
+    @field_validator("deployments")
+    @classmethod
+    def _names(cls, value: dict[str, DeploymentSpec]) -> dict[str, DeploymentSpec]:
+        import re
+
+        if not value:
+            raise ValueError("declare at least one deployment")
+        for name in value:
+            if not re.match(NAME_PATTERN, name):
+                raise ValueError(f"deployment name {name!r} must match {NAME_PATTERN}")
+        return value
+
+
+def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+    """Map each key path to its 1-based line in the file."""
+    lines = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = (*path, key.value)
+            lines[child] = key.start_mark.line + 1
+            for sub, line in _line_index(value, child).items():
+                lines.setdefault(sub, line)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.update(_line_index(item, (*path, i)))
+    return lines
+
+
+def _nearest_line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int:
+    for end in range(len(loc), -1, -1):
+        key = tuple(str(p) if not isinstance(p, int) else p for p in loc[:end])
+        if key in lines:
+            return lines[key]
+    return 1
+
+
+def parse_spec(text: str, source: str) -> PlatformSpec:
+    """Validate spec text; every error names ``source:line: key: problem``."""
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        raise ConfigError(f"{source}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: the spec must be a mapping with a 'deployments' key")
+    lines = _line_index(node) if node is not None else {}
+    try:
+        return PlatformSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(p for p in err["loc"] if p not in ("int", "ReplicaRange"))
+            key = ".".join(str(p) for p in loc) or "(top level)"
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{source}:{_nearest_line(lines, loc)}: {key}: {message}")
+        raise ConfigError("\n".join(problems)) from exc
+
+
+def load_spec(path: Path) -> PlatformSpec:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the spec: {exc.strerror}") from exc
+    return parse_spec(text, str(path))

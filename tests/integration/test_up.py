@@ -1,0 +1,92 @@
+"""`steady up -f steady.yaml`: several deployments behind one gateway, with revisions."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import EXAMPLES, FIXTURES, run_cli, start_instance, stop_instance
+
+pytestmark = pytest.mark.integration
+
+
+def write_spec(tmp_path, echo_replicas: int = 2) -> str:
+    spec = tmp_path / "steady.yaml"
+    spec.write_text(f"""\
+deployments:
+  echo:
+    service: {os.path.relpath(EXAMPLES / 'echo', tmp_path)}   # relative to this file
+    replicas: {echo_replicas}
+  slow:
+    service: {FIXTURES / 'slow'}:Slow
+    replicas: 1
+    timeout_s: 5
+    idempotent: {{work: false}}
+gateway:
+  processes: 1
+""")
+    return str(spec)
+
+
+def test_up_routes_each_deployment_and_records_revisions(serve, tmp_path):
+    inst = serve(write_spec(tmp_path), command="up")
+    code, headers, body = inst.post_json("/echo/echo", {"message": "hi"})
+    assert (code, body) == (200, {"message": "hi"})
+    code, _, body = inst.post_json("/slow/work", {"ms": 1})
+    assert (code, body) == (200, {"slept_ms": 1})
+    code, _, body = inst.post_json("/work", {"ms": 2}, headers={"x-steady-deployment": "slow"})
+    assert (code, body) == (200, {"slept_ms": 2})
+    code, _, body = inst.post_json("/nope/echo", {"message": "x"})
+    assert code == 404 and "services: echo, slow" in body["error"]
+
+    rows = inst.status()
+    assert sorted((r["deployment"], r["id"]) for r in rows if r["kind"] == "replica") == [
+        ("echo", "r0"), ("echo", "r1"), ("slow", "r0")]
+    assert {r["revision"] for r in rows if r["kind"] == "replica"} == {1}
+    revisions = [e for e in inst.events("revision")]
+    assert sorted(e["deployment"] for e in revisions) == ["echo", "slow"]
+
+
+def test_up_again_with_a_changed_spec_makes_a_new_revision(tmp_path):
+    spec, state_dir = write_spec(tmp_path), tmp_path / "state"
+    stop_instance(start_instance(spec, state_dir, command="up"))
+    write_spec(tmp_path, echo_replicas=1)
+    second = start_instance(spec, state_dir, command="up")
+    try:
+        revisions = {(r["deployment"], r["revision"]) for r in second.status() if r["kind"] == "replica"}
+        assert revisions == {("echo", 2), ("slow", 1)}  # slow's spec did not change
+    finally:
+        stop_instance(second)
+
+
+def test_spec_errors_name_the_file_and_line(tmp_path):
+    spec = tmp_path / "steady.yaml"
+    spec.write_text("deployments:\n  echo:\n    service: nowhere/at/all\n    replicas: 2\n")
+    result = run_cli("up", "-f", str(spec), "--state-dir", str(tmp_path / "s"), "--port", "0")
+    assert result.returncode == 1
+    assert "nowhere/at/all: no such file or directory" in result.stderr
+    spec.write_text("deployments:\n  echo:\n    service: x\n    replicas: 2\n    colour: red\n")
+    result = run_cli("up", "-f", str(spec), "--state-dir", str(tmp_path / "s"), "--port", "0")
+    assert result.returncode == 1
+    assert f"{spec}:5: deployments.echo.colour: Extra inputs are not permitted" in result.stderr
+    result = run_cli("up", "-f", str(tmp_path / "missing.yaml"), "--state-dir", str(tmp_path / "s"))
+    assert result.returncode == 1 and "missing.yaml: cannot read the spec" in result.stderr
+
+
+def test_env_and_resource_limits_reach_the_replica(serve, tmp_path):
+    spec = tmp_path / "steady.yaml"
+    spec.write_text(f"""\
+deployments:
+  probe:
+    service: {FIXTURES / 'introspect'}
+    replicas: 1
+    env: {{MODEL_DIR: /models/v3}}
+    resources: {{memory_mb: 4096, cpu_share: 0.5}}
+gateway:
+  processes: 1
+""")
+    inst = serve(str(spec), command="up")
+    code, _, body = inst.post_json("/probe/environment", {})
+    assert code == 200
+    assert body == {"model_dir": "/models/v3", "memory_limit": 4096 * 1024 * 1024,
+                    "niceness": os.nice(0) + 10}

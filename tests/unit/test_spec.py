@@ -1,0 +1,67 @@
+"""The deployment spec file: valid specs parse, every mistake names file, line and key."""
+
+from __future__ import annotations
+
+import pytest
+
+from steadyserve.control.spec import ReplicaRange, parse_spec
+from steadyserve.errors import ConfigError
+
+GOOD = """\
+deployments:
+  digits:
+    service: examples/digits
+    replicas: {min: 1, max: 4}
+    lb: consistent_hash
+    hash_key: header:x-user
+    retry: {max_attempts: 2, budget_ratio: 0.1}
+    health: {failure_threshold: 5}
+    resources: {memory_mb: 2048, cpu_share: 0.5}
+    env: {MODEL_DIR: /models}
+    idempotent: {predict: false}
+  echo:
+    service: examples/echo:Echo
+gateway:
+  port: 9000
+  processes: 3
+"""
+
+
+def test_a_full_spec_parses():
+    spec = parse_spec(GOOD, "steady.yaml")
+    digits = spec.deployments["digits"]
+    assert digits.replicas == ReplicaRange(min=1, max=4) and digits.desired_replicas == 1
+    assert digits.retry.max_attempts == 2 and digits.health.failure_threshold == 5
+    assert spec.deployments["echo"].desired_replicas == 2
+    assert spec.gateway.port == 9000 and spec.gateway.processes == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("deployments:\n  a:\n    service: x\n    colour: red\n",
+         "steady.yaml:4: deployments.a.colour: Extra inputs are not permitted"),
+        ("deployments:\n  a:\n    service: x\n    replicas: lots\n",
+         "steady.yaml:4: deployments.a.replicas: must be a whole number or a mapping {min: N, max: M}"),
+        ("deployments:\n  a:\n    service: x\n    replicas: {min: 3, max: 1}\n",
+         "steady.yaml:4: deployments.a.replicas: max (1) must be >= min (3)"),
+        ("deployments:\n  a:\n    service: x\n    timeout_s: -1\n",
+         "steady.yaml:4: deployments.a.timeout_s: Input should be greater than 0"),
+        ("deployments:\n  a:\n    replicas: 2\n",
+         "steady.yaml:2: deployments.a.service: Field required"),
+        ("deployments:\n  a:\n    service: x\n    lb: random\n",
+         "steady.yaml:4: deployments.a.lb: Input should be 'round_robin', 'least_request' or 'consistent_hash'"),
+        ("deployments:\n  a:\n    service: x\n    hash_key: user\n",
+         "steady.yaml:4: deployments.a.hash_key: must look like 'header:<name>' or 'json:<field>'"),
+        ("deployments:\n  a:\n    service: x\ngateway:\n  port: 70000\n",
+         "steady.yaml:5: gateway.port: Input should be less than or equal to 65535"),
+        ("deployments: [\n", "steady.yaml:2: not valid YAML"),
+        ("- just\n- a list\n", "steady.yaml:1: the spec must be a mapping"),
+        ("deployments: {}\n", "steady.yaml:1: deployments: declare at least one deployment"),
+        ("deployments:\n  Bad_Name:\n    service: x\n", "deployment name 'Bad_Name' must match"),
+    ],
+)
+def test_mistakes_name_file_line_and_key(text, message):
+    with pytest.raises(ConfigError) as info:
+        parse_spec(text, "steady.yaml")
+    assert message in str(info.value)
