@@ -96,3 +96,25 @@ def test_probe_failures_before_listening_do_not_count():
     for i in range(5):
         slot = advance(slot, now=0.1 * i, alive=False).slot
     assert slot.state == ProcState.STARTING and slot.probe_failures == 0
+
+
+def test_retiring_a_ready_slot_drains_then_stops():
+    from dataclasses import replace
+
+    from steadyserve.control.supervision import Terminate
+
+    slot = replace(ready_slot(), retiring=True)
+    draining = advance(slot, now=50.0, alive=True)
+    assert draining.slot.state == ProcState.DRAINING and draining.actions == [Terminate()]
+    assert advance(draining.slot, now=51.0).actions == []
+    stuck = advance(draining.slot, now=50.0 + POLICY.drain_timeout_s + 1)
+    assert isinstance(stuck.actions[0], Kill)
+    done = advance(draining.slot, now=52.0, exit_code=0)
+    assert done.slot.state == ProcState.STOPPED and [e.type for e in done.events] == ["stopped"]
+
+
+def test_retiring_a_slot_without_process_stops_at_once():
+    from dataclasses import replace
+
+    slot = replace(Slot("replica", "r3", state=ProcState.CRASH_LOOP), retiring=True)
+    assert advance(slot, now=1.0).slot.state == ProcState.STOPPED

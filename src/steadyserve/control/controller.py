@@ -15,7 +15,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,21 @@ from ..types import Clock
 from .config import DeploymentConfig, PlatformConfig
 from .probes import ProbeResult, probe
 from .processes import ManagedProcess, ProcessLauncher
+from .rollout import AddSlot, DeploymentView, Retire, RollBack, SlotView, plan
 from .statedb import Event, StateDB
-from .supervision import RUNNING, Kill, Observation, ProcState, Slot, Start, Step, SupervisionPolicy, step
+from .supervision import (
+    HAS_PROCESS,
+    RUNNING,
+    Kill,
+    Observation,
+    ProcState,
+    Slot,
+    Start,
+    Step,
+    SupervisionPolicy,
+    Terminate,
+    step,
+)
 
 log = logging.getLogger("steadyserve.controller")
 ROUTES_FILE = "routes.json"
@@ -36,10 +49,24 @@ Key = tuple[str, str, str]
 
 
 @dataclass
+class DeploymentState:
+    """Desired state of one deployment: its active revision and replica count."""
+
+    config: DeploymentConfig
+    revision: int
+    replicas: int
+    configs: dict[int, DeploymentConfig]  # every revision a live replica may run
+    previous_revision: int | None = None  # rollback target while a rollout is under way
+    deleting: bool = False
+    next_index: int = 0
+
+
+@dataclass
 class Managed:
     slot: Slot
     deployment: str = ""  # "" for gateways
     revision: int | None = None
+    config: DeploymentConfig | None = None  # the revision's config this replica runs
     proc: ManagedProcess | None = None
     endpoint: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
@@ -67,14 +94,11 @@ class Controller:
         self.clock = clock
         self.routes_path = config.state_dir / ROUTES_FILE
         self.managed: dict[Key, Managed] = {}
-        for dep in config.deployments:
-            for i in range(dep.spec.desired_replicas):
-                self.managed[("replica", dep.name, f"r{i}")] = Managed(Slot("replica", f"r{i}"), dep.name)
+        self.deployments: dict[str, DeploymentState] = {}
         for i in range(config.gateway.processes):
             self.managed[("gateway", "", f"g{i}")] = Managed(Slot("gateway", f"g{i}"))
         self._routes_version = 0
         self._published: tuple[tuple[str, str, int, str], ...] | None = None
-        self._revisions: dict[str, int] = {}
 
     # --- set-up ---------------------------------------------------------------------
     def prepare(self) -> None:
@@ -87,13 +111,8 @@ class Controller:
             deployments=",".join(d.name for d in self.config.deployments),
         )
         for dep in self.config.deployments:
-            spec_json = json.dumps({"target": dep.target, "spec": dep.spec.model_dump(mode="json")}, sort_keys=True)
-            revision, created = self.db.record_revision(dep.name, spec_json)
-            self._revisions[dep.name] = revision
-            if created:
-                self.record("deployment", dep.name, "revision", f"revision {revision} of {dep.target}", dep.name)
-        for m in self.managed.values():
-            m.revision = self._revisions.get(m.deployment)
+            self.apply_deployment(dep)
+        self._plan_deployments(self.clock())
         self._publish_routes(force=True)
         names = ", ".join(f"{d.name} ({d.spec.desired_replicas} replicas)" for d in self.config.deployments)
         self.record("controller", "controller", "started",
@@ -103,6 +122,42 @@ class Controller:
         event = self.db.add_event(kind, subject, type, message, deployment)
         log.info("%s %s%s %s: %s", kind, f"{deployment}/" if deployment else "", subject, type, message)
         self.on_event(event)
+
+    # --- desired state (called at start-up and by the control API) -----------------
+    def apply_deployment(self, config: DeploymentConfig, replicas: int | None = None) -> tuple[int, bool]:
+        """Create or update a deployment; an update rolls out a new revision. Returns (revision, changed)."""
+        spec_json = json.dumps({"target": config.target, "spec": config.spec.model_dump(mode="json")},
+                               sort_keys=True)
+        revision, created = self.db.record_revision(config.name, spec_json)
+        current = self.deployments.get(config.name)
+        if current is not None and current.revision == revision and not current.deleting:
+            return revision, False
+        if created:
+            self.record("deployment", config.name, "revision", f"revision {revision} of {config.target}", config.name)
+        if current is None or current.deleting:
+            count = replicas if replicas is not None else config.spec.desired_replicas
+            next_index = current.next_index if current is not None else 0
+            self.deployments[config.name] = DeploymentState(config, revision, count, {revision: config},
+                                                            next_index=next_index)
+        else:
+            current.configs[revision] = config
+            current.previous_revision, current.revision, current.config = current.revision, revision, config
+            if replicas is not None:
+                current.replicas = replicas
+            self.record("deployment", config.name, "rollout",
+                        f"rolling out revision {revision} (from {current.previous_revision})", config.name)
+        return revision, True
+
+    def scale(self, name: str, replicas: int) -> None:
+        dep = self.deployments[name]
+        if dep.replicas != replicas:
+            self.record("deployment", name, "scaled", f"replicas {dep.replicas} -> {replicas}", name)
+            dep.replicas = replicas
+
+    def delete(self, name: str) -> None:
+        dep = self.deployments[name]
+        dep.deleting = True
+        self.record("deployment", name, "deleting", "retiring all replicas", name)
 
     # --- the loop ---------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -121,9 +176,8 @@ class Controller:
         await self.shutdown()
 
     def _policy(self, managed: Managed) -> tuple[SupervisionPolicy, float]:
-        if managed.deployment:
-            dep = self.config.deployment(managed.deployment)
-            return dep.supervision, dep.spec.health.probe_timeout_s
+        if managed.config is not None:
+            return managed.config.supervision, managed.config.spec.health.probe_timeout_s
         return GATEWAY_POLICY, 1.0
 
     async def tick(self) -> None:
@@ -149,8 +203,56 @@ class Controller:
                 problem=None if result is None else result.problem,
             )
             self._apply(managed, step(managed.slot, observation, self._policy(managed)[0]))
+        self._plan_deployments(self.clock())
         self._publish_routes()
         self._persist()
+        self._drop_retired()
+
+    def _plan_deployments(self, now: float) -> None:
+        for name, dep in list(self.deployments.items()):
+            slots = {key[2]: m for key, m in self.managed.items()
+                     if key[0] == "replica" and key[1] == name and not m.slot.retiring
+                     and m.slot.state != ProcState.STOPPED}
+            if dep.deleting:
+                for m in slots.values():
+                    m.slot = replace(m.slot, retiring=True)
+                if not any(k[1] == name for k in self.managed):
+                    del self.deployments[name]
+                    self.record("deployment", name, "deleted", "all replicas retired", name)
+                continue
+            view = DeploymentView(
+                revision=dep.revision, replicas=dep.replicas, now=now, rollout=dep.config.spec.rollout,
+                previous_revision=dep.previous_revision,
+                slots=tuple(SlotView(
+                    id=id_, index=int(id_[1:]), revision=m.revision or 0, state=m.slot.state,
+                    started_at=m.slot.started_at, ready_since=m.slot.ready_at,
+                    requests=int(m.stats.get("requests", 0)), errors=int(m.stats.get("errors", 0)),
+                ) for id_, m in slots.items()),
+            )
+            for action in plan(view):
+                if isinstance(action, AddSlot):
+                    slot_id = f"r{dep.next_index}"
+                    dep.next_index += 1
+                    self.managed[("replica", name, slot_id)] = Managed(
+                        Slot("replica", slot_id), name, action.revision, dep.configs[action.revision])
+                elif isinstance(action, Retire):
+                    m = slots[action.slot_id]
+                    m.slot = replace(m.slot, retiring=True)
+                elif isinstance(action, RollBack):
+                    failed = dep.revision
+                    dep.revision, dep.config = action.to_revision, dep.configs[action.to_revision]
+                    dep.previous_revision = None
+                    self.record("deployment", name, "rollback",
+                                f"rolled back from revision {failed} to {action.to_revision}: {action.reason}", name)
+            if dep.previous_revision is not None and all(
+                    m.revision == dep.revision for m in slots.values()):
+                self.record("deployment", name, "rollout_done", f"revision {dep.revision} fully rolled out", name)
+                dep.previous_revision = None
+
+    def _drop_retired(self) -> None:
+        for key in [k for k, m in self.managed.items() if m.slot.retiring and m.slot.state == ProcState.STOPPED]:
+            del self.managed[key]
+            self.db.delete_process(*key)
 
     # --- applying decisions ---------------------------------------------------------
     def _apply(self, managed: Managed, decision: Step) -> None:
@@ -164,7 +266,10 @@ class Controller:
             elif isinstance(action, Kill):
                 if managed.proc is not None:
                     managed.proc.kill()
-        if previous.state in RUNNING and decision.slot.state not in RUNNING:
+            elif isinstance(action, Terminate):
+                if managed.proc is not None:
+                    managed.proc.signal(signal.SIGTERM)
+        if previous.state in HAS_PROCESS and decision.slot.state not in HAS_PROCESS:
             self._forget_process(managed)
 
     def _record_ejections(self, gateway: Managed) -> None:
@@ -181,16 +286,16 @@ class Controller:
         endpoint = f"unix:{cfg.socket_dir / f'{managed.label}-{generation}.sock'}"
         error_file = self._error_file(managed)
         error_file.unlink(missing_ok=True)
-        if managed.deployment:
+        if managed.config is not None:
             module, args = "steadyserve.replica.main", self._replica_args(
-                cfg.deployment(managed.deployment), managed.slot.id, endpoint, error_file)
+                managed.config, managed.slot.id, endpoint, error_file)
         else:
             gw = cfg.gateway
             module = "steadyserve.gateway.main"
             args = ["--id", managed.slot.id, "--host", gw.host, "--port", str(gw.port),
                     "--routes", str(self.routes_path), "--admin-endpoint", endpoint,
                     "--max-body-bytes", str(gw.max_body_bytes), "--grace-s", str(cfg.grace_s)]
-        env = cfg.deployment(managed.deployment).spec.env if managed.deployment else {}
+        env = managed.config.spec.env if managed.config is not None else {}
         managed.proc = self.launcher.start_module(module, args, cfg.logs_dir / f"{managed.label}.log", env)
         managed.endpoint = endpoint
         managed.stats = {}
@@ -237,7 +342,7 @@ class Controller:
             return
         self._routes_version += 1
         services = {}
-        for dep in self.config.deployments:
+        for dep in (state.config for state in self.deployments.values()):
             spec = dep.spec
             services[dep.name] = ServiceRoute(
                 policy=spec.lb, hash_key=spec.hash_key, timeout_s=spec.timeout_s,

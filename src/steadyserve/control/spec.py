@@ -52,6 +52,14 @@ class HealthSettings(_Strict):
     startup_timeout_s: float = Field(default=120.0, gt=0)
 
 
+class RolloutSettings(_Strict):
+    max_surge: int = Field(default=1, ge=1, le=16, description="new replicas starting at once")
+    ready_deadline_s: float = Field(default=120.0, gt=0, description="roll back if a new replica is not ready by then")
+    bake_s: float = Field(default=5.0, ge=0, description="the first new replica serves this long before old ones go")
+    max_error_rate: float = Field(default=0.05, ge=0, le=1, description="roll back above this share of 5xx")
+    min_requests: int = Field(default=20, ge=1, description="requests needed before the error rate counts")
+
+
 class ResourceLimits(_Strict):
     memory_mb: int | None = Field(default=None, ge=64, description="address-space limit per replica")
     cpu_share: float | None = Field(default=None, gt=0, le=1, description="1 = normal priority; lower = nicer")
@@ -65,6 +73,7 @@ class DeploymentSpec(_Strict):
     timeout_s: float = Field(default=30.0, gt=0)
     retry: RetrySettings = RetrySettings()
     health: HealthSettings = HealthSettings()
+    rollout: RolloutSettings = RolloutSettings()
     resources: ResourceLimits = ResourceLimits()
     env: dict[str, str] = {}
     idempotent: dict[str, bool] = Field(default={}, description="per-handler override of @handler(idempotent=)")

@@ -101,6 +101,10 @@ class StateDB:
             values,
         )
 
+    def delete_process(self, kind: str, deployment: str, id: str) -> None:
+        self._conn.execute("DELETE FROM processes WHERE kind = ? AND deployment = ? AND id = ?",
+                           (kind, deployment, id))
+
     def add_event(self, kind: str, subject: str, type: str, message: str, deployment: str = "",
                   ts: float | None = None) -> Event:
         ts = time.time() if ts is None else ts

@@ -20,11 +20,13 @@ class ProcState(StrEnum):
     UNHEALTHY = "unhealthy"  # failed a probe: out of rotation until it passes again
     BACKOFF = "backoff"  # exited; waiting before the restart
     CRASH_LOOP = "crash_loop"  # exited repeatedly soon after start; restarting slowly
+    DRAINING = "draining"  # retiring: out of rotation, finishing in-flight work
     STOPPED = "stopped"
 
 
 ROUTABLE = frozenset({ProcState.READY})
-RUNNING = frozenset({ProcState.STARTING, ProcState.READY, ProcState.UNHEALTHY})
+RUNNING = frozenset({ProcState.STARTING, ProcState.READY, ProcState.UNHEALTHY})  # probed
+HAS_PROCESS = RUNNING | {ProcState.DRAINING}
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class SupervisionPolicy:
     backoff_max_s: float = 30.0
     min_uptime_s: float = 10.0  # exiting sooner than this after start counts as a crash
     crash_loop_after: int = 3  # consecutive crashes before reporting a crash loop
+    drain_timeout_s: float = 15.0  # a retiring process still up after this is killed
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,9 @@ class Slot:
     crashes: int = 0  # consecutive crashes; reset once it stays up
     backoff_until: float = 0.0
     last_error: str | None = None
+    retiring: bool = False  # desired state says: stop this one for good
+    draining_since: float = 0.0
+    ready_at: float | None = None  # when the current process became ready
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,11 @@ class Kill:
 
 
 @dataclass(frozen=True)
+class Terminate:
+    """SIGTERM: drain in-flight requests, then exit."""
+
+
+@dataclass(frozen=True)
 class EventNote:
     type: str
     message: str
@@ -81,7 +92,7 @@ class EventNote:
 @dataclass(frozen=True)
 class Step:
     slot: Slot
-    actions: list[Start | Kill] = field(default_factory=list)
+    actions: list[Start | Kill | Terminate] = field(default_factory=list)
     events: list[EventNote] = field(default_factory=list)
 
 
@@ -103,7 +114,7 @@ def backoff_s(crashes: int, policy: SupervisionPolicy) -> float:
 def _start(slot: Slot, now: float) -> Step:
     generation = slot.generation + 1
     started = replace(slot, state=ProcState.STARTING, generation=generation, started_at=now,
-                      seen_alive=False, probe_failures=0)
+                      seen_alive=False, probe_failures=0, ready_at=None)
     if generation == 1:
         return Step(started, [Start(generation)], [EventNote("starting", "starting")])
     return Step(started, [Start(generation)],
@@ -130,10 +141,26 @@ def _exited(slot: Slot, obs: Observation, policy: SupervisionPolicy) -> Step:
     return Step(nxt, [], events)
 
 
+def _retire(slot: Slot, obs: Observation, policy: SupervisionPolicy) -> Step:
+    if slot.state in RUNNING:
+        return Step(replace(slot, state=ProcState.DRAINING, draining_since=obs.now), [Terminate()],
+                    [EventNote("draining", "retiring: out of rotation, finishing in-flight requests")])
+    if slot.state == ProcState.DRAINING:
+        if obs.exit_code is not None:
+            return Step(replace(slot, state=ProcState.STOPPED), [],
+                        [EventNote("stopped", f"retired ({describe_exit(obs.exit_code)})")])
+        if obs.now - slot.draining_since > policy.drain_timeout_s:
+            return Step(slot, [Kill(f"still draining after {policy.drain_timeout_s:g}s")])
+        return Step(slot)
+    return Step(replace(slot, state=ProcState.STOPPED), [], [EventNote("stopped", "retired")])
+
+
 def step(slot: Slot, obs: Observation, policy: SupervisionPolicy) -> Step:
     """Advance one slot by one observation."""
     if slot.state == ProcState.STOPPED:
         return Step(slot)
+    if slot.retiring:
+        return _retire(slot, obs, policy)
     if slot.state == ProcState.PENDING:
         return _start(slot, obs.now)
     if slot.state in (ProcState.BACKOFF, ProcState.CRASH_LOOP):
@@ -145,7 +172,7 @@ def step(slot: Slot, obs: Observation, policy: SupervisionPolicy) -> Step:
         slot = replace(slot, seen_alive=True)
     if slot.state == ProcState.STARTING:
         if obs.ready:
-            ready = replace(slot, state=ProcState.READY, probe_failures=0)
+            ready = replace(slot, state=ProcState.READY, probe_failures=0, ready_at=obs.now)
             where = "in rotation" if slot.kind == "replica" else "serving the public port"
             return Step(ready, [], [EventNote("ready", f"ready; {where}")])
         failures = slot.probe_failures + (1 if obs.alive is False and slot.seen_alive else 0)

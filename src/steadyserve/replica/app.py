@@ -75,6 +75,7 @@ class ReplicaApp:
         self.draining = False
         self.inflight = 0
         self.requests = 0
+        self.errors = 0  # answered 5xx
         self._executor = executor
         self._batching = batching
         self._replica_header = b"x-steady-replica: " + replica_id.encode() + b"\r\n"
@@ -134,6 +135,8 @@ class ReplicaApp:
             self.inflight -= 1
             if self.inflight == 0:
                 self._idle.set()
+        if reply.status >= 500:
+            self.errors += 1
         self.metrics.observe(spec.name, reply.status, time.perf_counter() - started)
         return response(reply.status, reply.body, content_type=reply.content_type,
                         extra_headers=extra + reply.headers)
@@ -284,7 +287,7 @@ class ReplicaApp:
 
     def stats(self) -> dict[str, Any]:
         return {"replica": self.replica_id, "ready": self.ready, "draining": self.draining,
-                "inflight": self.inflight, "requests": self.requests}
+                "inflight": self.inflight, "requests": self.requests, "errors": self.errors}
 
     def _healthz(self) -> bytes:
         try:
