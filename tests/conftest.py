@@ -74,6 +74,10 @@ class Instance:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """A `steady` command against this instance."""
+        return run_cli(*args, "--state-dir", str(self.state_dir))
+
     def status(self) -> list[dict[str, Any]]:
         result = run_cli("status", "--json", "--state-dir", str(self.state_dir))
         assert result.returncode == 0, result.stderr
@@ -126,7 +130,7 @@ def start_instance(target: Path | str, state_dir: Path, *args: str, wait_ready: 
     port = free_port()
     what = [str(target)] if command == "serve" else ["-f", str(target)]
     proc = subprocess.Popen(
-        [*STEADY, command, *what, "--port", str(port), "--state-dir", str(state_dir), *args],
+        [*STEADY, command, *what, "--port", str(port), "--api-port", "0", "--state-dir", str(state_dir), *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "COLUMNS": "200"},
     )

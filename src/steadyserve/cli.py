@@ -55,15 +55,17 @@ def main() -> None:
               help="Per-request timeout at the gateway.")
 @click.option("--max-body-bytes", type=click.IntRange(min=1), default=16 * 1024 * 1024, show_default=True)
 @click.option("--no-batching", is_flag=True, help="Run batched handlers one call at a time.")
+@click.option("--api-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Control API port (0 picks a free one; the CLI finds it in the state dir).")
 @STATE_DIR_OPTION
-def serve(target: str, state_dir: Path, no_batching: bool, **options: Any) -> None:
+def serve(target: str, state_dir: Path, no_batching: bool, api_port: int, **options: Any) -> None:
     """Serve TARGET (PATH[:Class]) with replicas behind the gateway."""
     from .control.serve import check_port, serve_spec
 
     def build() -> tuple[Any, Any]:
         options["port"] = check_port(options["host"], options["port"])
         name, spec = serve_spec(target, batching=not no_batching, **options)
-        return _resolve(spec, Path.cwd(), state_dir, default_deployment=name)
+        return _resolve(spec, Path.cwd(), state_dir, check_port("127.0.0.1", api_port), default_deployment=name)
 
     _run_platform(build, state_dir)
 
@@ -72,8 +74,10 @@ def serve(target: str, state_dir: Path, no_batching: bool, **options: Any) -> No
 @click.option("--file", "-f", "spec_file", type=click.Path(path_type=Path), default=Path("steady.yaml"),
               show_default=True, help="Deployment spec.")
 @click.option("--port", "-p", type=click.IntRange(0, 65535), help="Override gateway.port of the spec.")
+@click.option("--api-port", type=click.IntRange(0, 65535), default=8081, show_default=True,
+              help="Control API port (0 picks a free one).")
 @STATE_DIR_OPTION
-def up(spec_file: Path, port: int | None, state_dir: Path) -> None:
+def up(spec_file: Path, port: int | None, api_port: int, state_dir: Path) -> None:
     """Run every deployment of a spec file behind one gateway."""
     from .control.serve import check_port
     from .control.spec import load_spec
@@ -83,15 +87,16 @@ def up(spec_file: Path, port: int | None, state_dir: Path) -> None:
         gateway = spec.gateway.model_copy(update={"port": check_port(spec.gateway.host, spec.gateway.port
                                                                      if port is None else port)})
         spec = spec.model_copy(update={"gateway": gateway})
-        return _resolve(spec, spec_file.resolve().parent, state_dir)
+        return _resolve(spec, spec_file.resolve().parent, state_dir, check_port("127.0.0.1", api_port))
 
     _run_platform(build, state_dir)
 
 
-def _resolve(spec: Any, base_dir: Path, state_dir: Path, default_deployment: str | None = None) -> tuple[Any, Any]:
+def _resolve(spec: Any, base_dir: Path, state_dir: Path, api_port: int,
+             default_deployment: str | None = None) -> tuple[Any, Any]:
     from .control.config import resolve_platform
 
-    return resolve_platform(spec, base_dir, state_dir, default_deployment)
+    return resolve_platform(spec, base_dir, state_dir, api_port, default_deployment)
 
 
 def _run_platform(build: Any, state_dir: Path) -> None:
@@ -242,6 +247,119 @@ def call(names: tuple[str, ...], payload: str, url: str | None, timeout_s: float
         fail(f"{exc.code} {exc.reason}: {detail}")
     except urllib.error.URLError as exc:
         fail(f"cannot reach {base}: {exc.reason} (is `steady serve` running?)")
+
+
+# --- commands that go through the control API -------------------------------------------
+API_URL_OPTION = click.option("--api-url", help="Control API (default: $STEADY_API_URL, else the running instance's).")
+
+
+def _api(method: str, path: str, state_dir: Path, api_url: str | None, body: Any = None) -> Any:
+    import httpx
+
+    if api_url is None:
+        api_url = os.environ.get("STEADY_API_URL")
+    if api_url is None:
+        db = _open_db(state_dir)
+        try:
+            api_url = db.meta().get("api_url")
+        finally:
+            db.close()
+        if not api_url:
+            fail(f"no control API recorded in {state_dir}/; pass --api-url")
+    token = os.environ.get("STEADY_TOKEN")
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.request(method, f"{api_url.rstrip('/')}{path}", json=body, headers=headers, timeout=120)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach the control API at {api_url}: {exc} (is `steady up` running?)")
+    if response.status_code >= 400:
+        try:
+            doc = response.json()
+            message = doc.get("error", response.text)
+            if doc.get("fields"):
+                message += ": " + "; ".join(f"{f['field']}: {f['problem']}" for f in doc["fields"])
+        except ValueError:
+            message = response.text
+        fail(f"{response.status_code}: {message}")
+    return response.json()
+
+
+@main.command()
+@click.option("--file", "-f", "spec_file", type=click.Path(path_type=Path), default=Path("steady.yaml"),
+              show_default=True)
+@API_URL_OPTION
+@STATE_DIR_OPTION
+def deploy(spec_file: Path, api_url: str | None, state_dir: Path) -> None:
+    """Create or update (rolling update) every deployment of a spec file."""
+    from .control.spec import load_spec
+
+    try:
+        spec = load_spec(spec_file)
+    except ConfigError as exc:
+        fail(str(exc))
+    base = spec_file.resolve().parent
+    table = Table()
+    for column in ("deployment", "revision", "result"):
+        table.add_column(column)
+    for name, dep in spec.deployments.items():
+        path, sep, cls = dep.service.partition(":")
+        service = str(Path(path) if Path(path).is_absolute() else base / path) + sep + cls
+        body = {"spec": dep.model_copy(update={"service": service}).model_dump(mode="json")}
+        result = _api("PUT", f"/v1/deployments/{name}", state_dir, api_url, body)
+        table.add_row(name, str(result["revision"]), "rolling out" if result["changed"] else "unchanged")
+    console.print(table)
+
+
+@main.command()
+@click.argument("name")
+@click.argument("replicas", type=click.IntRange(1, 64))
+@API_URL_OPTION
+@STATE_DIR_OPTION
+def scale(name: str, replicas: int, api_url: str | None, state_dir: Path) -> None:
+    """Set the number of replicas of deployment NAME."""
+    result = _api("POST", f"/v1/deployments/{name}/scale", state_dir, api_url, {"replicas": replicas})
+    console.print(f"{name}: scaling to {result['replicas']} replicas ({result['ready']} ready now)")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--to", "to_revision", type=click.IntRange(1), help="Revision (default: the one before).")
+@API_URL_OPTION
+@STATE_DIR_OPTION
+def rollback(name: str, to_revision: int | None, api_url: str | None, state_dir: Path) -> None:
+    """Roll deployment NAME back to an earlier revision (as a new revision)."""
+    result = _api("POST", f"/v1/deployments/{name}/rollback", state_dir, api_url, {"to_revision": to_revision})
+    console.print(f"{name}: rolling out revision {result['revision']}")
+
+
+@main.command()
+@click.argument("name")
+@API_URL_OPTION
+@STATE_DIR_OPTION
+def delete(name: str, api_url: str | None, state_dir: Path) -> None:
+    """Delete deployment NAME (its replicas drain first)."""
+    _api("DELETE", f"/v1/deployments/{name}", state_dir, api_url)
+    console.print(f"{name}: deleting")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@API_URL_OPTION
+@STATE_DIR_OPTION
+def revisions(name: str, as_json: bool, api_url: str | None, state_dir: Path) -> None:
+    """Revisions of deployment NAME."""
+    rows = _api("GET", f"/v1/deployments/{name}/revisions", state_dir, api_url)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table()
+    for column in ("revision", "active", "created", "service"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(str(r["revision"]), "*" if r["active"] else "",
+                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created_at"])), r["target"])
+    console.print(table)
 
 
 def run() -> None:

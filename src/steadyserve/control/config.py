@@ -46,12 +46,19 @@ class PlatformConfig(_Frozen):
     deployments: tuple[DeploymentConfig, ...]
     # `steady serve` routes /<handler> to its one deployment; `steady up` uses /<deployment>/<handler>.
     default_deployment: str | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8081, ge=0, le=65535)
+    base_dir: Path = Path(".")  # relative service paths in API calls resolve from here
     probe_interval_s: float = Field(default=0.5, gt=0)
     grace_s: float = Field(default=10.0, ge=0)
 
     @property
     def url(self) -> str:
         return f"http://{self.gateway.host}:{self.gateway.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
 
     @property
     def logs_dir(self) -> Path:
@@ -95,13 +102,14 @@ def resolve_deployment(name: str, spec: DeploymentSpec, base_dir: Path) -> tuple
     return config, specs
 
 
-def resolve_platform(spec: PlatformSpec, base_dir: Path, state_dir: Path,
+def resolve_platform(spec: PlatformSpec, base_dir: Path, state_dir: Path, api_port: int,
                      default_deployment: str | None = None) -> tuple[PlatformConfig, dict[str, dict[str, HandlerSpec]]]:
     deployments, all_specs = [], {}
     for name, dep in spec.deployments.items():
         config, specs = resolve_deployment(name, dep, base_dir)
         deployments.append(config)
         all_specs[name] = specs
-    platform = PlatformConfig(state_dir=state_dir.resolve(), gateway=spec.gateway,
-                              deployments=tuple(deployments), default_deployment=default_deployment)
+    platform = PlatformConfig(state_dir=state_dir.resolve(), gateway=spec.gateway, api_port=api_port,
+                              base_dir=base_dir.resolve(), deployments=tuple(deployments),
+                              default_deployment=default_deployment)
     return platform, all_specs

@@ -106,7 +106,7 @@ class Controller:
             d.mkdir(parents=True, exist_ok=True)
         self.db.reset_processes()
         self.db.set_meta(
-            url=self.config.url, controller_pid=str(os.getpid()), started_at=str(time.time()),
+            url=self.config.url, api_url=self.config.api_url, controller_pid=str(os.getpid()), started_at=str(time.time()),
             status="running", routes_file=str(self.routes_path),
             deployments=",".join(d.name for d in self.config.deployments),
         )

@@ -93,13 +93,14 @@ def plan(view: DeploymentView) -> list[Action]:
         if reason is not None:
             return [RollBack(view.previous_revision, reason)]
     new_ready = [s for s in new if s.state == ProcState.READY]
-    actions: list[Action] = []
-    starting = [s for s in new if s.state != ProcState.READY]
-    if len(new) < view.replicas and len(starting) < view.rollout.max_surge:
-        actions.append(AddSlot(view.revision))
     canary_baked = any(
         s.ready_since is not None and view.now - s.ready_since >= view.rollout.bake_s for s in new_ready)
-    if new_ready and canary_baked:
+    actions: list[Action] = []
+    starting = [s for s in new if s.state != ProcState.READY]
+    # One canary first; more new replicas only once it has baked.
+    if len(new) < view.replicas and len(starting) < view.rollout.max_surge and (not new or canary_baked):
+        actions.append(AddSlot(view.revision))
+    if canary_baked:
         excess = len(old) + len(new_ready) - view.replicas
         actions += [Retire(s.id) for s in _retire_order(old)[:max(0, excess)]]
     return actions

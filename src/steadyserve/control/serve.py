@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import re
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import uvicorn
 
 from ..errors import ConfigError
 from ..loading import parse_target
+from .api import build_api
 from .config import PlatformConfig
 from .controller import Controller
 from .processes import ProcessLauncher
@@ -80,6 +84,14 @@ def serve_spec(target: str, *, replicas: int, policy: str, hash_key: str | None,
     return name, PlatformSpec(deployments={name: deployment}, gateway=gateway)
 
 
+class _ApiServer(uvicorn.Server):
+    """uvicorn inside the controller's loop; the controller owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 def run_platform(
     config: PlatformConfig,
     on_event: Callable[[Event], None],
@@ -107,7 +119,14 @@ def run_platform(
                 on_all_ready()
 
         controller.on_event = announce
-        await controller.run(stop)
+        api = _ApiServer(uvicorn.Config(build_api(controller, config.base_dir), host=config.api_host,
+                                        port=config.api_port, log_level="warning", lifespan="off"))
+        api_task = asyncio.create_task(api.serve())
+        try:
+            await controller.run(stop)
+        finally:
+            api.should_exit = True
+            await api_task
 
     try:
         import uvloop

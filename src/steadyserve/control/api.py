@@ -1,0 +1,202 @@
+"""The control API: JSON over HTTP on its own port, OpenAPI at /openapi.json.
+
+Every mutating call changes the controller's desired state; the controller's
+loop then reconciles (starts, rolls out, retires replicas). Errors are JSON
+``{"error": ...}`` like the gateway's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Query
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import ConfigError
+from .config import resolve_deployment
+from .controller import Controller
+from .spec import NAME_PATTERN, DeploymentSpec
+from .supervision import ProcState
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeploymentIn(_In):
+    spec: DeploymentSpec
+    replicas: int | None = Field(default=None, ge=1, le=64, description="override spec.replicas")
+
+
+class ScaleIn(_In):
+    replicas: int = Field(ge=1, le=64)
+
+
+class RollbackIn(_In):
+    to_revision: int | None = Field(default=None, ge=1, description="default: the revision before the active one")
+
+
+class DeploymentOut(BaseModel):
+    name: str
+    revision: int
+    replicas: int
+    ready: int
+    target: str
+    rolling_out_from: int | None
+    deleting: bool
+    spec: DeploymentSpec
+
+
+class ApplyOut(BaseModel):
+    name: str
+    revision: int
+    changed: bool
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.status, self.message, self.details = status, message, details
+
+
+def build_api(controller: Controller, base_dir: Path) -> FastAPI:
+    app = FastAPI(title="steadyserve control API", version=__version__, docs_url=None, redoc_url=None)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Any, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.message, **exc.details}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Any, exc: RequestValidationError) -> JSONResponse:
+        fields = [{"field": ".".join(str(p) for p in e["loc"] if p != "body") or "(body)", "problem": e["msg"]}
+                  for e in exc.errors()]
+        return JSONResponse({"error": "invalid request", "fields": fields}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Any, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    def _get(name: str) -> Any:
+        dep = controller.deployments.get(name)
+        if dep is None:
+            raise ApiError(404, f"no deployment {name!r}; deployments: "
+                           f"{', '.join(sorted(controller.deployments)) or 'none'}")
+        return dep
+
+    def _out(name: str) -> DeploymentOut:
+        dep = _get(name)
+        ready = sum(1 for (k, d, _), m in controller.managed.items()
+                    if k == "replica" and d == name and m.slot.state == ProcState.READY
+                    and m.revision == dep.revision)
+        return DeploymentOut(name=name, revision=dep.revision, replicas=dep.replicas, ready=ready,
+                             target=dep.config.target, rolling_out_from=dep.previous_revision,
+                             deleting=dep.deleting, spec=dep.config.spec)
+
+    async def _resolve(name: str, spec: DeploymentSpec) -> Any:
+        import re
+
+        if not re.match(NAME_PATTERN, name):
+            raise ApiError(422, f"deployment name {name!r} must match {NAME_PATTERN}")
+        try:  # imports user code: keep the event loop (and the probes) running
+            config, _ = await asyncio.to_thread(resolve_deployment, name, spec, base_dir)
+        except ConfigError as exc:
+            raise ApiError(422, str(exc)) from exc
+        return config
+
+    @app.get("/v1/deployments", response_model=list[DeploymentOut])
+    async def list_deployments() -> list[DeploymentOut]:
+        return [_out(name) for name in sorted(controller.deployments)]
+
+    @app.get("/v1/deployments/{name}", response_model=DeploymentOut)
+    async def get_deployment(name: str) -> DeploymentOut:
+        return _out(name)
+
+    @app.post("/v1/deployments/{name}", response_model=ApplyOut, status_code=201)
+    async def create_deployment(name: str, body: DeploymentIn) -> ApplyOut:
+        if name in controller.deployments and not controller.deployments[name].deleting:
+            raise ApiError(409, f"deployment {name!r} exists; update it with PUT")
+        revision, changed = controller.apply_deployment(await _resolve(name, body.spec), body.replicas)
+        return ApplyOut(name=name, revision=revision, changed=changed)
+
+    @app.put("/v1/deployments/{name}", response_model=ApplyOut)
+    async def apply_deployment(name: str, body: DeploymentIn) -> ApplyOut:
+        """Create, or update with a rolling update to a new revision."""
+        revision, changed = controller.apply_deployment(await _resolve(name, body.spec), body.replicas)
+        return ApplyOut(name=name, revision=revision, changed=changed)
+
+    @app.delete("/v1/deployments/{name}", status_code=202)
+    async def delete_deployment(name: str) -> dict[str, str]:
+        _get(name)
+        controller.delete(name)
+        return {"name": name, "status": "deleting"}
+
+    @app.post("/v1/deployments/{name}/scale", response_model=DeploymentOut)
+    async def scale(name: str, body: ScaleIn) -> DeploymentOut:
+        _get(name)
+        controller.scale(name, body.replicas)
+        return _out(name)
+
+    @app.get("/v1/deployments/{name}/revisions")
+    async def revisions(name: str) -> list[dict[str, Any]]:
+        rows = controller.db.revisions(name)
+        if not rows:
+            _get(name)
+        active = controller.deployments[name].revision if name in controller.deployments else None
+        return [{"revision": r["revision"], "created_at": r["created_at"], "active": r["revision"] == active,
+                 **json.loads(r["spec"])} for r in rows]
+
+    @app.post("/v1/deployments/{name}/rollback", response_model=ApplyOut)
+    async def rollback(name: str, body: RollbackIn) -> ApplyOut:
+        dep = _get(name)
+        rows = {r["revision"]: r for r in controller.db.revisions(name)}
+        target = body.to_revision or max((r for r in rows if r < dep.revision), default=None)
+        if target is None or target not in rows:
+            raise ApiError(404, f"no revision {target} of {name!r} to roll back to;"
+                           f" revisions: {', '.join(map(str, sorted(rows)))}")
+        stored = json.loads(rows[target]["spec"])
+        spec = DeploymentSpec.model_validate({**stored["spec"], "service": stored["target"]})
+        controller.record("deployment", name, "rollback_requested", f"rollback to revision {target}", name)
+        revision, changed = controller.apply_deployment(await _resolve(name, spec))
+        return ApplyOut(name=name, revision=revision, changed=changed)
+
+    @app.get("/v1/replicas")
+    async def replicas() -> list[dict[str, Any]]:
+        return controller.db.processes()
+
+    @app.get("/v1/events")
+    async def events(limit: int = Query(default=100, ge=1, le=10_000), type: str | None = None) -> list[dict[str, Any]]:
+        return [e.__dict__ for e in controller.db.events(limit=limit, type=type)]
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    async def docs() -> str:
+        return _docs_page(app.openapi())
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "time": time.time()}
+
+    return app
+
+
+def _docs_page(openapi: dict[str, Any]) -> str:
+    """A self-contained page listing the API (no CDN: this machine may be offline)."""
+    from html import escape
+
+    rows = []
+    for path, methods in openapi["paths"].items():
+        for method, op in methods.items():
+            rows.append(f"<tr><td><b>{method.upper()}</b></td><td><code>{escape(path)}</code></td>"
+                        f"<td>{escape(op.get('summary', ''))}</td><td>{escape(op.get('description', '') or '')}</td></tr>")
+    return (f"<!doctype html><title>{escape(openapi['info']['title'])}</title>"
+            "<style>body{font-family:sans-serif;margin:2em}td{padding:4px 12px;border-bottom:1px solid #ddd}</style>"
+            f"<h1>{escape(openapi['info']['title'])} {escape(openapi['info']['version'])}</h1>"
+            "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a></p>"
+            f"<table>{''.join(rows)}</table>")
