@@ -98,7 +98,7 @@ class Controller:
         for i in range(config.gateway.processes):
             self.managed[("gateway", "", f"g{i}")] = Managed(Slot("gateway", f"g{i}"))
         self._routes_version = 0
-        self._published: tuple[tuple[str, str, int, str], ...] | None = None
+        self._published: object = None
 
     # --- set-up ---------------------------------------------------------------------
     def prepare(self) -> None:
@@ -338,7 +338,9 @@ class Controller:
             for (kind, _, _), m in self.managed.items()
             if kind == "replica" and m.slot.state == ProcState.READY and m.endpoint
         )
-        if ready == self._published and not force:
+        # Republish when ready replicas change, or the deployments themselves do.
+        key = (ready, tuple((n, d.revision) for n, d in sorted(self.deployments.items())))
+        if key == self._published and not force:
             return
         self._routes_version += 1
         services = {}
@@ -355,7 +357,7 @@ class Controller:
         table = RoutingTable(version=self._routes_version, default_service=self.config.default_deployment,
                              services=services)
         write_table(self.routes_path, table)
-        self._published = ready
+        self._published = key
 
     def _persist(self) -> None:
         for (kind, deployment, id_), m in self.managed.items():

@@ -1,0 +1,128 @@
+"""Deployments changed through the control API and CLI while traffic flows."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from conftest import EXAMPLES, FIXTURES, LoadStream, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def spec_text(slow_service: str = str(FIXTURES / "slow"), replicas: int = 2, env: str = "v1") -> str:
+    return f"""\
+deployments:
+  slow:
+    service: {slow_service}
+    replicas: {replicas}
+    env: {{VERSION: {env}}}
+    rollout: {{bake_s: 1, ready_deadline_s: 60, max_error_rate: 0.2, min_requests: 10}}
+gateway:
+  processes: 1
+"""
+
+
+def api_url(inst) -> str:
+    import sqlite3
+
+    with sqlite3.connect(inst.state_dir / "state.db") as db:
+        return dict(db.execute("SELECT key, value FROM meta"))["api_url"]
+
+
+def revision_of_replicas(inst, deployment: str) -> set[int]:
+    return {r["revision"] for r in inst.status() if r["kind"] == "replica" and r["deployment"] == deployment}
+
+
+def test_crud_through_the_cli(serve, tmp_path):
+    spec = tmp_path / "steady.yaml"
+    spec.write_text(spec_text(replicas=1))
+    inst = serve(str(spec), command="up")
+    extra = tmp_path / "more.yaml"
+    extra.write_text(f"deployments:\n  echo:\n    service: {EXAMPLES / 'echo'}\n    replicas: 1\n")
+    result = inst.cli("deploy", "-f", str(extra))
+    assert result.returncode == 0, result.stderr
+    assert "echo" in result.stdout and "rolling out" in result.stdout
+    wait_for(lambda: inst.post_json("/echo/echo", {"message": "new"})[0] == 200, 60, "echo to serve")
+
+    assert inst.cli("scale", "echo", "3").returncode == 0
+    wait_for(lambda: sum(r["state"] == "ready" for r in inst.status() if r["deployment"] == "echo") == 3,
+             60, "3 ready echo replicas")
+
+    listed = httpx.get(f"{api_url(inst)}/v1/deployments").json()
+    assert [(d["name"], d["replicas"]) for d in listed] == [("echo", 3), ("slow", 1)]
+
+    assert inst.cli("delete", "echo").returncode == 0
+    wait_for(lambda: not [r for r in inst.status() if r["deployment"] == "echo"], 60, "echo replicas gone")
+    wait_for(lambda: inst.post_json("/echo/echo", {"message": "x"})[0] == 404, 30, "echo route gone")
+    assert any(e["type"] == "deleted" for e in inst.events())
+
+    bad = inst.cli("scale", "nope", "2")
+    assert bad.returncode == 1 and "404: no deployment 'nope'; deployments: slow" in bad.stderr
+    invalid = inst.cli("rollback", "slow", "--to", "9")
+    assert invalid.returncode == 1 and "no revision 9" in invalid.stderr
+
+
+def test_api_validates_and_documents_itself(serve, tmp_path):
+    spec = tmp_path / "steady.yaml"
+    spec.write_text(spec_text(replicas=1))
+    inst = serve(str(spec), command="up")
+    base = api_url(inst)
+    doc = httpx.get(f"{base}/openapi.json").json()
+    assert "/v1/deployments/{name}/rollback" in doc["paths"]
+    assert "/v1/deployments" in httpx.get(f"{base}/docs").text
+    bad = httpx.put(f"{base}/v1/deployments/x", json={"spec": {"service": "nowhere", "replicas": "many"}})
+    assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "spec.replicas"
+    missing = httpx.put(f"{base}/v1/deployments/x", json={"spec": {"service": "/nowhere/at/all"}})
+    assert missing.status_code == 422 and "no such file or directory" in missing.json()["error"]
+    exists = httpx.post(f"{base}/v1/deployments/slow", json={"spec": {"service": str(FIXTURES / "slow")}})
+    assert exists.status_code == 409
+
+
+def test_rolling_update_fails_no_request(serve, tmp_path):
+    spec = tmp_path / "steady.yaml"
+    spec.write_text(spec_text())
+    inst = serve(str(spec), command="up")
+    with LoadStream(inst.port, "/slow/work", {"ms": 20}, threads=6) as stream:
+        wait_for(lambda: stream.ok > 50, 60, "traffic")
+        spec.write_text(spec_text(env="v2"))
+        result = inst.cli("deploy", "-f", str(spec))
+        assert result.returncode == 0, result.stderr
+        wait_for(lambda: any(e["type"] == "rollout_done" for e in inst.events()), 120, "the rollout to finish")
+        wait_for(lambda: len([r for r in inst.status() if r["kind"] == "replica"]) == 2, 60, "old replicas gone")
+        before = stream.ok
+        wait_for(lambda: stream.ok > before + 50, 60, "traffic after the rollout")
+    assert stream.failures == []
+    assert revision_of_replicas(inst, "slow") == {2}
+    assert [e["type"] for e in inst.events() if e["subject"] in ("r0", "r1")].count("stopped") == 2
+
+
+def test_revision_whose_setup_raises_is_rolled_back(serve, tmp_path):
+    spec = tmp_path / "steady.yaml"
+    spec.write_text(spec_text())
+    inst = serve(str(spec), command="up")
+    with LoadStream(inst.port, "/slow/work", {"ms": 5}, threads=4) as stream:
+        wait_for(lambda: stream.ok > 20, 60, "traffic")
+        spec.write_text(spec_text(slow_service=f"{FIXTURES / 'crashy'}:Crashy"))
+        assert inst.cli("deploy", "-f", str(spec)).returncode == 0
+        rollback = wait_for(lambda: [e for e in inst.events("rollback")], 120, "an automatic rollback")[0]
+        wait_for(lambda: revision_of_replicas(inst, "slow") == {1}, 60, "only revision 1 replicas")
+    assert "crash-looping" in rollback["message"] and "from revision 2 to 1" in rollback["message"]
+    assert stream.failures == []  # the broken revision never became ready, so never got traffic
+
+
+def test_revision_answering_500s_is_rolled_back(serve, tmp_path):
+    spec = tmp_path / "steady.yaml"
+    spec.write_text(spec_text())
+    inst = serve(str(spec), command="up")
+    with LoadStream(inst.port, "/slow/work", {"ms": 5}, threads=4) as stream:
+        wait_for(lambda: stream.ok > 20, 60, "traffic")
+        spec.write_text(spec_text(slow_service=f"{FIXTURES / 'failing'}:Failing"))
+        assert inst.cli("deploy", "-f", str(spec)).returncode == 0
+        rollback = wait_for(lambda: [e for e in inst.events("rollback")], 120, "an automatic rollback")[0]
+        wait_for(lambda: revision_of_replicas(inst, "slow") == {1}, 60, "only revision 1 replicas")
+        failed_before = len(stream.failures)
+        ok_before = stream.ok
+        wait_for(lambda: stream.ok > ok_before + 50, 60, "traffic after the rollback")
+    assert "failed" in rollback["message"] and "from revision 2 to 1" in rollback["message"]
+    assert len(stream.failures) == failed_before  # no failures once rolled back
+    assert all("regression in the new revision" in f for f in stream.failures)
