@@ -125,9 +125,9 @@ def _drain_output(inst: Instance) -> None:
 
 
 def start_instance(target: Path | str, state_dir: Path, *args: str, wait_ready: bool = True,
-                   command: str = "serve") -> Instance:
+                   command: str = "serve", port: int | None = None) -> Instance:
     """`steady serve TARGET ...`, or with command="up", `steady up -f TARGET ...`."""
-    port = free_port()
+    port = port or free_port()
     what = [str(target)] if command == "serve" else ["-f", str(target)]
     proc = subprocess.Popen(
         [*STEADY, command, *what, "--port", str(port), "--api-port", "0", "--state-dir", str(state_dir), *args],

@@ -60,10 +60,10 @@ def main() -> None:
 @STATE_DIR_OPTION
 def serve(target: str, state_dir: Path, no_batching: bool, api_port: int, **options: Any) -> None:
     """Serve TARGET (PATH[:Class]) with replicas behind the gateway."""
-    from .control.serve import check_port, serve_spec
+    from .control.serve import check_gateway_port, check_port, serve_spec
 
-    def build() -> tuple[Any, Any]:
-        options["port"] = check_port(options["host"], options["port"])
+    def build(recovering: bool) -> tuple[Any, Any]:
+        options["port"] = check_gateway_port(options["host"], options["port"], recovering)
         name, spec = serve_spec(target, batching=not no_batching, **options)
         return _resolve(spec, Path.cwd(), state_dir, check_port("127.0.0.1", api_port), default_deployment=name)
 
@@ -79,13 +79,13 @@ def serve(target: str, state_dir: Path, no_batching: bool, api_port: int, **opti
 @STATE_DIR_OPTION
 def up(spec_file: Path, port: int | None, api_port: int, state_dir: Path) -> None:
     """Run every deployment of a spec file behind one gateway."""
-    from .control.serve import check_port
+    from .control.serve import check_gateway_port, check_port
     from .control.spec import load_spec
 
-    def build() -> tuple[Any, Any]:
+    def build(recovering: bool) -> tuple[Any, Any]:
         spec = load_spec(spec_file)
-        gateway = spec.gateway.model_copy(update={"port": check_port(spec.gateway.host, spec.gateway.port
-                                                                     if port is None else port)})
+        wanted = spec.gateway.port if port is None else port
+        gateway = spec.gateway.model_copy(update={"port": check_gateway_port(spec.gateway.host, wanted, recovering)})
         spec = spec.model_copy(update={"gateway": gateway})
         return _resolve(spec, spec_file.resolve().parent, state_dir, check_port("127.0.0.1", api_port))
 
@@ -104,8 +104,8 @@ def _run_platform(build: Any, state_dir: Path) -> None:
     from .ui import ServeConsole
 
     try:
-        check_state_dir_free(state_dir)
-        config, specs = build()
+        recovering = check_state_dir_free(state_dir)
+        config, specs = build(recovering)
     except ConfigError as exc:
         fail(str(exc))
     except ValidationError as exc:
@@ -113,7 +113,7 @@ def _run_platform(build: Any, state_dir: Path) -> None:
     ui = ServeConsole(console, config, specs, state_dir)
     ui.start()
     try:
-        run_platform(config, ui.on_event, ui.on_all_ready)
+        run_platform(config, ui.on_event, ui.on_all_ready, recover=recovering)
     finally:
         ui.stop()
 

@@ -21,10 +21,11 @@ from typing import Any
 
 from ..gateway.routes import HandlerRoute, ReplicaRoute, RoutingTable, ServiceRoute, write_table
 from ..types import Clock
-from .config import DeploymentConfig, PlatformConfig
+from .config import DeploymentConfig, PlatformConfig, resolve_deployment
 from .probes import ProbeResult, probe
-from .processes import ManagedProcess, ProcessLauncher
+from .processes import AdoptedProcess, ProcessHandle, ProcessLauncher, is_steady_process, pid_alive
 from .rollout import AddSlot, DeploymentView, Retire, RollBack, SlotView, plan
+from .spec import DeploymentSpec
 from .statedb import Event, StateDB
 from .supervision import (
     HAS_PROCESS,
@@ -67,7 +68,7 @@ class Managed:
     deployment: str = ""  # "" for gateways
     revision: int | None = None
     config: DeploymentConfig | None = None  # the revision's config this replica runs
-    proc: ManagedProcess | None = None
+    proc: ProcessHandle | None = None
     endpoint: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     started_wall: float | None = None
@@ -101,9 +102,11 @@ class Controller:
         self._published: object = None
 
     # --- set-up ---------------------------------------------------------------------
-    def prepare(self) -> None:
+    def prepare(self, recover: bool = False) -> None:
         for d in (self.config.state_dir, self.config.logs_dir, self.config.socket_dir):
             d.mkdir(parents=True, exist_ok=True)
+        if recover:
+            self._recover()
         self.db.reset_processes()
         self.db.set_meta(
             url=self.config.url, api_url=self.config.api_url, controller_pid=str(os.getpid()), started_at=str(time.time()),
@@ -117,6 +120,59 @@ class Controller:
         names = ", ".join(f"{d.name} ({d.spec.desired_replicas} replicas)" for d in self.config.deployments)
         self.record("controller", "controller", "started",
                     f"serving {names} with {self.config.gateway.processes} gateway processes on {self.config.url}")
+
+    # --- recovery after the previous controller died ----------------------------------
+    def _config_of(self, name: str, revision: int) -> DeploymentConfig | None:
+        stored = self.db.revision_spec(name, revision)
+        if stored is None:
+            return None
+        doc = json.loads(stored)
+        spec = DeploymentSpec.model_validate({**doc["spec"], "service": doc["target"]})
+        return resolve_deployment(name, spec, self.config.base_dir)[0]
+
+    def _recover(self) -> None:
+        """Desired state from SQLite; replicas and gateways still running are adopted, not restarted."""
+        for row in self.db.desired_deployments():
+            config = self._config_of(row["name"], row["revision"])
+            if config is None:
+                continue
+            self.deployments[row["name"]] = DeploymentState(
+                config, row["revision"], row["replicas"], {row["revision"]: config},
+                previous_revision=row["previous_revision"], deleting=bool(row["deleting"]),
+                next_index=row["next_index"])
+        now = self.clock()
+        adopted = 0
+        for row in self.db.processes():
+            kind, name, pid = row["kind"], row["deployment"], row["pid"]
+            module = "steadyserve.replica.main" if kind == "replica" else "steadyserve.gateway.main"
+            if not pid or not pid_alive(pid) or not is_steady_process(pid, module) or not row["endpoint"]:
+                continue
+            dep = self.deployments.get(name)
+            config = None
+            if kind == "replica":
+                if dep is None:
+                    continue
+                revision = row["revision"]
+                if revision not in dep.configs:
+                    found = self._config_of(name, revision)
+                    if found is None:
+                        continue
+                    dep.configs[revision] = found
+                config = dep.configs[revision]
+            state = ProcState.READY if row["state"] == "ready" else ProcState.STARTING
+            slot = Slot(kind, row["id"], state, row["generation"], started_at=now, seen_alive=True,
+                        restarts=row["restarts"], ready_at=now if state == ProcState.READY else None)
+            self.managed[(kind, name, row["id"])] = Managed(
+                slot, name, row["revision"], config, AdoptedProcess(pid), row["endpoint"],
+                started_wall=row["started_at"])
+            adopted += 1
+        try:
+            self._routes_version = json.loads(self.routes_path.read_text())["version"]
+        except (OSError, ValueError, KeyError):
+            pass
+        self.record("controller", "controller", "recovered",
+                    f"recovered {len(self.deployments)} deployments from the state DB;"
+                    f" adopted {adopted} running processes")
 
     def record(self, kind: str, subject: str, type: str, message: str, deployment: str = "") -> None:
         event = self.db.add_event(kind, subject, type, message, deployment)
@@ -360,6 +416,11 @@ class Controller:
         self._published = key
 
     def _persist(self) -> None:
+        self.db.save_deployments([
+            {"name": n, "revision": d.revision, "replicas": d.replicas, "previous_revision": d.previous_revision,
+             "deleting": int(d.deleting), "next_index": d.next_index}
+            for n, d in self.deployments.items()
+        ])
         for (kind, deployment, id_), m in self.managed.items():
             self.db.upsert_process({
                 "kind": kind, "deployment": deployment, "id": id_, "pid": m.proc.pid if m.proc else None,

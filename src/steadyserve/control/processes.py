@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -56,3 +57,64 @@ class ProcessLauncher:
                 start_new_session=True,
             )
         return ManagedProcess(popen)
+
+
+UNKNOWN_EXIT = 999  # an adopted process ended; not our child, so its status is not ours to read
+
+
+def pid_alive(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def is_steady_process(pid: int, module: str) -> bool:
+    """Guards adoption against a recycled pid that now belongs to something else."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return module.encode() in f.read()
+    except OSError:
+        return False
+
+
+class AdoptedProcess:
+    """A replica or gateway left running by a previous controller, found by pid."""
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    def poll(self) -> int | None:
+        return None if pid_alive(self._pid) else UNKNOWN_EXIT
+
+    def signal(self, sig: int) -> None:
+        try:
+            os.kill(self._pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+
+    def wait(self, timeout_s: float) -> int | None:
+        deadline = time.monotonic() + timeout_s
+        while pid_alive(self._pid):
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+        return UNKNOWN_EXIT
+
+
+ProcessHandle = ManagedProcess | AdoptedProcess

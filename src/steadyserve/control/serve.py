@@ -40,9 +40,10 @@ def check_port(host: str, port: int) -> int:
         return int(sock.getsockname()[1])
 
 
-def check_state_dir_free(state_dir: Path) -> None:
+def check_state_dir_free(state_dir: Path) -> bool:
+    """Whether a previous controller died while running here (then its state is recovered)."""
     if not (state_dir / DB_NAME).exists():
-        return
+        return False
     db = StateDB(state_dir / DB_NAME)
     try:
         meta = db.meta()
@@ -51,9 +52,20 @@ def check_state_dir_free(state_dir: Path) -> None:
     pid = int(meta.get("controller_pid", "0") or 0)
     if meta.get("status") == "running" and pid and pid != os.getpid() and _alive(pid):
         raise ConfigError(
-            f"another steady serve (pid {pid}) is running with state dir {state_dir};"
+            f"another steady controller (pid {pid}) is running with state dir {state_dir};"
             " stop it or pass a different --state-dir"
         )
+    return meta.get("status") == "running"
+
+
+def check_gateway_port(host: str, port: int, recovering: bool) -> int:
+    """Like check_port, but a recovering controller's own surviving gateways may hold the port."""
+    try:
+        return check_port(host, port)
+    except ConfigError:
+        if recovering and port != 0:
+            return port
+        raise
 
 
 def _alive(pid: int) -> bool:
@@ -96,11 +108,12 @@ def run_platform(
     config: PlatformConfig,
     on_event: Callable[[Event], None],
     on_all_ready: Callable[[], None],
+    recover: bool = False,
 ) -> None:
     config.state_dir.mkdir(parents=True, exist_ok=True)
     db = StateDB(config.state_dir / DB_NAME)
     controller = Controller(config, db, ProcessLauncher(), on_event=on_event)
-    controller.prepare()
+    controller.prepare(recover=recover)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

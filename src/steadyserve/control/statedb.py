@@ -27,6 +27,10 @@ CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, kind TEXT NOT NULL,
     deployment TEXT NOT NULL DEFAULT '', subject TEXT NOT NULL, type TEXT NOT NULL, message TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS deployments (
+    name TEXT PRIMARY KEY, revision INTEGER NOT NULL, replicas INTEGER NOT NULL,
+    previous_revision INTEGER, deleting INTEGER NOT NULL DEFAULT 0, next_index INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS revisions (
     deployment TEXT NOT NULL, revision INTEGER NOT NULL, spec TEXT NOT NULL,
     created_at REAL NOT NULL, PRIMARY KEY (deployment, revision)
@@ -100,6 +104,23 @@ class StateDB:
             f" ON CONFLICT(kind, deployment, id) DO UPDATE SET {updates}",
             values,
         )
+
+    def save_deployments(self, rows: list[dict[str, Any]]) -> None:
+        """The desired state, replaced as a whole (one transaction)."""
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.execute("DELETE FROM deployments")
+            self._conn.executemany(
+                "INSERT INTO deployments(name, revision, replicas, previous_revision, deleting, next_index)"
+                " VALUES(:name, :revision, :replicas, :previous_revision, :deleting, :next_index)", rows)
+
+    def desired_deployments(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._conn.execute("SELECT * FROM deployments ORDER BY name")]
+
+    def revision_spec(self, deployment: str, revision: int) -> str | None:
+        row = self._conn.execute("SELECT spec FROM revisions WHERE deployment = ? AND revision = ?",
+                                 (deployment, revision)).fetchone()
+        return None if row is None else str(row["spec"])
 
     def delete_process(self, kind: str, deployment: str, id: str) -> None:
         self._conn.execute("DELETE FROM processes WHERE kind = ? AND deployment = ? AND id = ?",

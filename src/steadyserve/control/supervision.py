@@ -97,6 +97,8 @@ class Step:
 
 
 def describe_exit(code: int) -> str:
+    if code == 999:  # processes.UNKNOWN_EXIT
+        return "exited (adopted process: exit status unknown)"
     if code < 0:
         try:
             return f"killed by signal {signal.Signals(-code).name}"
