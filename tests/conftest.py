@@ -129,6 +129,9 @@ def start_instance(target: Path | str, state_dir: Path, *args: str, wait_ready: 
     """`steady serve TARGET ...`, or with command="up", `steady up -f TARGET ...`."""
     port = port or free_port()
     what = [str(target)] if command == "serve" else ["-f", str(target)]
+    if command == "up" and "--auth" not in args:
+        what.append("--no-auth")  # tests of access control pass --auth to keep it on
+    args = tuple(a for a in args if not (command == "up" and a == "--auth"))
     proc = subprocess.Popen(
         [*STEADY, command, *what, "--port", str(port), "--api-port", "0", "--state-dir", str(state_dir), *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

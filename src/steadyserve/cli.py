@@ -57,15 +57,20 @@ def main() -> None:
 @click.option("--no-batching", is_flag=True, help="Run batched handlers one call at a time.")
 @click.option("--api-port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="Control API port (0 picks a free one; the CLI finds it in the state dir).")
+@click.option("--auth", is_flag=True, help="Require API tokens (see `steady token create`).")
 @STATE_DIR_OPTION
-def serve(target: str, state_dir: Path, no_batching: bool, api_port: int, **options: Any) -> None:
+def serve(target: str, state_dir: Path, no_batching: bool, api_port: int, auth: bool, **options: Any) -> None:
     """Serve TARGET (PATH[:Class]) with replicas behind the gateway."""
     from .control.serve import check_gateway_port, check_port, serve_spec
 
     def build(recovering: bool) -> tuple[Any, Any]:
         options["port"] = check_gateway_port(options["host"], options["port"], recovering)
         name, spec = serve_spec(target, batching=not no_batching, **options)
-        return _resolve(spec, Path.cwd(), state_dir, check_port("127.0.0.1", api_port), default_deployment=name)
+        if not auth and not _is_loopback(options["host"]):
+            raise ConfigError(f"--host {options['host']} exposes the service beyond this machine;"
+                              " add --auth (and create tokens with `steady token create`)")
+        return _resolve(spec, Path.cwd(), state_dir, check_port("127.0.0.1", api_port),
+                        default_deployment=name, auth_required=auth)
 
     _run_platform(build, state_dir)
 
@@ -76,8 +81,9 @@ def serve(target: str, state_dir: Path, no_batching: bool, api_port: int, **opti
 @click.option("--port", "-p", type=click.IntRange(0, 65535), help="Override gateway.port of the spec.")
 @click.option("--api-port", type=click.IntRange(0, 65535), default=8081, show_default=True,
               help="Control API port (0 picks a free one).")
+@click.option("--no-auth", is_flag=True, help="Accept calls without tokens (loopback addresses only).")
 @STATE_DIR_OPTION
-def up(spec_file: Path, port: int | None, api_port: int, state_dir: Path) -> None:
+def up(spec_file: Path, port: int | None, api_port: int, no_auth: bool, state_dir: Path) -> None:
     """Run every deployment of a spec file behind one gateway."""
     from .control.serve import check_gateway_port, check_port
     from .control.spec import load_spec
@@ -87,16 +93,29 @@ def up(spec_file: Path, port: int | None, api_port: int, state_dir: Path) -> Non
         wanted = spec.gateway.port if port is None else port
         gateway = spec.gateway.model_copy(update={"port": check_gateway_port(spec.gateway.host, wanted, recovering)})
         spec = spec.model_copy(update={"gateway": gateway})
-        return _resolve(spec, spec_file.resolve().parent, state_dir, check_port("127.0.0.1", api_port))
+        if no_auth and not _is_loopback(spec.gateway.host):
+            raise ConfigError(f"{spec_file}: --no-auth is only allowed when gateway.host is a loopback"
+                              f" address, not {spec.gateway.host}")
+        return _resolve(spec, spec_file.resolve().parent, state_dir, check_port("127.0.0.1", api_port),
+                        auth_required=not no_auth)
 
     _run_platform(build, state_dir)
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _resolve(spec: Any, base_dir: Path, state_dir: Path, api_port: int,
-             default_deployment: str | None = None) -> tuple[Any, Any]:
+             default_deployment: str | None = None, auth_required: bool = False) -> tuple[Any, Any]:
     from .control.config import resolve_platform
 
-    return resolve_platform(spec, base_dir, state_dir, api_port, default_deployment)
+    return resolve_platform(spec, base_dir, state_dir, api_port, default_deployment, auth_required)
 
 
 def _run_platform(build: Any, state_dir: Path) -> None:
@@ -231,9 +250,11 @@ def call(names: tuple[str, ...], payload: str, url: str | None, timeout_s: float
     if not isinstance(body, dict):
         fail("--json must be a JSON object, e.g. '{\"message\": \"hi\"}'")
     base = _resolve_url(url, state_dir)
+    headers = {"content-type": "application/json"}
+    if os.environ.get("STEADY_TOKEN"):
+        headers["authorization"] = f"Bearer {os.environ['STEADY_TOKEN']}"
     request = urllib.request.Request(
-        f"{base}/{handler.lstrip('/')}", data=json.dumps(body).encode(),
-        headers={"content-type": "application/json"}, method="POST",
+        f"{base}/{handler.lstrip('/')}", data=json.dumps(body).encode(), headers=headers, method="POST",
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as resp:
@@ -359,6 +380,116 @@ def revisions(name: str, as_json: bool, api_url: str | None, state_dir: Path) ->
     for r in rows:
         table.add_row(str(r["revision"]), "*" if r["active"] else "",
                       time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created_at"])), r["target"])
+    console.print(table)
+
+
+@main.group()
+def token() -> None:
+    """API tokens: create, list, revoke (works on the state dir directly)."""
+
+
+def _state_db(state_dir: Path) -> Any:
+    from .control.statedb import DB_NAME, StateDB
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return StateDB(state_dir / DB_NAME)
+
+
+@token.command("create")
+@click.option("--role", type=click.Choice(["admin", "deployer", "viewer", "invoker"]), required=True)
+@click.option("--name", required=True, help="Who or what holds it; shown in the audit log.")
+@click.option("--rate", "rate_per_s", type=click.FloatRange(min=0.001), help="Gateway calls per second.")
+@click.option("--burst", type=click.IntRange(min=1), help="Calls allowed at once above the rate.")
+@STATE_DIR_OPTION
+def token_create(role: str, name: str, rate_per_s: float | None, burst: int | None, state_dir: Path) -> None:
+    """Create a token and print it once (only its hash is kept)."""
+    from .auth import new_token
+
+    value, token_id, digest = new_token()
+    db = _state_db(state_dir)
+    try:
+        db.add_token(token_id, name, role, digest, rate_per_s,
+                     burst if burst is not None else (max(1, int(rate_per_s)) if rate_per_s else None))
+    except ValueError as exc:
+        fail(str(exc))
+    finally:
+        db.close()
+    err_console.print(f"token {name!r} ({role}) created; it is shown once, store it now:")
+    click.echo(value)
+
+
+@token.command("revoke")
+@click.argument("name")
+@click.option("--timeout-s", type=float, default=10.0, show_default=True)
+@STATE_DIR_OPTION
+def token_revoke(name: str, timeout_s: float, state_dir: Path) -> None:
+    """Revoke a token; returns once every running gateway refuses it."""
+    db = _state_db(state_dir)
+    try:
+        if not db.revoke_token(name):
+            fail(f"no active token named {name!r}")
+        running = db.meta().get("status") == "running"
+    finally:
+        db.close()
+    if running and not _wait_gateways_without(name, state_dir, timeout_s):
+        fail(f"token {name!r} is revoked in the state DB, but not every gateway confirmed within {timeout_s:g}s")
+    console.print(f"token {name!r} revoked")
+
+
+def _wait_gateways_without(name: str, state_dir: Path, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            table = json.loads((state_dir / "routes.json").read_text())
+            if all(t["name"] != name for t in table.get("tokens", {}).values()):
+                rows = status_rows(state_dir)
+                if all((r["routes_version"] or 0) >= table["version"] for r in rows if r["kind"] == "gateway"):
+                    return True
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    return False
+
+
+@token.command("list")
+@STATE_DIR_OPTION
+def token_list(state_dir: Path) -> None:
+    """Tokens by name and role (never their values)."""
+    db = _state_db(state_dir)
+    try:
+        rows = db.tokens(include_revoked=True)
+    finally:
+        db.close()
+    table = Table()
+    for column in ("name", "role", "rate/s", "created", "revoked"):
+        table.add_column(column)
+    for t in rows:
+        table.add_row(t["name"], t["role"], str(t["rate_per_s"] or "-"),
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(t["created_at"])),
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(t["revoked_at"])) if t["revoked_at"] else "")
+    console.print(table)
+
+
+@main.command()
+@click.option("--limit", "-n", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@STATE_DIR_OPTION
+def audit(limit: int, as_json: bool, state_dir: Path) -> None:
+    """Who changed what, and every refused call."""
+    db = _open_db(state_dir)
+    try:
+        rows = db.audit(limit)
+    finally:
+        db.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table()
+    for column in ("time", "actor", "action", "target", "from", "result"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["ts"])), r["actor"], r["action"],
+                      escape(r["target"]), r["source"], escape(r["result"]))
     console.print(table)
 
 

@@ -13,18 +13,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..auth import Action, TokenRecord, check
 from ..errors import ConfigError
 from .config import resolve_deployment
 from .controller import Controller
 from .spec import NAME_PATTERN, DeploymentSpec
 from .supervision import ProcState
+
+_PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs"})
 
 
 class _In(BaseModel):
@@ -69,6 +72,31 @@ class ApiError(Exception):
 
 def build_api(controller: Controller, base_dir: Path) -> FastAPI:
     app = FastAPI(title="steadyserve control API", version=__version__, docs_url=None, redoc_url=None)
+    db = controller.db
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Any:
+        """Authenticate, authorise, and audit every mutating call and every refusal."""
+        path = request.url.path
+        if path in _PUBLIC_PATHS:
+            return await call_next(request)
+        action = Action.READ if request.method in ("GET", "HEAD") else Action.DEPLOY
+        source = f"{request.client.host}:{request.client.port}" if request.client else "-"
+        target = f"{request.method} {path}"
+        actor = "-"
+        if controller.config.auth_required:
+            tokens = {t["id"]: TokenRecord(t["id"], t["name"], t["role"], t["digest"]) for t in db.tokens()}
+            verdict = check(request.headers.get("authorization"), tokens, action)
+            if verdict.status != 200:
+                db.add_audit(verdict.token.name if verdict.token else "-", action.value, target, source,
+                             f"{verdict.status}: {verdict.reason}")
+                headers = {"www-authenticate": "Bearer"} if verdict.status == 401 else {}
+                return JSONResponse({"error": verdict.reason}, status_code=verdict.status, headers=headers)
+            actor = verdict.token.name if verdict.token else "-"
+        response = await call_next(request)
+        if action == Action.DEPLOY:
+            db.add_audit(actor, action.value, target, source, str(response.status_code))
+        return response
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Any, exc: ApiError) -> JSONResponse:
@@ -170,6 +198,10 @@ def build_api(controller: Controller, base_dir: Path) -> FastAPI:
     @app.get("/v1/replicas")
     async def replicas() -> list[dict[str, Any]]:
         return controller.db.processes()
+
+    @app.get("/v1/audit")
+    async def audit(limit: int = Query(default=100, ge=1, le=10_000)) -> list[dict[str, Any]]:
+        return db.audit(limit)
 
     @app.get("/v1/events")
     async def events(limit: int = Query(default=100, ge=1, le=10_000), type: str | None = None) -> list[dict[str, Any]]:

@@ -46,6 +46,7 @@ class PlatformConfig(_Frozen):
     deployments: tuple[DeploymentConfig, ...]
     # `steady serve` routes /<handler> to its one deployment; `steady up` uses /<deployment>/<handler>.
     default_deployment: str | None = None
+    auth_required: bool = False
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8081, ge=0, le=65535)
     base_dir: Path = Path(".")  # relative service paths in API calls resolve from here
@@ -103,7 +104,8 @@ def resolve_deployment(name: str, spec: DeploymentSpec, base_dir: Path) -> tuple
 
 
 def resolve_platform(spec: PlatformSpec, base_dir: Path, state_dir: Path, api_port: int,
-                     default_deployment: str | None = None) -> tuple[PlatformConfig, dict[str, dict[str, HandlerSpec]]]:
+                     default_deployment: str | None = None,
+                     auth_required: bool = False) -> tuple[PlatformConfig, dict[str, dict[str, HandlerSpec]]]:
     deployments, all_specs = [], {}
     for name, dep in spec.deployments.items():
         config, specs = resolve_deployment(name, dep, base_dir)
@@ -111,5 +113,5 @@ def resolve_platform(spec: PlatformSpec, base_dir: Path, state_dir: Path, api_po
         all_specs[name] = specs
     platform = PlatformConfig(state_dir=state_dir.resolve(), gateway=spec.gateway, api_port=api_port,
                               base_dir=base_dir.resolve(), deployments=tuple(deployments),
-                              default_deployment=default_deployment)
+                              default_deployment=default_deployment, auth_required=auth_required)
     return platform, all_specs

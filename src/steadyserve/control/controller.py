@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..gateway.routes import HandlerRoute, ReplicaRoute, RoutingTable, ServiceRoute, write_table
+from ..gateway.routes import HandlerRoute, ReplicaRoute, RoutingTable, ServiceRoute, TokenRoute, write_table
 from ..types import Clock
 from .config import DeploymentConfig, PlatformConfig, resolve_deployment
 from .probes import ProbeResult, probe
@@ -73,6 +73,7 @@ class Managed:
     stats: dict[str, Any] = field(default_factory=dict)
     started_wall: float | None = None
     ejections_seen: int = 0  # gateways: last ejection seq turned into an event
+    auth_failures_seen: int = 0  # gateways: last refused call written to the audit log
 
     @property
     def label(self) -> str:
@@ -250,6 +251,7 @@ class Controller:
                 managed.stats = result.stats
                 if key[0] == "gateway":
                     self._record_ejections(managed)
+                    self._record_auth_failures(managed)
             observation = Observation(
                 now=now,
                 exit_code=exit_code,
@@ -337,6 +339,13 @@ class Controller:
                             f" (ejection #{e['times']} of generation {e['generation']}): {e['last_error']}",
                             e.get("service", ""))
 
+    def _record_auth_failures(self, gateway: Managed) -> None:
+        for f in gateway.stats.get("auth_failures", []):
+            if f["seq"] > gateway.auth_failures_seen:
+                gateway.auth_failures_seen = f["seq"]
+                self.db.add_audit(f["actor"], "invoke", f["target"], f["source"],
+                                  f"{f['status']}: {f['reason']}", ts=f["ts"])
+
     def _start(self, managed: Managed, generation: int) -> None:
         cfg = self.config
         endpoint = f"unix:{cfg.socket_dir / f'{managed.label}-{generation}.sock'}"
@@ -357,6 +366,7 @@ class Controller:
         managed.stats = {}
         managed.started_wall = time.time()
         managed.ejections_seen = 0
+        managed.auth_failures_seen = 0
 
     def _replica_args(self, dep: DeploymentConfig, replica_id: str, endpoint: str, error_file: Path) -> list[str]:
         spec = dep.spec
@@ -395,7 +405,7 @@ class Controller:
             if kind == "replica" and m.slot.state == ProcState.READY and m.endpoint
         )
         # Republish when ready replicas change, or the deployments themselves do.
-        key = (ready, tuple((n, d.revision) for n, d in sorted(self.deployments.items())))
+        key = (ready, tuple((n, d.revision) for n, d in sorted(self.deployments.items())), self.db.tokens_stamp())
         if key == self._published and not force:
             return
         self._routes_version += 1
@@ -411,9 +421,22 @@ class Controller:
                                for d, i, g, e in ready if d == dep.name),
             )
         table = RoutingTable(version=self._routes_version, default_service=self.config.default_deployment,
-                             services=services)
+                             services=services, auth_required=self.config.auth_required,
+                             tokens=self._token_routes())
         write_table(self.routes_path, table)
         self._published = key
+
+    def _token_routes(self) -> dict[str, TokenRoute]:
+        # Each gateway process enforces its share of a token's rate limit.
+        share = self.config.gateway.processes
+        return {
+            t["id"]: TokenRoute(
+                name=t["name"], role=t["role"], digest=t["digest"],
+                rate_per_s=t["rate_per_s"] / share if t["rate_per_s"] else None,
+                burst=max(1, int(t["burst"] / share)) if t["burst"] else None,
+            )
+            for t in self.db.tokens()
+        }
 
     def _persist(self) -> None:
         self.db.save_deployments([

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS processes (
@@ -30,6 +30,14 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS deployments (
     name TEXT PRIMARY KEY, revision INTEGER NOT NULL, replicas INTEGER NOT NULL,
     previous_revision INTEGER, deleting INTEGER NOT NULL DEFAULT 0, next_index INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, role TEXT NOT NULL, digest TEXT NOT NULL,
+    rate_per_s REAL, burst INTEGER, created_at REAL NOT NULL, revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    target TEXT NOT NULL, source TEXT NOT NULL, result TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS revisions (
     deployment TEXT NOT NULL, revision INTEGER NOT NULL, spec TEXT NOT NULL,
@@ -121,6 +129,39 @@ class StateDB:
         row = self._conn.execute("SELECT spec FROM revisions WHERE deployment = ? AND revision = ?",
                                  (deployment, revision)).fetchone()
         return None if row is None else str(row["spec"])
+
+    # --- tokens and audit -------------------------------------------------------------
+    def add_token(self, token_id: str, name: str, role: str, digest: str,
+                  rate_per_s: float | None, burst: int | None) -> None:
+        try:
+            self._conn.execute(
+                "INSERT INTO tokens(id, name, role, digest, rate_per_s, burst, created_at) VALUES(?,?,?,?,?,?,?)",
+                (token_id, name, role, digest, rate_per_s, burst, time.time()))
+        except sqlite3.IntegrityError as exc:
+            raise ValueError(f"a token named {name!r} exists; revoke it first or pick another name") from exc
+
+    def revoke_token(self, name: str) -> bool:
+        cur = self._conn.execute("UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+                                 (time.time(), name))
+        return cur.rowcount > 0
+
+    def tokens(self, include_revoked: bool = False) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM tokens" + ("" if include_revoked else " WHERE revoked_at IS NULL") + " ORDER BY name"
+        return [dict(r) for r in self._conn.execute(sql)]
+
+    def tokens_stamp(self) -> tuple[int, int]:
+        """Changes whenever a token is added or revoked."""
+        row = self._conn.execute("SELECT count(*), count(revoked_at) FROM tokens").fetchone()
+        return int(row[0]), int(row[1])
+
+    def add_audit(self, actor: str, action: str, target: str, source: str, result: str,
+                  ts: float | None = None) -> None:
+        self._conn.execute("INSERT INTO audit(ts, actor, action, target, source, result) VALUES(?,?,?,?,?,?)",
+                           (time.time() if ts is None else ts, actor, action, target, source, result))
+
+    def audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._conn.execute("SELECT * FROM audit ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
+        return [dict(r) for r in reversed(rows)]
 
     def delete_process(self, kind: str, deployment: str, id: str) -> None:
         self._conn.execute("DELETE FROM processes WHERE kind = ? AND deployment = ? AND id = ?",

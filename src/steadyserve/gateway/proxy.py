@@ -7,6 +7,7 @@ module only gathers their inputs and applies their answers.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import time
 from collections import deque
@@ -15,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from ..auth import Action, TokenBucket, TokenRecord, check
 from ..errors import UpstreamDraining, UpstreamError, UpstreamTimeout
 from ..types import Clock
 from ..wire.http11 import Request, json_response
@@ -30,6 +32,7 @@ _HOP_BY_HOP = frozenset(
      b"upgrade", b"proxy-connection"}
 )
 _NO_REPLICA_HEADER = b"x-steady-replica: none\r\n"
+_PUBLIC_PATHS = frozenset({b"/v2/health/live", b"/v2/health/ready"})  # for load balancers' checks
 DEPLOYMENT_HEADER = b"x-steady-deployment"
 
 
@@ -100,6 +103,11 @@ class Gateway:
         # turns them into events (it stays the only writer of the state DB).
         self.ejections: deque[dict[str, Any]] = deque(maxlen=64)
         self._ejection_seq = itertools.count(1)
+        # Refused calls, reported the same way; the controller writes them to the audit log.
+        self.auth_failures: deque[dict[str, Any]] = deque(maxlen=256)
+        self._auth_seq = itertools.count(1)
+        self.tokens: dict[str, TokenRecord] = {}
+        self._buckets: dict[str, TokenBucket] = {}
         self._id_prefix = f"{gateway_id}-{os.urandom(4).hex()}-"
 
     # --- routing table -------------------------------------------------------
@@ -118,6 +126,9 @@ class Gateway:
             gone.pool.close()  # in-flight requests finish; idle connections go
         self.services = services
         self.table = table
+        self.tokens = {i: TokenRecord(i, t.name, t.role, t.digest, t.rate_per_s, t.burst)
+                       for i, t in table.tokens.items()}
+        self._buckets = {i: b for i, b in self._buckets.items() if i in self.tokens}
 
     # --- request path ------------------------------------------------------------
     def _resolve(self, request: Request) -> tuple[ServiceRuntime | None, str]:
@@ -172,6 +183,10 @@ class Gateway:
         if request_id is None:
             request_id = (self._id_prefix + str(next(self._ids))).encode()
             request.headers.append((b"x-request-id", request_id))
+        if self.table.auth_required and request.path not in _PUBLIC_PATHS:
+            refused = self._authorize(request, request_id)
+            if refused is not None:
+                return refused
         if request.path.startswith(b"/v2"):
             service, handler, answer = self._resolve_v2(request)
             if answer is not None:
@@ -221,6 +236,29 @@ class Gateway:
             replica.outlier = on_success(replica.outlier)
             return response.raw
 
+    def _authorize(self, request: Request, request_id: bytes) -> bytes | None:
+        """None if the call may proceed; else the 401/403/429 answer."""
+        verdict = check(request.header(b"authorization"), self.tokens, Action.INVOKE)
+        if verdict.status != 200:
+            self.auth_failures.append({
+                "seq": next(self._auth_seq), "ts": time.time(), "status": verdict.status,
+                "actor": verdict.token.name if verdict.token else "-", "reason": verdict.reason,
+                "target": request.path.decode("utf-8", "replace")[:200], "source": request.peer,
+            })
+            extra = b"www-authenticate: Bearer\r\n" if verdict.status == 401 else b""
+            return self._error(verdict.status, request_id, verdict.reason, extra=extra)
+        token = verdict.token
+        if token is not None and token.rate_per_s:
+            bucket = self._buckets.get(token.id)
+            now = self.clock()
+            if bucket is None:
+                bucket = self._buckets[token.id] = TokenBucket(token.rate_per_s, token.burst or 1, now)
+            wait_s = bucket.take(now)
+            if wait_s > 0:
+                return self._error(429, request_id, f"rate limit of token {token.name!r} exceeded",
+                                   extra=b"retry-after: %d\r\n" % math.ceil(wait_s))
+        return None
+
     def _upstream_error(self, err: UpstreamError, replica: UpstreamReplica, request_id: bytes, reason: str, attempts: int) -> bytes:
         status = 504 if isinstance(err, UpstreamTimeout) else 503 if isinstance(err, UpstreamDraining) else 502
         return self._error(status, request_id, f"replica {replica.id}: {err}", reason=reason,
@@ -237,7 +275,7 @@ class Gateway:
         return {"gateway": self.gateway_id, "inflight": self.inflight, "requests": self.requests,
                 "table_version": self.table.version,
                 "replicas": {s: [r.id for r in rt.replicas] for s, rt in self.services.items()},
-                "ejections": list(self.ejections)}
+                "ejections": list(self.ejections), "auth_failures": list(self.auth_failures)}
 
 
 def _is_v2(request: Request) -> bool:

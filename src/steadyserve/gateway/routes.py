@@ -44,10 +44,20 @@ class ServiceRoute(_Frozen):
     replicas: tuple[ReplicaRoute, ...] = ()
 
 
+class TokenRoute(_Frozen):
+    name: str
+    role: str
+    digest: str  # sha256 of the secret part; the token itself is never written
+    rate_per_s: float | None = None  # this gateway process's share of the token's limit
+    burst: int | None = None
+
+
 class RoutingTable(_Frozen):
     version: int = 0
     default_service: str | None = None
     services: dict[str, ServiceRoute] = {}
+    auth_required: bool = False
+    tokens: dict[str, TokenRoute] = {}  # by token id
 
 
 def write_table(path: Path, table: RoutingTable) -> None:

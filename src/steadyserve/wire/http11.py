@@ -22,6 +22,7 @@ class Request:
     headers: Headers
     body: bytes
     keep_alive: bool
+    peer: str = ""  # the client's address, for audit records
 
     @property
     def path(self) -> bytes:

@@ -28,6 +28,7 @@ class _BodyTooLarge(Exception):
 class HttpServerProtocol(asyncio.Protocol):
     __slots__ = (
         "_app",
+        "_peer",
         "_body",
         "_body_len",
         "_busy",
@@ -56,11 +57,14 @@ class HttpServerProtocol(asyncio.Protocol):
         self._busy = False
         self._loop = asyncio.get_event_loop()
         self._reject: bytes | None = None
+        self._peer = ""
 
     # --- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         self._connections.add(self)
+        peer = transport.get_extra_info("peername")
+        self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "local"
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._connections.discard(self)
@@ -121,7 +125,7 @@ class HttpServerProtocol(asyncio.Protocol):
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         request = Request(
             self._parser.get_method(), self._url, self._headers, body,
-            self._parser.should_keep_alive(),
+            self._parser.should_keep_alive(), self._peer,
         )
         if self._busy:
             self._pending.append(request)

@@ -1,0 +1,133 @@
+"""Tokens, roles, revocation, rate limits and the audit log, with real processes."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from conftest import FIXTURES, run_cli
+
+pytestmark = pytest.mark.integration
+
+ROLES = ("admin", "deployer", "viewer", "invoker")
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory):
+    from conftest import start_instance, stop_instance
+
+    root = tmp_path_factory.mktemp("auth")
+    state_dir = root / "state"
+    tokens = {}
+    for role in ROLES:
+        result = run_cli("token", "create", "--role", role, "--name", f"{role}-bot", "--state-dir", str(state_dir))
+        assert result.returncode == 0, result.stderr
+        tokens[role] = result.stdout.strip()
+    limited = run_cli("token", "create", "--role", "invoker", "--name", "slow-client", "--rate", "2",
+                      "--burst", "2", "--state-dir", str(state_dir))
+    tokens["limited"] = limited.stdout.strip()
+    spec = root / "steady.yaml"
+    spec.write_text(f"deployments:\n  slow:\n    service: {FIXTURES / 'slow'}\n    replicas: 1\n"
+                    "gateway:\n  processes: 1\n")
+    inst = start_instance(spec, state_dir, "--auth", command="up")
+    import json
+    import sqlite3
+
+    with sqlite3.connect(state_dir / "state.db") as db:
+        inst.api = dict(db.execute("SELECT key, value FROM meta"))["api_url"]
+    yield inst, tokens
+    stop_instance(inst)
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"} if token else {}
+
+
+def invoke(inst, token):
+    return httpx.post(f"{inst.url}/slow/work", json={"ms": 1}, headers=_headers(token), timeout=30)
+
+
+def read(inst, token):
+    return httpx.get(f"{inst.api}/v1/deployments", headers=_headers(token), timeout=30)
+
+
+def deploy(inst, token):
+    return httpx.post(f"{inst.api}/v1/deployments/slow/scale", json={"replicas": 1}, headers=_headers(token),
+                      timeout=30)
+
+
+EXPECTED = {  # role -> (invoke, read, deploy)
+    "admin": (200, 200, 200),
+    "deployer": (403, 200, 200),
+    "viewer": (403, 200, 403),
+    "invoker": (200, 403, 403),
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_authorisation_matrix(secured, role):
+    inst, tokens = secured
+    got = (invoke(inst, tokens[role]).status_code, read(inst, tokens[role]).status_code,
+           deploy(inst, tokens[role]).status_code)
+    assert got == EXPECTED[role]
+
+
+@pytest.mark.parametrize("token", [None, "st_0000_nope", "garbage"])
+def test_missing_or_invalid_tokens_are_401_with_a_json_reason(secured, token):
+    inst, _ = secured
+    for response in (invoke(inst, token), read(inst, token), deploy(inst, token)):
+        assert response.status_code == 401
+        assert "token" in response.json()["error"]
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_forbidden_names_the_role(secured):
+    inst, tokens = secured
+    response = invoke(inst, tokens["viewer"])
+    assert response.status_code == 403 and "role 'viewer' may not invoke" in response.json()["error"]
+
+
+def test_health_checks_need_no_token(secured):
+    inst, _ = secured
+    assert httpx.get(f"{inst.url}/v2/health/live").status_code == 200
+
+
+def test_rate_limit_is_429_with_retry_after(secured):
+    inst, tokens = secured
+    statuses = [invoke(inst, tokens["limited"]) for _ in range(6)]
+    limited = [r for r in statuses if r.status_code == 429]
+    assert [r.status_code for r in statuses[:2]] == [200, 200] and limited
+    assert int(limited[0].headers["retry-after"]) >= 1
+    assert "rate limit of token 'slow-client'" in limited[0].json()["error"]
+
+
+def test_audit_records_changes_and_refusals_without_secrets(secured):
+    inst, tokens = secured
+    deploy(inst, tokens["deployer"])
+    invoke(inst, "st_0000_nope")
+    result = inst.cli("audit", "--json", "--limit", "500")
+    rows = __import__("json").loads(result.stdout)
+    assert any(r["actor"] == "deployer-bot" and r["target"] == "POST /v1/deployments/slow/scale"
+               and r["result"] == "200" for r in rows)
+    from conftest import wait_for
+
+    wait_for(lambda: any(r["action"] == "invoke" and r["result"].startswith("401") for r in
+                         __import__("json").loads(inst.cli("audit", "--json", "--limit", "500").stdout)),
+             30, "the gateway's refusal in the audit log")
+    everything = "".join(p.read_text() for p in (inst.state_dir / "logs").iterdir())
+    everything += result.stdout
+    for value in tokens.values():
+        assert value not in everything
+        assert value.split("_", 2)[2] not in everything
+
+
+def test_revoked_token_is_refused_as_soon_as_revoke_returns(secured):
+    inst, _ = secured
+    created = inst.cli("token", "create", "--role", "invoker", "--name", "temp")
+    token = created.stdout.strip()
+    from conftest import wait_for
+
+    wait_for(lambda: invoke(inst, token).status_code == 200, 30, "the new token to work")
+    revoked = inst.cli("token", "revoke", "temp")
+    assert revoked.returncode == 0, revoked.stderr
+    assert invoke(inst, token).status_code == 401
