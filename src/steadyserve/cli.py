@@ -58,6 +58,8 @@ def main() -> None:
 @click.option("--api-port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="Control API port (0 picks a free one; the CLI finds it in the state dir).")
 @click.option("--auth", is_flag=True, help="Require API tokens (see `steady token create`).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PEM certificate.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PEM private key.")
 @STATE_DIR_OPTION
 def serve(target: str, state_dir: Path, no_batching: bool, api_port: int, auth: bool, **options: Any) -> None:
     """Serve TARGET (PATH[:Class]) with replicas behind the gateway."""
@@ -82,16 +84,23 @@ def serve(target: str, state_dir: Path, no_batching: bool, api_port: int, auth: 
 @click.option("--api-port", type=click.IntRange(0, 65535), default=8081, show_default=True,
               help="Control API port (0 picks a free one).")
 @click.option("--no-auth", is_flag=True, help="Accept calls without tokens (loopback addresses only).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM certificate (overrides gateway.tls_cert).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PEM private key.")
 @STATE_DIR_OPTION
-def up(spec_file: Path, port: int | None, api_port: int, no_auth: bool, state_dir: Path) -> None:
+def up(spec_file: Path, port: int | None, api_port: int, no_auth: bool, tls_cert: Path | None,
+       tls_key: Path | None, state_dir: Path) -> None:
     """Run every deployment of a spec file behind one gateway."""
     from .control.serve import check_gateway_port, check_port
-    from .control.spec import load_spec
+    from .control.spec import GatewaySpec, load_spec
 
     def build(recovering: bool) -> tuple[Any, Any]:
         spec = load_spec(spec_file)
         wanted = spec.gateway.port if port is None else port
-        gateway = spec.gateway.model_copy(update={"port": check_gateway_port(spec.gateway.host, wanted, recovering)})
+        update: dict[str, Any] = {"port": check_gateway_port(spec.gateway.host, wanted, recovering)}
+        if tls_cert is not None or tls_key is not None:
+            update |= {"tls_cert": tls_cert, "tls_key": tls_key}
+        gateway = GatewaySpec.model_validate({**spec.gateway.model_dump(), **update})
         spec = spec.model_copy(update={"gateway": gateway})
         if no_auth and not _is_loopback(spec.gateway.host):
             raise ConfigError(f"{spec_file}: --no-auth is only allowed when gateway.host is a loopback"

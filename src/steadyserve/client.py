@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -101,6 +102,7 @@ class Client:
         backoff_base_s: float = 0.1,
         backoff_max_s: float = 5.0,
         transport: httpx.BaseTransport | None = None,
+        verify: bool | str = True,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -114,7 +116,10 @@ class Client:
         self._backoff = (backoff_base_s, backoff_max_s)
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s, transport=transport)
+        # verify: a CA bundle path for a self-signed gateway certificate (or $SSL_CERT_FILE).
+        tls: bool | ssl.SSLContext = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s, transport=transport,
+                                  verify=tls)
 
     def call(self, deployment: str, handler: str, /, **inputs: Any) -> Any:
         """Call an idempotent handler with keyword inputs; returns the decoded JSON."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
 from conftest import FIXTURES, run_cli
 
 pytestmark = pytest.mark.integration
@@ -30,7 +29,6 @@ def secured(tmp_path_factory):
     spec.write_text(f"deployments:\n  slow:\n    service: {FIXTURES / 'slow'}\n    replicas: 1\n"
                     "gateway:\n  processes: 1\n")
     inst = start_instance(spec, state_dir, "--auth", command="up")
-    import json
     import sqlite3
 
     with sqlite3.connect(state_dir / "state.db") as db:

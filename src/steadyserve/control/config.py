@@ -55,11 +55,11 @@ class PlatformConfig(_Frozen):
 
     @property
     def url(self) -> str:
-        return f"http://{self.gateway.host}:{self.gateway.port}"
+        return f"{self.gateway.scheme}://{self.gateway.host}:{self.gateway.port}"
 
     @property
     def api_url(self) -> str:
-        return f"http://{self.api_host}:{self.api_port}"
+        return f"{self.gateway.scheme}://{self.api_host}:{self.api_port}"
 
     @property
     def logs_dir(self) -> Path:

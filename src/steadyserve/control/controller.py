@@ -360,6 +360,8 @@ class Controller:
             args = ["--id", managed.slot.id, "--host", gw.host, "--port", str(gw.port),
                     "--routes", str(self.routes_path), "--admin-endpoint", endpoint,
                     "--max-body-bytes", str(gw.max_body_bytes), "--grace-s", str(cfg.grace_s)]
+            if gw.tls_cert is not None and gw.tls_key is not None:
+                args += ["--tls-cert", str(gw.tls_cert), "--tls-key", str(gw.tls_key)]
         env = managed.config.spec.env if managed.config is not None else {}
         managed.proc = self.launcher.start_module(module, args, cfg.logs_dir / f"{managed.label}.log", env)
         managed.endpoint = endpoint

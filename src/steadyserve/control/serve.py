@@ -87,12 +87,14 @@ def deployment_name(raw: str) -> str:
 
 
 def serve_spec(target: str, *, replicas: int, policy: str, hash_key: str | None, timeout_s: float,
-               max_body_bytes: int, batching: bool, host: str, port: int, gateways: int) -> tuple[str, PlatformSpec]:
+               max_body_bytes: int, batching: bool, host: str, port: int, gateways: int,
+               tls_cert: Path | None = None, tls_key: Path | None = None) -> tuple[str, PlatformSpec]:
     """The one-deployment spec that `steady serve PATH` stands for."""
     name = deployment_name(parse_target(target).name)
     deployment = DeploymentSpec(service=target, replicas=replicas, lb=policy, hash_key=hash_key,  # type: ignore[arg-type]
                                 timeout_s=timeout_s, max_body_bytes=max_body_bytes, batching=batching)
-    gateway = GatewaySpec(host=host, port=port, processes=gateways, max_body_bytes=max_body_bytes)
+    gateway = GatewaySpec(host=host, port=port, processes=gateways, max_body_bytes=max_body_bytes,
+                          tls_cert=tls_cert, tls_key=tls_key)
     return name, PlatformSpec(deployments={name: deployment}, gateway=gateway)
 
 
@@ -132,8 +134,12 @@ def run_platform(
                 on_all_ready()
 
         controller.on_event = announce
-        api = _ApiServer(uvicorn.Config(build_api(controller, config.base_dir), host=config.api_host,
-                                        port=config.api_port, log_level="warning", lifespan="off"))
+        tls = config.gateway
+        api = _ApiServer(uvicorn.Config(
+            build_api(controller, config.base_dir), host=config.api_host, port=config.api_port,
+            log_level="warning", lifespan="off",
+            ssl_certfile=str(tls.tls_cert) if tls.tls_cert else None,
+            ssl_keyfile=str(tls.tls_key) if tls.tls_key else None))
         api_task = asyncio.create_task(api.serve())
         try:
             await controller.run(stop)

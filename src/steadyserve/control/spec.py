@@ -110,6 +110,21 @@ class GatewaySpec(_Strict):
     port: int = Field(default=8080, ge=0, le=65535)
     processes: int = Field(default=2, ge=1, le=16)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    tls_cert: Path | None = Field(default=None, description="PEM certificate: serve HTTPS (gateway and API)")
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> GatewaySpec:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path}: no such file")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
 
 
 class PlatformSpec(_Strict):

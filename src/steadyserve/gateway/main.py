@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import socket
+import ssl
 import sys
 from pathlib import Path
 
@@ -34,6 +35,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--admin-endpoint", required=True, help="unix:/path.sock for probes")
     p.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024)
     p.add_argument("--grace-s", type=float, default=10.0)
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS")
+    p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     return p.parse_args(argv)
 
 
@@ -74,7 +77,11 @@ async def _serve(args: argparse.Namespace) -> int:
     follower = loop.create_task(_follow_table(gateway, table_file))
 
     public = HttpServer(gateway.handle, args.max_body_bytes)
-    server = await loop.create_server(public.protocol_factory, sock=_public_socket(args.host, args.port))
+    tls = None
+    if args.tls_cert is not None:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+    server = await loop.create_server(public.protocol_factory, sock=_public_socket(args.host, args.port), ssl=tls)
 
     async def admin_app(request: Request) -> bytes:
         if request.path == b"/healthz":
