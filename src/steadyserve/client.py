@@ -98,6 +98,7 @@ class Client:
         token: str | None = None,
         *,
         timeout_s: float = 30.0,
+        api_url: str | None = None,
         max_retries: int = 3,
         backoff_base_s: float = 0.1,
         backoff_max_s: float = 5.0,
@@ -112,6 +113,7 @@ class Client:
         token = token or os.environ.get("STEADY_TOKEN")
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
+        self.api_url = (api_url or os.environ.get("STEADY_API_URL") or "").rstrip("/") or None
         self.max_retries = max_retries
         self._backoff = (backoff_base_s, backoff_max_s)
         self._sleep = sleep
@@ -151,6 +153,43 @@ class Client:
         if response.status_code >= 400:
             raise error_from_response(response)
         return response.json()
+
+    # --- management: mirrors the control API (needs api_url / STEADY_API_URL) --------------
+    def _manage(self, method: str, path: str, body: Any = None) -> Any:
+        if self.api_url is None:
+            raise ConfigError("no control API URL: pass Client(api_url=...) or set STEADY_API_URL")
+        try:
+            response = self._http.request(method, f"{self.api_url}{path}", json=body)
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(f"cannot reach the control API at {self.api_url}: {exc}") from exc
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        return response.json()
+
+    def deployments(self) -> list[dict[str, Any]]:
+        return list(self._manage("GET", "/v1/deployments"))
+
+    def get_deployment(self, name: str) -> dict[str, Any]:
+        return dict(self._manage("GET", f"/v1/deployments/{name}"))
+
+    def deploy(self, name: str, spec: dict[str, Any], replicas: int | None = None) -> dict[str, Any]:
+        """Create, or update with a rolling update; ``spec`` is a deployment of steady.yaml."""
+        return dict(self._manage("PUT", f"/v1/deployments/{name}", {"spec": spec, "replicas": replicas}))
+
+    def scale(self, name: str, replicas: int) -> dict[str, Any]:
+        return dict(self._manage("POST", f"/v1/deployments/{name}/scale", {"replicas": replicas}))
+
+    def rollback(self, name: str, to_revision: int | None = None) -> dict[str, Any]:
+        return dict(self._manage("POST", f"/v1/deployments/{name}/rollback", {"to_revision": to_revision}))
+
+    def delete(self, name: str) -> None:
+        self._manage("DELETE", f"/v1/deployments/{name}")
+
+    def revisions(self, name: str) -> list[dict[str, Any]]:
+        return list(self._manage("GET", f"/v1/deployments/{name}/revisions"))
+
+    def events(self, limit: int = 100) -> list[dict[str, Any]]:
+        return list(self._manage("GET", f"/v1/events?limit={limit}"))
 
     def __getattr__(self, deployment: str) -> _Deployment:
         if deployment.startswith("_"):

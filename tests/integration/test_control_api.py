@@ -126,3 +126,23 @@ def test_revision_answering_500s_is_rolled_back(serve, tmp_path):
     assert "failed" in rollback["message"] and "from revision 2 to 1" in rollback["message"]
     assert len(stream.failures) == failed_before  # no failures once rolled back
     assert all("regression in the new revision" in f for f in stream.failures)
+
+
+def test_client_sdk_manages_deployments(serve, tmp_path):
+    from steadyserve import Client, UnknownHandler
+
+    spec = tmp_path / "steady.yaml"
+    spec.write_text(spec_text(replicas=1))
+    inst = serve(str(spec), command="up")
+    with Client(inst.url, api_url=api_url(inst)) as client:
+        assert [d["name"] for d in client.deployments()] == ["slow"]
+        created = client.deploy("echo", {"service": str(EXAMPLES / "echo"), "replicas": 1})
+        assert created == {"name": "echo", "revision": 1, "changed": True}
+        wait_for(lambda: client.get_deployment("echo")["ready"] == 1, 60, "echo ready")
+        assert client.call("echo", "echo", message="managed") == {"message": "managed"}
+        assert client.scale("echo", 2)["replicas"] == 2
+        assert [r["revision"] for r in client.revisions("echo")] == [1]
+        assert any(e["type"] == "scaled" for e in client.events(500))
+        client.delete("echo")
+        with pytest.raises(UnknownHandler, match="no deployment 'nope'"):
+            client.scale("nope", 1)
