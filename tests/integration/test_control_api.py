@@ -146,3 +146,29 @@ def test_client_sdk_manages_deployments(serve, tmp_path):
         client.delete("echo")
         with pytest.raises(UnknownHandler, match="no deployment 'nope'"):
             client.scale("nope", 1)
+
+
+def test_canary_gets_its_fixed_share_during_the_bake(serve, tmp_path):
+    def text(env: str) -> str:
+        return (f"deployments:\n  slow:\n    service: {FIXTURES / 'slow'}\n    replicas: 3\n"
+                f"    env: {{VERSION: {env}}}\n"
+                "    rollout: {bake_s: 15, canary_percent: 5}\ngateway:\n  processes: 1\n")
+
+    spec = tmp_path / "steady.yaml"
+    spec.write_text(text("v1"))
+    inst = serve(str(spec), command="up")
+    spec.write_text(text("v2"))
+    assert inst.cli("deploy", "-f", str(spec)).returncode == 0
+    canary = wait_for(lambda: [r for r in inst.status() if r["revision"] == 2 and r["state"] == "ready"], 60,
+                      "the canary to be ready")[0]
+    import json
+
+    wait_for(lambda: json.loads((inst.state_dir / "routes.json").read_text())["services"]["slow"]["canary"],
+             30, "the canary share in the routing table")
+    wait_for(lambda: all(r["routes_version"] >= json.loads((inst.state_dir / "routes.json").read_text())["version"]
+                         for r in inst.status() if r["kind"] == "gateway"), 30, "the gateway to follow")
+    hits = 0
+    for _ in range(300):
+        _, headers, _ = inst.post_json("/slow/work", {"ms": 0})
+        hits += headers["x-steady-replica"] == canary["id"]
+    assert 1 <= hits <= 40  # 5 % of 300 is 15; its natural share (1 of 4) would be about 75

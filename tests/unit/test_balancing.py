@@ -119,3 +119,14 @@ def test_hash_key_from_header_or_json_field(spec, headers, body, key):
     extract = _key_extractor(spec)
     assert extract is not None
     assert extract(Request(b"POST", b"/f", headers, body, True)) == key
+
+
+def test_canary_split_sends_its_share_to_the_new_revision():
+    from steadyserve.gateway.balancing import canary_split
+
+    rs = [R("old-a"), R("old-b"), R("new")]
+    revisions = [1, 1, 2]
+    assert [c.id for c in canary_split(rs, revisions, 2, 10.0, roll=5.0)] == ["new"]
+    assert [c.id for c in canary_split(rs, revisions, 2, 10.0, roll=50.0)] == ["old-a", "old-b"]
+    # No canary replica routable (e.g. ejected): everything goes to the others.
+    assert [c.id for c in canary_split(rs[:2], [1, 1], 2, 10.0, roll=5.0)] == ["old-a", "old-b"]

@@ -19,7 +19,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..gateway.routes import HandlerRoute, ReplicaRoute, RoutingTable, ServiceRoute, TokenRoute, write_table
+from ..gateway.routes import (
+    CanaryRoute,
+    HandlerRoute,
+    ReplicaRoute,
+    RoutingTable,
+    ServiceRoute,
+    TokenRoute,
+    write_table,
+)
 from ..types import Clock
 from .config import DeploymentConfig, PlatformConfig, resolve_deployment
 from .probes import ProbeResult, probe
@@ -402,12 +410,14 @@ class Controller:
     # --- publishing ----------------------------------------------------------------
     def _publish_routes(self, force: bool = False) -> None:
         ready = tuple(
-            (m.deployment, m.slot.id, m.slot.generation, m.endpoint or "")
+            (m.deployment, m.slot.id, m.slot.generation, m.endpoint or "", m.revision or 0)
             for (kind, _, _), m in self.managed.items()
             if kind == "replica" and m.slot.state == ProcState.READY and m.endpoint
         )
+        canaries = {name: self._canary(name, state) for name, state in self.deployments.items()}
         # Republish when ready replicas change, or the deployments themselves do.
-        key = (ready, tuple((n, d.revision) for n, d in sorted(self.deployments.items())), self.db.tokens_stamp())
+        key = (ready, tuple((n, d.revision) for n, d in sorted(self.deployments.items())), self.db.tokens_stamp(),
+               tuple(sorted((n, c) for n, c in canaries.items() if c is not None)))
         if key == self._published and not force:
             return
         self._routes_version += 1
@@ -419,14 +429,28 @@ class Controller:
                 max_attempts=spec.retry.max_attempts, retry_budget_ratio=spec.retry.budget_ratio,
                 handlers={h: HandlerRoute(idempotent=i) for h, i in dep.handlers_idempotent.items()},
                 v2_handler=dep.v2_handler,
-                replicas=tuple(ReplicaRoute(id=i, generation=g, endpoint=e)
-                               for d, i, g, e in ready if d == dep.name),
+                canary=canaries.get(dep.name),
+                replicas=tuple(ReplicaRoute(id=i, generation=g, endpoint=e, revision=r)
+                               for d, i, g, e, r in ready if d == dep.name),
             )
         table = RoutingTable(version=self._routes_version, default_service=self.config.default_deployment,
                              services=services, auth_required=self.config.auth_required,
                              tokens=self._token_routes())
         write_table(self.routes_path, table)
         self._published = key
+
+    def _canary(self, name: str, dep: DeploymentState) -> CanaryRoute | None:
+        """A fixed traffic share for the new revision while its canary bakes (if configured)."""
+        settings = dep.config.spec.rollout
+        if dep.previous_revision is None or settings.canary_percent is None:
+            return None
+        now = self.clock()
+        new_ready = [m for (k, d, _), m in self.managed.items() if k == "replica" and d == name
+                     and m.revision == dep.revision and m.slot.state == ProcState.READY]
+        if not new_ready or any(m.slot.ready_at is not None and now - m.slot.ready_at >= settings.bake_s
+                                for m in new_ready):
+            return None
+        return CanaryRoute(revision=dep.revision, percent=settings.canary_percent)
 
     def _token_routes(self) -> dict[str, TokenRoute]:
         # Each gateway process enforces its share of a token's rate limit.

@@ -58,6 +58,9 @@ class RolloutSettings(_Strict):
     bake_s: float = Field(default=5.0, ge=0, description="the first new replica serves this long before old ones go")
     max_error_rate: float = Field(default=0.05, ge=0, le=1, description="roll back above this share of 5xx")
     min_requests: int = Field(default=20, ge=1, description="requests needed before the error rate counts")
+    canary_percent: float | None = Field(
+        default=None, gt=0, lt=100,
+        description="during the bake, send this share of traffic to the new revision (default: its natural share)")
 
 
 class ResourceLimits(_Strict):

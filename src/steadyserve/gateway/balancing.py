@@ -89,6 +89,15 @@ class ConsistentHash:
         return min(candidates, key=lambda c: c.inflight)  # unreachable: cap >= average
 
 
+def canary_split(candidates: Sequence[Candidate], revisions: Sequence[int], canary_revision: int,
+                 percent: float, roll: float) -> list[Candidate]:
+    """The candidates of the group this call goes to: ``roll`` in [0, 100) below ``percent``
+    picks the canary revision. An empty group falls back to all candidates."""
+    want_canary = roll < percent
+    group = [c for c, r in zip(candidates, revisions, strict=True) if (r == canary_revision) == want_canary]
+    return group or list(candidates)
+
+
 def make_balancer(policy: str) -> Balancer:
     if policy == "round_robin":
         return RoundRobin()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from ..errors import UpstreamDraining, UpstreamError, UpstreamTimeout
 from ..types import Clock
 from ..wire.http11 import Request, json_response
 from ..wire.upstream import UpstreamPool
-from .balancing import Balancer, make_balancer
+from .balancing import Balancer, canary_split, make_balancer
 from .outlier import OutlierPolicy, OutlierState, on_failure, on_success, routable
 from .retry import RetryBudget, decide_retry
 from .routes import RoutingTable, ServiceRoute
@@ -39,12 +40,13 @@ DEPLOYMENT_HEADER = b"x-steady-deployment"
 class UpstreamReplica:
     """One replica incarnation as this gateway sees it."""
 
-    __slots__ = ("endpoint", "generation", "id", "inflight", "outlier", "pool")
+    __slots__ = ("endpoint", "generation", "id", "inflight", "outlier", "pool", "revision")
 
-    def __init__(self, id: str, generation: int, endpoint: str) -> None:
+    def __init__(self, id: str, generation: int, endpoint: str, revision: int = 0) -> None:
         self.id = id
         self.generation = generation
         self.endpoint = endpoint
+        self.revision = revision
         self.pool = UpstreamPool(endpoint)
         self.inflight = 0
         self.outlier = OutlierState()
@@ -107,6 +109,7 @@ class Gateway:
         self.auth_failures: deque[dict[str, Any]] = deque(maxlen=256)
         self._auth_seq = itertools.count(1)
         self.tokens: dict[str, TokenRecord] = {}
+        self._rng = random.Random()
         self._buckets: dict[str, TokenBucket] = {}
         self._id_prefix = f"{gateway_id}-{os.urandom(4).hex()}-"
 
@@ -116,7 +119,7 @@ class Gateway:
         services: dict[str, ServiceRuntime] = {}
         for name, route in table.services.items():
             replicas = [known.pop(r.endpoint) if r.endpoint in known
-                        else UpstreamReplica(r.id, r.generation, r.endpoint) for r in route.replicas]
+                        else UpstreamReplica(r.id, r.generation, r.endpoint, r.revision) for r in route.replicas]
             old = self.services.get(name)
             runtime = ServiceRuntime(name, route, replicas)
             if old is not None and old.route.policy == route.policy:
@@ -156,6 +159,10 @@ class Gateway:
         candidates = [r for r, ok in zip(replicas, mask, strict=True) if ok and r not in tried]
         if not candidates:
             return None
+        canary = service.route.canary
+        if canary is not None:
+            candidates = canary_split(candidates, [r.revision for r in candidates], canary.revision,
+                                      canary.percent, self._rng.random() * 100)  # type: ignore[assignment]
         return service.balancer.pick(candidates, key)  # type: ignore[return-value]
 
     def _record_failure(self, service: ServiceRuntime, replica: UpstreamReplica, now: float, error: UpstreamError) -> None:

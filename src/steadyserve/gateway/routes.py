@@ -25,6 +25,12 @@ class ReplicaRoute(_Frozen):
     id: str
     generation: int
     endpoint: str
+    revision: int = 0
+
+
+class CanaryRoute(_Frozen):
+    revision: int  # replicas of this revision get ...
+    percent: float  # ... this share of the calls
 
 
 class HandlerRoute(_Frozen):
@@ -41,6 +47,7 @@ class ServiceRoute(_Frozen):
     retry_budget_ratio: float = 0.2
     handlers: dict[str, HandlerRoute] = {}
     v2_handler: str | None = None  # the Open Inference Protocol entry point, if any
+    canary: CanaryRoute | None = None
     replicas: tuple[ReplicaRoute, ...] = ()
 
 
