@@ -419,6 +419,7 @@ def token_create(role: str, name: str, rate_per_s: float | None, burst: int | No
     try:
         db.add_token(token_id, name, role, digest, rate_per_s,
                      burst if burst is not None else (max(1, int(rate_per_s)) if rate_per_s else None))
+        db.add_audit(_local_actor(), "token create", f"token {name} ({role})", "local", "ok")
     except ValueError as exc:
         fail(str(exc))
     finally:
@@ -437,12 +438,22 @@ def token_revoke(name: str, timeout_s: float, state_dir: Path) -> None:
     try:
         if not db.revoke_token(name):
             fail(f"no active token named {name!r}")
+        db.add_audit(_local_actor(), "token revoke", f"token {name}", "local", "ok")
         running = db.meta().get("status") == "running"
     finally:
         db.close()
     if running and not _wait_gateways_without(name, state_dir, timeout_s):
         fail(f"token {name!r} is revoked in the state DB, but not every gateway confirmed within {timeout_s:g}s")
     console.print(f"token {name!r} revoked")
+
+
+def _local_actor() -> str:
+    import getpass
+
+    try:
+        return f"local:{getpass.getuser()}"
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "local"
 
 
 def _wait_gateways_without(name: str, state_dir: Path, timeout_s: float) -> bool:
