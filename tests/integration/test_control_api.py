@@ -96,35 +96,32 @@ def test_rolling_update_fails_no_request(serve, tmp_path):
     assert [e["type"] for e in inst.events() if e["subject"] in ("r0", "r1")].count("stopped") == 2
 
 
-def test_revision_whose_setup_raises_is_rolled_back(serve, tmp_path):
+def _deploy_broken_revision(serve, tmp_path, service: str) -> tuple[object, LoadStream, dict]:
+    """Roll out a broken revision of `slow` under traffic; wait for the automatic rollback."""
     spec = tmp_path / "steady.yaml"
     spec.write_text(spec_text())
     inst = serve(str(spec), command="up")
     with LoadStream(inst.port, "/slow/work", {"ms": 5}, threads=4) as stream:
         wait_for(lambda: stream.ok > 20, 60, "traffic")
-        spec.write_text(spec_text(slow_service=f"{FIXTURES / 'crashy'}:Crashy"))
+        spec.write_text(spec_text(slow_service=service))
         assert inst.cli("deploy", "-f", str(spec)).returncode == 0
-        rollback = wait_for(lambda: [e for e in inst.events("rollback")], 120, "an automatic rollback")[0]
+        rollback = wait_for(lambda: inst.events("rollback"), 120, "an automatic rollback")[0]
         wait_for(lambda: revision_of_replicas(inst, "slow") == {1}, 60, "only revision 1 replicas")
+        failed_before, ok_before = len(stream.failures), stream.ok
+        wait_for(lambda: stream.ok > ok_before + 50, 60, "traffic after the rollback")
+    assert len(stream.failures) == failed_before  # no failures once rolled back
+    return inst, stream, rollback
+
+
+def test_revision_whose_setup_raises_is_rolled_back(serve, tmp_path):
+    _, stream, rollback = _deploy_broken_revision(serve, tmp_path, f"{FIXTURES / 'crashy'}:Crashy")
     assert "crash-looping" in rollback["message"] and "from revision 2 to 1" in rollback["message"]
     assert stream.failures == []  # the broken revision never became ready, so never got traffic
 
 
 def test_revision_answering_500s_is_rolled_back(serve, tmp_path):
-    spec = tmp_path / "steady.yaml"
-    spec.write_text(spec_text())
-    inst = serve(str(spec), command="up")
-    with LoadStream(inst.port, "/slow/work", {"ms": 5}, threads=4) as stream:
-        wait_for(lambda: stream.ok > 20, 60, "traffic")
-        spec.write_text(spec_text(slow_service=f"{FIXTURES / 'failing'}:Failing"))
-        assert inst.cli("deploy", "-f", str(spec)).returncode == 0
-        rollback = wait_for(lambda: [e for e in inst.events("rollback")], 120, "an automatic rollback")[0]
-        wait_for(lambda: revision_of_replicas(inst, "slow") == {1}, 60, "only revision 1 replicas")
-        failed_before = len(stream.failures)
-        ok_before = stream.ok
-        wait_for(lambda: stream.ok > ok_before + 50, 60, "traffic after the rollback")
+    _, stream, rollback = _deploy_broken_revision(serve, tmp_path, f"{FIXTURES / 'failing'}:Failing")
     assert "failed" in rollback["message"] and "from revision 2 to 1" in rollback["message"]
-    assert len(stream.failures) == failed_before  # no failures once rolled back
     assert all("regression in the new revision" in f for f in stream.failures)
 
 

@@ -19,7 +19,7 @@ from ..loading import parse_target
 from .api import build_api
 from .config import PlatformConfig
 from .controller import Controller
-from .processes import ProcessLauncher
+from .processes import ProcessLauncher, pid_alive
 from .spec import DeploymentSpec, GatewaySpec, PlatformSpec
 from .statedb import DB_NAME, Event, StateDB
 from .supervision import ProcState
@@ -50,7 +50,7 @@ def check_state_dir_free(state_dir: Path) -> bool:
     finally:
         db.close()
     pid = int(meta.get("controller_pid", "0") or 0)
-    if meta.get("status") == "running" and pid and pid != os.getpid() and _alive(pid):
+    if meta.get("status") == "running" and pid and pid != os.getpid() and pid_alive(pid):
         raise ConfigError(
             f"another steady controller (pid {pid}) is running with state dir {state_dir};"
             " stop it or pass a different --state-dir"
@@ -66,16 +66,6 @@ def check_gateway_port(host: str, port: int, recovering: bool) -> int:
         if recovering and port != 0:
             return port
         raise
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def deployment_name(raw: str) -> str:
