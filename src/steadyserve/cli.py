@@ -19,7 +19,8 @@ from rich.table import Table
 
 from .errors import ConfigError, SteadyError
 
-console = Console(highlight=False, soft_wrap=True)
+# Piped output (scripts, logs) is not squeezed to 80 columns.
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, highlight=False)
 
 STATE_DIR_OPTION = click.option(
@@ -190,8 +191,8 @@ def status(state_dir: Path, as_json: bool) -> None:
         return
     table = Table(title=f"steadyserve — {state_dir}")
     for column in ("kind", "deployment", "id", "pid", "state", "in-flight", "requests", "restarts", "rev", "uptime"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("last error", overflow="fold", min_width=20)
+        table.add_column(column, no_wrap=True, min_width=min(len(column), 8))
+    table.add_column("last error", overflow="fold")
     colours = {"ready": "green", "crash_loop": "red", "unhealthy": "yellow", "backoff": "yellow"}
     for r in rows:
         state = r["state"]
