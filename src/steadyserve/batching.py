@@ -26,10 +26,21 @@ class WaitUntil:
     deadline: float
 
 
-def decide_flush(queued: int, oldest_enqueued_at: float, now: float, batch: Batch) -> FlushNow | WaitUntil:
-    """Flush when the batch is full or the oldest call has waited ``max_wait_ms``."""
+LONELY_BATCHES = 3  # batches of one in a row after which waiting for company stops
+
+
+def decide_flush(queued: int, oldest_enqueued_at: float, now: float, batch: Batch,
+                 lonely_batches: int = 0) -> FlushNow | WaitUntil:
+    """Flush when the batch is full or the oldest call has waited ``max_wait_ms``.
+
+    When the last few batches held a single call, nobody else is calling: waiting
+    would only add latency, so flush at once. The first batch of two or more
+    calls turns waiting back on (``lonely_batches`` resets to 0).
+    """
     if queued >= batch.max_size:
         return FlushNow(batch.max_size)
+    if lonely_batches >= LONELY_BATCHES:
+        return FlushNow(queued)
     deadline = oldest_enqueued_at + batch.max_wait_ms / 1000.0
     if now >= deadline:
         return FlushNow(queued)
@@ -88,6 +99,7 @@ class Batcher:
         self._queue: deque[PendingCall] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._lonely_batches = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -104,7 +116,8 @@ class Batcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            decision = decide_flush(len(self._queue), self._queue[0].enqueued_at, self._clock(), self.batch)
+            decision = decide_flush(len(self._queue), self._queue[0].enqueued_at, self._clock(), self.batch,
+                                    self._lonely_batches)
             if isinstance(decision, WaitUntil):
                 self._wakeup.clear()
                 try:
@@ -120,6 +133,7 @@ class Batcher:
     async def _execute(self, calls: list[PendingCall]) -> None:
         columns = {p: [c.inputs[p] for c in calls] for p in self._params}
         self._on_batch(len(calls))
+        self._lonely_batches = self._lonely_batches + 1 if len(calls) == 1 else 0
         try:
             outputs = split_outputs(await self._run_batch(columns), len(calls), self.name)
         except Exception as exc:  # every caller of the batch must hear about it, once logged

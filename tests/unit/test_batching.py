@@ -70,3 +70,32 @@ def test_non_list_output_is_an_error():
 def test_lone_call_is_flushed_after_max_wait():
     results, sizes = run(_with_batcher(lambda x: x, Batch(32, 1), [7]))
     assert results == [7] and sizes == [1]
+
+
+def test_no_waiting_after_batches_of_one_until_company_arrives():
+    batch = Batch(max_size=4, max_wait_ms=5)
+    assert decide_flush(1, 0.0, 0.0, batch, lonely_batches=2) == WaitUntil(0.005)
+    assert decide_flush(1, 0.0, 0.0, batch, lonely_batches=3) == FlushNow(1)
+    assert decide_flush(2, 0.0, 0.0, batch, lonely_batches=3) == FlushNow(2)
+
+
+def test_sequential_calls_stop_waiting_and_concurrent_ones_still_group():
+    async def scenario():
+        sizes: list[int] = []
+
+        async def run_batch(columns):
+            await asyncio.sleep(0)  # the batch runs elsewhere; callers queue meanwhile
+            return columns["x"]
+
+        batcher = Batcher("f", Batch(8, 50), ["x"], run_batch, on_batch=sizes.append)
+        batcher.start()
+        for i in range(6):  # one caller at a time
+            assert await batcher.submit({"x": i}) == i
+        lonely = batcher._lonely_batches
+        results = await asyncio.gather(*(batcher.submit({"x": i}) for i in range(5)))
+        return sizes, lonely, results, batcher._lonely_batches
+
+    sizes, lonely, results, after = asyncio.run(scenario())
+    assert sizes[:6] == [1] * 6 and lonely == 6
+    assert sizes[6:] == [5] and results == list(range(5))  # concurrent callers still share a batch
+    assert after == 0  # ... and waiting for company is back on
