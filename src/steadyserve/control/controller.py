@@ -21,17 +21,13 @@ from typing import Any
 
 from ..gateway.routes import (
     CanaryRoute,
-    HandlerRoute,
-    ReplicaRoute,
-    RoutingTable,
-    ServiceRoute,
-    TokenRoute,
     write_table,
 )
 from ..types import Clock
 from .config import DeploymentConfig, PlatformConfig, resolve_deployment
 from .probes import ProbeResult, probe
 from .processes import AdoptedProcess, ProcessHandle, ProcessLauncher, is_steady_process, pid_alive
+from .publish import build_table, canary_route
 from .rollout import AddSlot, DeploymentView, Retire, RollBack, SlotView, plan
 from .spec import DeploymentSpec
 from .statedb import Event, StateDB
@@ -421,48 +417,20 @@ class Controller:
         if key == self._published and not force:
             return
         self._routes_version += 1
-        services = {}
-        for dep in (state.config for state in self.deployments.values()):
-            spec = dep.spec
-            services[dep.name] = ServiceRoute(
-                policy=spec.lb, hash_key=spec.hash_key, timeout_s=spec.timeout_s,
-                max_attempts=spec.retry.max_attempts, retry_budget_ratio=spec.retry.budget_ratio,
-                handlers={h: HandlerRoute(idempotent=i) for h, i in dep.handlers_idempotent.items()},
-                v2_handler=dep.v2_handler,
-                canary=canaries.get(dep.name),
-                replicas=tuple(ReplicaRoute(id=i, generation=g, endpoint=e, revision=r)
-                               for d, i, g, e, r in ready if d == dep.name),
-            )
-        table = RoutingTable(version=self._routes_version, default_service=self.config.default_deployment,
-                             services=services, auth_required=self.config.auth_required,
-                             tokens=self._token_routes())
+        table = build_table(
+            version=self._routes_version, default_deployment=self.config.default_deployment,
+            deployments=[state.config for state in self.deployments.values()], ready=ready,
+            canaries=canaries, auth_required=self.config.auth_required, tokens=self.db.tokens(),
+            gateway_processes=self.config.gateway.processes,
+        )
         write_table(self.routes_path, table)
         self._published = key
 
     def _canary(self, name: str, dep: DeploymentState) -> CanaryRoute | None:
-        """A fixed traffic share for the new revision while its canary bakes (if configured)."""
-        settings = dep.config.spec.rollout
-        if dep.previous_revision is None or settings.canary_percent is None:
-            return None
-        now = self.clock()
-        new_ready = [m for (k, d, _), m in self.managed.items() if k == "replica" and d == name
-                     and m.revision == dep.revision and m.slot.state == ProcState.READY]
-        if not new_ready or any(m.slot.ready_at is not None and now - m.slot.ready_at >= settings.bake_s
-                                for m in new_ready):
-            return None
-        return CanaryRoute(revision=dep.revision, percent=settings.canary_percent)
-
-    def _token_routes(self) -> dict[str, TokenRoute]:
-        # Each gateway process enforces its share of a token's rate limit.
-        share = self.config.gateway.processes
-        return {
-            t["id"]: TokenRoute(
-                name=t["name"], role=t["role"], digest=t["digest"],
-                rate_per_s=t["rate_per_s"] / share if t["rate_per_s"] else None,
-                burst=max(1, int(t["burst"] / share)) if t["burst"] else None,
-            )
-            for t in self.db.tokens()
-        }
+        new_ready_at = [m.slot.ready_at for (k, d, _), m in self.managed.items() if k == "replica" and d == name
+                        and m.revision == dep.revision and m.slot.state == ProcState.READY]
+        return canary_route(dep.revision, dep.previous_revision, dep.config.spec.rollout, new_ready_at,
+                            self.clock())
 
     def _persist(self) -> None:
         self.db.save_deployments([

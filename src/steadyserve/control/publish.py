@@ -1,0 +1,55 @@
+"""The routing table the gateways follow, built from desired and observed state (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..gateway.routes import CanaryRoute, HandlerRoute, ReplicaRoute, RoutingTable, ServiceRoute, TokenRoute
+from .config import DeploymentConfig
+from .spec import RolloutSettings
+
+# (deployment, replica id, generation, endpoint, revision) of each ready replica
+ReadyReplica = tuple[str, str, int, str, int]
+
+
+def canary_route(revision: int, previous_revision: int | None, settings: RolloutSettings,
+                 new_ready_at: Sequence[float | None], now: float) -> CanaryRoute | None:
+    """A fixed traffic share for the new revision while its canary bakes (if configured)."""
+    if previous_revision is None or settings.canary_percent is None or not new_ready_at:
+        return None
+    if any(at is not None and now - at >= settings.bake_s for at in new_ready_at):
+        return None
+    return CanaryRoute(revision=revision, percent=settings.canary_percent)
+
+
+def token_routes(tokens: Sequence[dict[str, Any]], gateway_processes: int) -> dict[str, TokenRoute]:
+    """Active tokens by id; each gateway process enforces its share of a token's rate limit."""
+    share = gateway_processes
+    return {
+        t["id"]: TokenRoute(
+            name=t["name"], role=t["role"], digest=t["digest"],
+            rate_per_s=t["rate_per_s"] / share if t["rate_per_s"] else None,
+            burst=max(1, int(t["burst"] / share)) if t["burst"] else None,
+        )
+        for t in tokens
+    }
+
+
+def build_table(*, version: int, default_deployment: str | None, deployments: Sequence[DeploymentConfig],
+                ready: Sequence[ReadyReplica], canaries: dict[str, CanaryRoute | None], auth_required: bool,
+                tokens: Sequence[dict[str, Any]], gateway_processes: int) -> RoutingTable:
+    services = {}
+    for dep in deployments:
+        spec = dep.spec
+        services[dep.name] = ServiceRoute(
+            policy=spec.lb, hash_key=spec.hash_key, timeout_s=spec.timeout_s,
+            max_attempts=spec.retry.max_attempts, retry_budget_ratio=spec.retry.budget_ratio,
+            handlers={h: HandlerRoute(idempotent=i) for h, i in dep.handlers_idempotent.items()},
+            v2_handler=dep.v2_handler,
+            canary=canaries.get(dep.name),
+            replicas=tuple(ReplicaRoute(id=i, generation=g, endpoint=e, revision=r)
+                           for d, i, g, e, r in ready if d == dep.name),
+        )
+    return RoutingTable(version=version, default_service=default_deployment, services=services,
+                        auth_required=auth_required, tokens=token_routes(tokens, gateway_processes))
