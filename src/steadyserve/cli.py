@@ -147,6 +147,40 @@ def _run_platform(build: Any, state_dir: Path) -> None:
         ui.stop()
 
 
+API_URL_OPTION = click.option("--api-url", help="Control API (default: $STEADY_API_URL, else the running instance's).")
+
+
+def _api(method: str, path: str, state_dir: Path, api_url: str | None, body: Any = None) -> Any:
+    import httpx
+
+    if api_url is None:
+        api_url = os.environ.get("STEADY_API_URL")
+    if api_url is None:
+        db = _open_db(state_dir)
+        try:
+            api_url = db.meta().get("api_url")
+        finally:
+            db.close()
+        if not api_url:
+            fail(f"no control API recorded in {state_dir}/; pass --api-url")
+    token = os.environ.get("STEADY_TOKEN")
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.request(method, f"{api_url.rstrip('/')}{path}", json=body, headers=headers, timeout=120)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach the control API at {api_url}: {exc} (is `steady up` running?)")
+    if response.status_code >= 400:
+        try:
+            doc = response.json()
+            message = doc.get("error", response.text)
+            if doc.get("fields"):
+                message += ": " + "; ".join(f"{f['field']}: {f['problem']}" for f in doc["fields"])
+        except ValueError:
+            message = response.text
+        fail(f"{response.status_code}: {message}")
+    return response.json()
+
+
 def _open_db(state_dir: Path) -> Any:
     from .control.statedb import StateDB
 
@@ -156,12 +190,20 @@ def _open_db(state_dir: Path) -> Any:
         fail(f"no steadyserve state in {state_dir}/ (start one with `steady serve PATH --state-dir {state_dir}`)")
 
 
-def status_rows(state_dir: Path) -> list[dict[str, Any]]:
-    db = _open_db(state_dir)
-    try:
-        rows = db.processes()
-    finally:
-        db.close()
+def _remote(api_url: str | None) -> str | None:
+    """The control API to read from instead of the local state dir, if one is named."""
+    return api_url or os.environ.get("STEADY_API_URL")
+
+
+def status_rows(state_dir: Path, api_url: str | None = None) -> list[dict[str, Any]]:
+    if _remote(api_url):
+        rows = _api("GET", "/v1/replicas", state_dir, _remote(api_url))
+    else:
+        db = _open_db(state_dir)
+        try:
+            rows = db.processes()
+        finally:
+            db.close()
     now = time.time()
     result = []
     for r in rows:
@@ -182,10 +224,11 @@ def _format_uptime(seconds: float | None) -> str:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects.")
+@API_URL_OPTION
 @STATE_DIR_OPTION
-def status(state_dir: Path, as_json: bool) -> None:
+def status(state_dir: Path, as_json: bool, api_url: str | None) -> None:
     """Replicas and gateway processes of the running instance."""
-    rows = status_rows(state_dir)
+    rows = status_rows(state_dir, api_url)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -206,14 +249,21 @@ def status(state_dir: Path, as_json: bool) -> None:
 @click.option("--limit", "-n", type=click.IntRange(1), default=50, show_default=True)
 @click.option("--type", "event_type", help="Only events of this type (e.g. crash_loop).")
 @click.option("--json", "as_json", is_flag=True)
+@API_URL_OPTION
 @STATE_DIR_OPTION
-def events(state_dir: Path, limit: int, event_type: str | None, as_json: bool) -> None:
+def events(state_dir: Path, limit: int, event_type: str | None, as_json: bool, api_url: str | None) -> None:
     """The event log: every state change, oldest first."""
-    db = _open_db(state_dir)
-    try:
-        items = db.events(limit=limit, type=event_type)
-    finally:
-        db.close()
+    from .control.statedb import Event
+
+    if _remote(api_url):
+        query = f"/v1/events?limit={limit}" + (f"&type={event_type}" if event_type else "")
+        items = [Event(**e) for e in _api("GET", query, state_dir, _remote(api_url))]
+    else:
+        db = _open_db(state_dir)
+        try:
+            items = db.events(limit=limit, type=event_type)
+        finally:
+            db.close()
     if as_json:
         click.echo(json.dumps([e.__dict__ for e in items], indent=2))
         return

@@ -4,7 +4,6 @@ revisions (through the control API), tokens and the audit log (on the state DB).
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -13,44 +12,21 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from .cli import STATE_DIR_OPTION, _open_db, console, err_console, fail, main, status_rows
+from .cli import (
+    API_URL_OPTION,
+    STATE_DIR_OPTION,
+    _api,
+    _open_db,
+    console,
+    err_console,
+    fail,
+    main,
+    status_rows,
+)
 from .errors import ConfigError
 
+
 # --- commands that go through the control API -------------------------------------------
-API_URL_OPTION = click.option("--api-url", help="Control API (default: $STEADY_API_URL, else the running instance's).")
-
-
-def _api(method: str, path: str, state_dir: Path, api_url: str | None, body: Any = None) -> Any:
-    import httpx
-
-    if api_url is None:
-        api_url = os.environ.get("STEADY_API_URL")
-    if api_url is None:
-        db = _open_db(state_dir)
-        try:
-            api_url = db.meta().get("api_url")
-        finally:
-            db.close()
-        if not api_url:
-            fail(f"no control API recorded in {state_dir}/; pass --api-url")
-    token = os.environ.get("STEADY_TOKEN")
-    headers = {"authorization": f"Bearer {token}"} if token else {}
-    try:
-        response = httpx.request(method, f"{api_url.rstrip('/')}{path}", json=body, headers=headers, timeout=120)
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach the control API at {api_url}: {exc} (is `steady up` running?)")
-    if response.status_code >= 400:
-        try:
-            doc = response.json()
-            message = doc.get("error", response.text)
-            if doc.get("fields"):
-                message += ": " + "; ".join(f"{f['field']}: {f['problem']}" for f in doc["fields"])
-        except ValueError:
-            message = response.text
-        fail(f"{response.status_code}: {message}")
-    return response.json()
-
-
 @main.command()
 @click.option("--file", "-f", "spec_file", type=click.Path(path_type=Path), default=Path("steady.yaml"),
               show_default=True)

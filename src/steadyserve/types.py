@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 Clock = Callable[[], float]
 """Monotonic seconds; passed in so that tests can drive time."""
 
 Headers = list[tuple[bytes, bytes]]
 """Raw HTTP headers, names lower-cased."""
-
-ProcessKind = Literal["replica", "gateway"]

@@ -129,3 +129,25 @@ def test_revoked_token_is_refused_as_soon_as_revoke_returns(secured):
     revoked = inst.cli("token", "revoke", "temp")
     assert revoked.returncode == 0, revoked.stderr
     assert invoke(inst, token).status_code == 401
+
+
+def test_status_and_events_through_the_api_need_a_reading_role(secured):
+    import json
+    import os
+    import subprocess
+
+    from conftest import STEADY
+
+    inst, tokens = secured
+
+    def cli(token: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*STEADY, *args, "--api-url", inst.api], capture_output=True, text=True,
+                              timeout=60, env={**os.environ, "STEADY_TOKEN": token})
+
+    status = cli(tokens["viewer"], "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert {r["deployment"] for r in json.loads(status.stdout) if r["kind"] == "replica"} == {"slow"}
+    events = cli(tokens["viewer"], "events", "--json", "--type", "ready")
+    assert events.returncode == 0 and json.loads(events.stdout)
+    refused = cli(tokens["invoker"], "status")
+    assert refused.returncode == 1 and "403: role 'invoker' may not read" in refused.stderr

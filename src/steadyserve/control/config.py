@@ -74,8 +74,6 @@ class PlatformConfig(_Frozen):
         digest = hashlib.sha1(str(self.state_dir).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"steady-{digest}"
 
-    def deployment(self, name: str) -> DeploymentConfig:
-        return next(d for d in self.deployments if d.name == name)
 
 
 def resolve_deployment(name: str, spec: DeploymentSpec, base_dir: Path) -> tuple[DeploymentConfig, dict[str, HandlerSpec]]:

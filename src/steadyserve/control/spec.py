@@ -15,14 +15,14 @@ Input should be a valid integer``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ConfigError
+from ..gateway.routes import Policy
 
-Policy = Literal["round_robin", "least_request", "consistent_hash"]
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,7 +219,3 @@ class StateDB:
         sql += " ORDER BY seq DESC LIMIT ?"
         rows = self._conn.execute(sql, [*args, limit]).fetchall()
         return [Event(**dict(r)) for r in reversed(rows)]
-
-    def iter_events_after(self, seq: int) -> Iterator[Event]:
-        for r in self._conn.execute("SELECT * FROM events WHERE seq > ? ORDER BY seq", (seq,)):
-            yield Event(**dict(r))

@@ -24,7 +24,6 @@ class ProcState(StrEnum):
     STOPPED = "stopped"
 
 
-ROUTABLE = frozenset({ProcState.READY})
 RUNNING = frozenset({ProcState.STARTING, ProcState.READY, ProcState.UNHEALTHY})  # probed
 HAS_PROCESS = RUNNING | {ProcState.DRAINING}
 
