@@ -38,6 +38,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--error-file", type=Path, help="where to write a fatal error as JSON")
     p.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024)
     p.add_argument("--grace-s", type=float, default=10.0, help="drain grace period on SIGTERM")
+    p.add_argument("--drain-linger-s", type=float, default=0.5,
+                   help="keep open connections answering 503 this long after SIGTERM")
     p.add_argument("--no-batching", action="store_true", help="run batched handlers one call at a time")
     p.add_argument("--deployment", help="deployment name (default: the service's name)")
     p.add_argument("--memory-mb", type=int, help="address-space limit of this process")
@@ -98,21 +100,31 @@ async def _serve(args: argparse.Namespace) -> int:
     app.ready = True
     log.info("replica %s ready (handlers: %s)", args.id, ", ".join(specs))
     await stop_wait
-    await _drain(app, http, server, args.grace_s)
+    await _drain(app, http, server, args.grace_s, args.drain_linger_s)
     executor.shutdown(wait=False, cancel_futures=True)
     return 0
 
 
-async def _drain(app: ReplicaApp, http: HttpServer, server: asyncio.AbstractServer, grace_s: float) -> None:
-    """Stop accepting, answer new requests with 503 (retryable), finish in-flight ones."""
+async def _drain(app: ReplicaApp, http: HttpServer, server: asyncio.AbstractServer, grace_s: float,
+                 linger_s: float) -> None:
+    """Stop accepting, answer new requests with 503 (retryable), finish in-flight ones.
+
+    Open keep-alive connections stay up for ``linger_s`` answering 503 draining:
+    a gateway that has not yet re-read its routing table gets an answer that
+    provably did not run (safe to retry even for non-idempotent handlers)
+    instead of a connection closed under a request it may have just sent.
+    """
     log.info("replica %s draining: %d in flight", app.replica_id, app.inflight)
     app.draining = True
     server.close()
-    http.close_idle_connections()
+    loop = asyncio.get_running_loop()
+    linger_until = loop.time() + min(linger_s, grace_s)
     try:
         await asyncio.wait_for(app.wait_idle(), grace_s)
     except TimeoutError:
         log.warning("replica %s: grace period over with %d requests in flight", app.replica_id, app.inflight)
+    if loop.time() < linger_until:
+        await asyncio.sleep(linger_until - loop.time())
     await asyncio.sleep(0)  # let the last responses reach their transports
     http.close_all_connections()
     log.info("replica %s stopped", app.replica_id)
