@@ -271,12 +271,14 @@ class Gateway:
         return self._error(status, request_id, f"replica {replica.id}: {err}", reason=reason,
                            attempts=attempts, replica=replica.id)
 
-    def _error(self, status: int, request_id: bytes, message: str, extra: bytes = b"", **details: object) -> bytes:
-        headers = b"x-request-id: " + request_id + b"\r\n" + _NO_REPLICA_HEADER + extra
-        if "replica" in details:
-            headers = b"x-request-id: " + request_id + b"\r\nx-steady-replica: " + str(details["replica"]).encode() + b"\r\n" + extra
-        return json_response(status, {"error": message, "request_id": request_id.decode(), **details},
-                             extra_headers=headers)
+    def _error(self, status: int, request_id: bytes, message: str, extra: bytes = b"",
+               replica: str | None = None, **details: object) -> bytes:
+        replica_header = _NO_REPLICA_HEADER if replica is None else b"x-steady-replica: %s\r\n" % replica.encode()
+        body = {"error": message, "request_id": request_id.decode(), **details}
+        if replica is not None:
+            body["replica"] = replica
+        return json_response(status, body, extra_headers=b"x-request-id: " + request_id + b"\r\n"
+                             + replica_header + extra)
 
     def stats(self) -> dict[str, object]:
         return {"gateway": self.gateway_id, "inflight": self.inflight, "requests": self.requests,

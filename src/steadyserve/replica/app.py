@@ -199,7 +199,9 @@ class ReplicaApp:
                      b"inference-header-content-length: %d\r\n" % header_length)
 
     def _to_jsonable(self, spec: HandlerSpec, result: Any) -> Any:
-        return orjson.loads(self._serialise(spec, result))
+        if spec.output_adapter is not None:
+            return spec.output_adapter.dump_python(self._checked(spec, result), mode="json")
+        return orjson.loads(self._serialise(spec, result))  # untyped: orjson knows numpy
 
     def _parse_input(self, spec: HandlerSpec, request: Request) -> dict[str, Any]:
         if request.method == b"GET":
@@ -244,16 +246,21 @@ class ReplicaApp:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(method, **columns))
 
+    def _checked(self, spec: HandlerSpec, result: Any) -> Any:
+        """The result validated against the return annotation; a mismatch is the handler's bug."""
+        assert spec.output_adapter is not None
+        try:
+            return spec.output_adapter.validate_python(result)
+        except ValidationError as exc:
+            raise HandlerFailed(
+                f"handler {spec.name!r} returned a value that does not match its"
+                f" return annotation {spec.output_type!r}: {exc.errors(include_url=False)[0]['msg']}",
+                uuid.uuid4().hex[:12],
+            ) from exc
+
     def _serialise(self, spec: HandlerSpec, result: Any) -> bytes:
         if spec.output_adapter is not None:
-            try:
-                return spec.output_adapter.dump_json(spec.output_adapter.validate_python(result))
-            except ValidationError as exc:
-                raise HandlerFailed(
-                    f"handler {spec.name!r} returned a value that does not match its"
-                    f" return annotation {spec.output_type!r}: {exc.errors(include_url=False)[0]['msg']}",
-                    uuid.uuid4().hex[:12],
-                ) from exc
+            return spec.output_adapter.dump_json(self._checked(spec, result))
         return orjson.dumps(result, default=_to_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
 
     def _handler_failed(self, name: str, exc: Exception, request_id: bytes | None = None) -> HandlerFailed:
