@@ -11,6 +11,7 @@
     │   ├── Unauthorized            401: missing or invalid token
     │   └── Forbidden               403: the token's role does not allow it
     ├── HandlerFailed               500: user code raised (carries an error id)
+    ├── DeadlineExceeded            504: the call's deadline passed before (or while) it ran
     ├── RetryableError              try again later (the client retries these)
     │   ├── ServiceUnavailable      503: no ready replica, draining
     │   ├── RateLimited             429: over the token's rate limit
@@ -87,6 +88,14 @@ class HandlerFailed(SteadyError):
     def __init__(self, message: str, error_id: str) -> None:
         super().__init__(message)
         self.error_id = error_id
+
+
+class DeadlineExceeded(SteadyError):
+    """The call's deadline passed: it was dropped before it ran, or its handler overran."""
+
+    def __init__(self, message: str, started: bool = False) -> None:
+        super().__init__(message)
+        self.started = started  # False: the handler never began, so nothing ran
 
 
 class RetryableError(SteadyError):
