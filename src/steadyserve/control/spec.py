@@ -50,6 +50,9 @@ class HealthSettings(_Strict):
     probe_timeout_s: float = Field(default=1.0, gt=0)
     failure_threshold: int = Field(default=3, ge=1)
     startup_timeout_s: float = Field(default=120.0, gt=0)
+    stuck_grace_s: float = Field(
+        default=5.0, ge=0,
+        description="a worker still in one call handler_timeout_s + this long is stuck: the replica is replaced")
 
 
 class RolloutSettings(_Strict):
@@ -63,6 +66,35 @@ class RolloutSettings(_Strict):
         description="during the bake, send this share of traffic to the new revision (default: its natural share)")
 
 
+class AdmissionSettings(_Strict):
+    """How many calls a deployment takes on at once; the rest wait briefly or are shed (503)."""
+
+    max_ongoing_requests: int | None = Field(
+        default=None, ge=1, le=10_000,
+        description="calls one replica works on at once, all gateway processes together"
+                    " (default: 8, or twice the largest batch max_size)")
+    max_queued_requests: int = Field(
+        default=64, ge=0, le=100_000,
+        description="calls waiting at the gateways for a free replica, all gateway processes together")
+    queue_timeout_s: float = Field(default=2.0, gt=0, description="a call waits at most this long for a replica")
+    adaptive: bool = Field(
+        default=False,
+        description="limit each replica's concurrency by its measured latency (gradient), up to max_ongoing_requests")
+
+
+class OutlierSettings(_Strict):
+    """Passive ejection on what the gateway sees: 5xx answers, timeouts, transport failures."""
+
+    consecutive_failures: int = Field(default=5, ge=1, le=1000)
+    base_ejection_s: float = Field(default=5.0, gt=0)
+    max_ejection_s: float = Field(default=60.0, gt=0)
+    max_ejected_percent: float = Field(default=100.0, ge=0, le=100,
+                                       description="at most this share of replicas ejected at once (at least one)")
+    panic_threshold_percent: float = Field(
+        default=50.0, ge=0, le=100,
+        description="below this share of routable replicas, route to all of them (panic)")
+
+
 class ResourceLimits(_Strict):
     memory_mb: int | None = Field(default=None, ge=64, description="address-space limit per replica")
     cpu_share: float | None = Field(default=None, gt=0, le=1, description="1 = normal priority; lower = nicer")
@@ -73,7 +105,12 @@ class DeploymentSpec(_Strict):
     replicas: int | ReplicaRange = Field(default=2)
     lb: Policy = "least_request"
     hash_key: str | None = None
-    timeout_s: float = Field(default=30.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0, description="whole call at the gateway, retries included")
+    handler_timeout_s: float | None = Field(
+        default=None, gt=0, description="one handler call inside a replica (default: timeout_s)")
+    workers: int = Field(default=1, ge=1, le=256, description="threads per replica running sync handlers")
+    admission: AdmissionSettings = AdmissionSettings()
+    outlier: OutlierSettings = OutlierSettings()
     retry: RetrySettings = RetrySettings()
     health: HealthSettings = HealthSettings()
     rollout: RolloutSettings = RolloutSettings()
