@@ -32,6 +32,19 @@ class DeploymentConfig(_Frozen):
     spec: DeploymentSpec
     handlers_idempotent: dict[str, bool]
     v2_handler: str | None = None
+    max_batch_size: int = 0  # the largest Batch(max_size=) among its handlers; 0: none batched
+
+    @property
+    def max_ongoing_requests(self) -> int:
+        """Per replica, all gateways together: the spec's, or 8 (twice the largest batch if larger)."""
+        configured = self.spec.admission.max_ongoing_requests
+        if configured is not None:
+            return configured
+        return max(8, 2 * self.max_batch_size)
+
+    @property
+    def handler_timeout_s(self) -> float:
+        return self.spec.handler_timeout_s if self.spec.handler_timeout_s is not None else self.spec.timeout_s
 
     @property
     def supervision(self) -> SupervisionPolicy:
@@ -97,6 +110,7 @@ def resolve_deployment(name: str, spec: DeploymentSpec, base_dir: Path) -> tuple
         spec=spec,
         handlers_idempotent={h: spec.idempotent.get(h, s.options.idempotent) for h, s in specs.items()},
         v2_handler=next((h for h, s in specs.items() if s.options.v2), None),
+        max_batch_size=max((s.options.batch.max_size for s in specs.values() if s.options.batch), default=0),
     )
     return config, specs
 
