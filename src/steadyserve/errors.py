@@ -20,6 +20,7 @@
     └── UpstreamError               the gateway could not get an answer (retryable branch)
         ├── UpstreamUnreachable     connect failed: the request provably never left
         ├── UpstreamDraining        503 from a draining replica: never executed
+        ├── UpstreamOverloaded      503 from a replica at its concurrency limit: never executed
         ├── UpstreamLost            connection dropped after the request was sent
         └── UpstreamTimeout         no answer within the per-request timeout
 
@@ -135,6 +136,10 @@ class UpstreamUnreachable(UpstreamError):
 
 
 class UpstreamDraining(UpstreamError):
+    never_executed = True
+
+
+class UpstreamOverloaded(UpstreamError):
     never_executed = True
 
 

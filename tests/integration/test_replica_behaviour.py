@@ -112,7 +112,7 @@ def test_per_request_timeout_is_504(serve):
     inst = serve(FIXTURES / "slow", "--replicas", "1", "--gateways", "1", "--timeout-s", "0.5")
     code, headers, body = inst.post_json("/work", {"ms": 3000})
     assert code == 504
-    assert "no response within 0.5s" in body["error"] and body["replica"] == "r0"
+    assert "no answer within the call's timeout of 0.5s" in body["error"] and body["replica"] == "r0"
     assert headers["x-request-id"] == body["request_id"]
 
 

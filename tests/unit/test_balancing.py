@@ -113,7 +113,7 @@ def test_consistent_hash_without_key_falls_back_to_p2c():
     ],
 )
 def test_hash_key_from_header_or_json_field(spec, headers, body, key):
-    from steadyserve.gateway.proxy import _key_extractor
+    from steadyserve.gateway.runtime import _key_extractor
     from steadyserve.wire.http11 import Request
 
     extract = _key_extractor(spec)

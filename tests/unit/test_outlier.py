@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from steadyserve.gateway.outlier import OutlierPolicy, OutlierState, on_failure, on_success, routable
 
-POLICY = OutlierPolicy(consecutive_failures=3, base_ejection_s=2.0, max_ejection_s=10.0)
+POLICY = OutlierPolicy(consecutive_failures=3, base_ejection_s=2.0, max_ejection_s=10.0,
+                       max_ejected_percent=50.0)
 
 
 def fail_n(state: OutlierState, n: int, now: float, ejected_now: int = 0, total: int = 4):
@@ -47,6 +48,28 @@ def test_never_more_than_half_ejected():
     # 1 of 4 out: a second is allowed (exactly half).
     _, ejected = fail_n(OutlierState(), 3, 0.0, ejected_now=1, total=4)
     assert ejected
+
+
+def test_one_replica_may_always_be_ejected():
+    policy = OutlierPolicy(consecutive_failures=1, max_ejected_percent=10.0)
+    _, ejected = on_failure(OutlierState(), 0.0, policy, ejected_now=0, total=4)
+    assert ejected
+    _, ejected = on_failure(OutlierState(), 0.0, policy, ejected_now=1, total=4)
+    assert not ejected
+
+
+def test_with_the_defaults_every_failing_replica_is_ejected_and_panic_follows():
+    policy = OutlierPolicy()
+    states = [OutlierState(), OutlierState()]
+    for i in range(2):
+        for _ in range(policy.consecutive_failures):
+            ejected_now = sum(s.is_ejected(0.0) for s in states)
+            states[i], _ = on_failure(states[i], 0.0, policy, ejected_now, 2)
+    assert all(s.is_ejected(0.0) for s in states)
+    # Both out: routing panics and uses both rather than refusing every call.
+    assert routable([True, True], policy) == [True, True]
+    # One out of two is 50 % healthy: not below the threshold, no panic.
+    assert routable([True, False], policy) == [False, True]
 
 
 def test_panic_routes_to_all_when_too_few_are_healthy():

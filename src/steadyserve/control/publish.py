@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..gateway.routes import CanaryRoute, HandlerRoute, ReplicaRoute, RoutingTable, ServiceRoute, TokenRoute
+from ..gateway.routes import (
+    AdmissionRoute,
+    CanaryRoute,
+    HandlerRoute,
+    OutlierRoute,
+    ReplicaRoute,
+    RoutingTable,
+    ServiceRoute,
+    TokenRoute,
+)
 from .config import DeploymentConfig
 from .spec import RolloutSettings
 
@@ -36,6 +45,16 @@ def token_routes(tokens: Sequence[dict[str, Any]], gateway_processes: int) -> di
     }
 
 
+def admission_route(dep: DeploymentConfig, gateway_processes: int) -> AdmissionRoute:
+    """Each gateway process enforces its share of the deployment's limits (rounded up)."""
+    admission = dep.spec.admission
+    return AdmissionRoute(
+        max_ongoing_per_replica=-(-dep.max_ongoing_requests // gateway_processes),
+        max_queued=-(-admission.max_queued_requests // gateway_processes),
+        queue_timeout_s=admission.queue_timeout_s, adaptive=admission.adaptive,
+    )
+
+
 def build_table(*, version: int, default_deployment: str | None, deployments: Sequence[DeploymentConfig],
                 ready: Sequence[ReadyReplica], canaries: dict[str, CanaryRoute | None], auth_required: bool,
                 tokens: Sequence[dict[str, Any]], gateway_processes: int) -> RoutingTable:
@@ -44,6 +63,8 @@ def build_table(*, version: int, default_deployment: str | None, deployments: Se
         spec = dep.spec
         services[dep.name] = ServiceRoute(
             policy=spec.lb, hash_key=spec.hash_key, timeout_s=spec.timeout_s,
+            admission=admission_route(dep, gateway_processes),
+            outlier=OutlierRoute.model_validate(spec.outlier.model_dump()),
             max_attempts=spec.retry.max_attempts, retry_budget_ratio=spec.retry.budget_ratio,
             handlers={h: HandlerRoute(idempotent=i) for h, i in dep.handlers_idempotent.items()},
             v2_handler=dep.v2_handler,

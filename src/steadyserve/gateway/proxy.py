@@ -1,92 +1,63 @@
-"""The gateway's request path: pick a replica, forward bytes, fail over.
+"""The gateway's request path: resolve the deployment, authorise, run the call's flow.
 
-Policy lives in small pure pieces (``balancing``, ``outlier``, ``retry``); this
-module only gathers their inputs and applies their answers.
+Every decision of a call lives in ``flow.call_flow`` (sans I/O); this module
+performs the I/O it asks for: sending to a replica, queueing, re-reading the
+routing table, and turning the result into bytes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import os
 import random
+import re
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from ..auth import Action, TokenBucket, TokenRecord, check
-from ..errors import UpstreamDraining, UpstreamError, UpstreamTimeout
+from ..errors import UpstreamError
 from ..types import Clock
 from ..wire.http11 import Request, json_response
-from ..wire.upstream import UpstreamPool
-from .balancing import Balancer, canary_split, make_balancer
-from .outlier import OutlierPolicy, OutlierState, on_failure, on_success, routable
-from .retry import RetryBudget, decide_retry
-from .routes import RoutingTable, ServiceRoute
+from .flow import (
+    Call,
+    Failed,
+    Flow,
+    Forward,
+    Answered,
+    Outcome,
+    Refreshed,
+    Refuse,
+    Result,
+    Send,
+    Wait,
+    Woken,
+    call_flow,
+)
+from .outcomes import RevisionOutcomes
+from .routes import RoutingTable
+from .runtime import ServiceRuntime, UpstreamReplica
 from .v2 import Answer, route_v2
 
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"te",
-     b"upgrade", b"proxy-connection"}
+     b"upgrade", b"proxy-connection", b"expect"}
 )
 _NO_REPLICA_HEADER = b"x-steady-replica: none\r\n"
 _PUBLIC_PATHS = frozenset({b"/v2/health/live", b"/v2/health/ready"})  # for load balancers' checks
 DEPLOYMENT_HEADER = b"x-steady-deployment"
-
-
-class UpstreamReplica:
-    """One replica incarnation as this gateway sees it."""
-
-    __slots__ = ("endpoint", "generation", "id", "inflight", "outlier", "pool", "revision")
-
-    def __init__(self, id: str, generation: int, endpoint: str, revision: int = 0) -> None:
-        self.id = id
-        self.generation = generation
-        self.endpoint = endpoint
-        self.revision = revision
-        self.pool = UpstreamPool(endpoint)
-        self.inflight = 0
-        self.outlier = OutlierState()
-
-
-class ServiceRuntime:
-    def __init__(self, name: str, route: ServiceRoute, replicas: list[UpstreamReplica]) -> None:
-        self.name = name
-        self.route = route
-        self.replicas = replicas
-        self.balancer: Balancer = make_balancer(route.policy)
-        self.budget = RetryBudget(ratio=route.retry_budget_ratio)
-        self.idempotent = {h: r.idempotent for h, r in route.handlers.items()}
-        self.key_of = _key_extractor(route.hash_key) if route.policy == "consistent_hash" else None
-
-
-def _key_extractor(spec: str | None) -> Callable[[Request], bytes | None] | None:
-    if not spec:
-        return None
-    source, _, name = spec.partition(":")
-    if source == "header":
-        header = name.lower().encode()
-        return lambda request: request.header(header)
-    field = name
-
-    def from_json(request: Request) -> bytes | None:
-        try:
-            value = orjson.loads(request.body).get(field)
-        except (orjson.JSONDecodeError, AttributeError):
-            return None
-        return None if value is None else str(value).encode()
-
-    return from_json
+# The time left of a call, passed to the replica; a caller may ask for less than timeout_s.
+TIMEOUT_HEADER = b"x-steady-timeout-ms"
+_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 
 class Gateway:
     def __init__(
         self,
         gateway_id: str,
-        outlier_policy: OutlierPolicy | None = None,
         clock: Clock = time.monotonic,
         refresh: Callable[[], bool] = lambda: False,
     ) -> None:
@@ -94,12 +65,12 @@ class Gateway:
         # Re-reads the routing table now; called before answering "no replica",
         # so a replica the controller already reports ready is never refused.
         self.refresh = refresh
-        self.outlier_policy = outlier_policy or OutlierPolicy()
         self.clock = clock
         self.table = RoutingTable()
         self.services: dict[str, ServiceRuntime] = {}
         self.inflight = 0
         self.requests = 0
+        self.shed = 0
         self._ids = itertools.count(1)
         # Recent ejections, reported through the admin endpoint; the controller
         # turns them into events (it stays the only writer of the state DB).
@@ -111,19 +82,23 @@ class Gateway:
         self.tokens: dict[str, TokenRecord] = {}
         self._rng = random.Random()
         self._buckets: dict[str, TokenBucket] = {}
-        self._id_prefix = f"{gateway_id}-{os.urandom(4).hex()}-"
+        self.instance = os.urandom(4).hex()  # tells the controller this process from its successor
+        self._id_prefix = f"{gateway_id}-{self.instance}-"
+        # What this process saw of each revision, for rollout judgement: deployment -> revision -> counts.
+        self.outcomes: dict[str, dict[int, RevisionOutcomes]] = {}
 
     # --- routing table -------------------------------------------------------
     def apply_table(self, table: RoutingTable) -> None:
         known = {r.endpoint: r for s in self.services.values() for r in s.replicas}
         services: dict[str, ServiceRuntime] = {}
+        now = self.clock()
         for name, route in table.services.items():
             replicas = [known.pop(r.endpoint) if r.endpoint in known
                         else UpstreamReplica(r.id, r.generation, r.endpoint, r.revision) for r in route.replicas]
+            runtime = ServiceRuntime(name, route, replicas, self.outcomes.setdefault(name, {}), now)
             old = self.services.get(name)
-            runtime = ServiceRuntime(name, route, replicas)
-            if old is not None and old.route.policy == route.policy:
-                runtime.balancer, runtime.budget = old.balancer, old.budget
+            if old is not None:
+                runtime.inherit(old)
             services[name] = runtime
         for gone in known.values():
             gone.pool.close()  # in-flight requests finish; idle connections go
@@ -132,6 +107,8 @@ class Gateway:
         self.tokens = {i: TokenRecord(i, t.name, t.role, t.digest, t.rate_per_s, t.burst)
                        for i, t in table.tokens.items()}
         self._buckets = {i: b for i, b in self._buckets.items() if i in self.tokens}
+        for runtime in services.values():
+            runtime.wake_all()  # queued calls look again: there may be new replicas or limits
 
     # --- request path ------------------------------------------------------------
     def _resolve(self, request: Request) -> tuple[ServiceRuntime | None, str]:
@@ -153,29 +130,12 @@ class Gateway:
         service = self.services[decision.service]
         return service, service.route.v2_handler or "", None
 
-    def _choose(self, service: ServiceRuntime, key: bytes | None, tried: list[UpstreamReplica], now: float) -> UpstreamReplica | None:
-        replicas = service.replicas
-        mask = routable([r.outlier.is_ejected(now) for r in replicas], self.outlier_policy)
-        candidates = [r for r, ok in zip(replicas, mask, strict=True) if ok and r not in tried]
-        if not candidates:
-            return None
-        canary = service.route.canary
-        if canary is not None:
-            candidates = canary_split(candidates, [r.revision for r in candidates], canary.revision,
-                                      canary.percent, self._rng.random() * 100)  # type: ignore[assignment]
-        return service.balancer.pick(candidates, key)  # type: ignore[return-value]
-
-    def _record_failure(self, service: ServiceRuntime, replica: UpstreamReplica, now: float, error: UpstreamError) -> None:
-        ejected_now = sum(r.outlier.is_ejected(now) for r in service.replicas)
-        replica.outlier, ejected = on_failure(
-            replica.outlier, now, self.outlier_policy, ejected_now, len(service.replicas))
-        if ejected:
-            self.ejections.append({
-                "seq": next(self._ejection_seq), "ts": time.time(), "service": service.name,
-                "replica": replica.id, "generation": replica.generation,
-                "period_s": round(replica.outlier.ejected_until - now, 3),
-                "times": replica.outlier.times_ejected, "last_error": str(error),
-            })
+    def _on_ejected(self, service: ServiceRuntime, replica: UpstreamReplica, error: str, period_s: float) -> None:
+        self.ejections.append({
+            "seq": next(self._ejection_seq), "ts": time.time(), "service": service.name,
+            "replica": replica.id, "generation": replica.generation, "period_s": round(period_s, 3),
+            "times": replica.outlier.times_ejected, "last_error": error,
+        })
 
     async def handle(self, request: Request) -> bytes:
         self.requests += 1
@@ -185,11 +145,18 @@ class Gateway:
         finally:
             self.inflight -= 1
 
-    async def _proxy(self, request: Request) -> bytes:
+    def _request_id(self, request: Request) -> bytes:
+        """The caller's id if it is a sane token; otherwise a new one replaces it."""
         request_id = request.header(b"x-request-id")
-        if request_id is None:
-            request_id = (self._id_prefix + str(next(self._ids))).encode()
-            request.headers.append((b"x-request-id", request_id))
+        if request_id is not None and _VALID_REQUEST_ID.fullmatch(request_id):
+            return request_id
+        new_id = (self._id_prefix + str(next(self._ids))).encode()
+        request.headers = [(k, v) for k, v in request.headers if k != b"x-request-id"]
+        request.headers.append((b"x-request-id", new_id))
+        return new_id
+
+    async def _proxy(self, request: Request) -> bytes:
+        request_id = self._request_id(request)
         if self.table.auth_required and request.path not in _PUBLIC_PATHS:
             refused = self._authorize(request, request_id)
             if refused is not None:
@@ -204,45 +171,72 @@ class Gateway:
         if service is None:
             return self._error(404, request_id, f"no service for path {request.path.decode(errors='replace')!r}"
                                f"; services: {', '.join(sorted(self.services)) or 'none yet'}")
+        now = self.clock()
+        timeout_s = service.route.timeout_s
+        asked = _asked_timeout_s(request)
+        if asked is not None:
+            timeout_s = min(timeout_s, asked)
         # Replicas serve /<handler>; V2 paths go through as they are.
         upstream_url = request.url if _is_v2(request) else _handler_url(request, handler)
-        data = _encode_upstream(request, upstream_url)
-        idempotent = service.idempotent.get(handler, True)
-        key = service.key_of(request) if service.key_of is not None else None
-        now = self.clock()
-        service.budget.record_request(now)
-        tried: list[UpstreamReplica] = []
-        refreshed = False
-        while True:
-            replica = self._choose(service, key, tried, now)
-            if replica is None and not tried and not refreshed and self.refresh():
-                refreshed = True
-                service = self.services.get(service.name, service)
-                continue
-            if replica is None:
-                if tried:
-                    return self._error(502, request_id, f"all {len(tried)} tried replicas of"
-                                       f" {service.name!r} failed", attempts=len(tried))
-                return self._error(503, request_id, f"no ready replica for service {service.name!r}",
-                                   extra=b"retry-after: 1\r\n")
-            tried.append(replica)
-            replica.inflight += 1
-            try:
-                response = await replica.pool.request(data, service.route.timeout_s)
-            except UpstreamError as err:
-                now = self.clock()
-                self._record_failure(service, replica, now, err)
-                decision = decide_retry(err, len(tried), service.route.max_attempts, idempotent,
-                                        service.budget.can_retry(now))
-                if decision.retry:
-                    service.budget.record_retry(now)
-                    continue
-                return self._upstream_error(err, replica, request_id, decision.reason, len(tried))
-            finally:
-                replica.inflight -= 1
-            replica.outlier = on_success(replica.outlier)
-            return response.raw
+        head, tail = _encode_upstream(request, upstream_url)
+        call = Call(key=service.key_of(request) if service.key_of is not None else None,
+                    idempotent=service.idempotent.get(handler, True), started_at=now, deadline=now + timeout_s)
+        result = await self._run(call_flow(service, call, self._on_ejected, self._rng.random() * 100), head, tail)
+        if isinstance(result, Forward):
+            return result.response  # type: ignore[no-any-return]
+        if result.details.get("shed"):
+            self.shed += 1
+        extra = b"retry-after: %d\r\n" % result.retry_after_s if result.retry_after_s is not None else b""
+        details = {k: v for k, v in result.details.items() if k != "shed"}
+        return self._error(result.status, request_id, result.message, extra=extra, replica=result.replica,
+                           **details)
 
+    async def _run(self, flow: Flow, head: bytes, tail: bytes) -> Result:
+        """Perform the I/O the flow asks for until it returns its result."""
+        try:
+            action = next(flow)
+            while True:
+                outcome: Outcome
+                if isinstance(action, Send):
+                    outcome = await self._send(action, head, tail)
+                    action_after = flow.send(outcome)
+                    action.service.wake_one()  # the flow has given the slot back
+                    action = action_after
+                    continue
+                if isinstance(action, Wait):
+                    outcome = await self._wait(action)
+                else:
+                    changed = self.refresh()
+                    outcome = Refreshed(self.services.get(action.service) if changed else None, self.clock())
+                action = flow.send(outcome)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        finally:
+            flow.close()  # a cancelled call still gives its replica slot back
+
+    async def _wait(self, wait: Wait) -> Woken:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        wait.service.waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, max(0.0, wait.until - self.clock()))
+        except TimeoutError:
+            pass
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+                try:
+                    wait.service.waiters.remove(waiter)
+                except ValueError:
+                    pass
+        return Woken(self.clock())
+
+    async def _send(self, send: Send, head: bytes, tail: bytes) -> Answered | Failed:
+        data = head + TIMEOUT_HEADER + b": %d\r\n" % max(1, int(send.timeout_s * 1000)) + tail
+        try:
+            response = await send.replica.pool.request(data, send.timeout_s)
+        except UpstreamError as err:
+            return Failed(err, self.clock())
+        return Answered(response.status, response.raw, self.clock())
     def _authorize(self, request: Request, request_id: bytes) -> bytes | None:
         """None if the call may proceed; else the 401/403/429 answer."""
         verdict = check(request.header(b"authorization"), self.tokens, Action.INVOKE)
@@ -266,11 +260,6 @@ class Gateway:
                                    extra=b"retry-after: %d\r\n" % math.ceil(wait_s))
         return None
 
-    def _upstream_error(self, err: UpstreamError, replica: UpstreamReplica, request_id: bytes, reason: str, attempts: int) -> bytes:
-        status = 504 if isinstance(err, UpstreamTimeout) else 503 if isinstance(err, UpstreamDraining) else 502
-        return self._error(status, request_id, f"replica {replica.id}: {err}", reason=reason,
-                           attempts=attempts, replica=replica.id)
-
     def _error(self, status: int, request_id: bytes, message: str, extra: bytes = b"",
                replica: str | None = None, **details: object) -> bytes:
         replica_header = _NO_REPLICA_HEADER if replica is None else b"x-steady-replica: %s\r\n" % replica.encode()
@@ -281,9 +270,13 @@ class Gateway:
                              + replica_header + extra)
 
     def stats(self) -> dict[str, object]:
-        return {"gateway": self.gateway_id, "inflight": self.inflight, "requests": self.requests,
-                "table_version": self.table.version,
+        return {"gateway": self.gateway_id, "instance": self.instance, "inflight": self.inflight,
+                "requests": self.requests, "shed": self.shed, "table_version": self.table.version,
                 "replicas": {s: [r.id for r in rt.replicas] for s, rt in self.services.items()},
+                "queued": {s: len(rt.waiters) for s, rt in self.services.items()},
+                "limits": {s: {r.id: rt.limit_of(r) for r in rt.replicas} for s, rt in self.services.items()},
+                "revisions": {s: {str(rev): o.to_json() for rev, o in by_rev.items()}
+                              for s, by_rev in self.outcomes.items()},
                 "ejections": list(self.ejections), "auth_failures": list(self.auth_failures)}
 
 
@@ -296,11 +289,22 @@ def _handler_url(request: Request, handler: str) -> bytes:
     return b"/" + handler.encode() + sep + query
 
 
-def _encode_upstream(request: Request, url: bytes) -> bytes:
+def _asked_timeout_s(request: Request) -> float | None:
+    """A caller may ask for a shorter deadline than the deployment's timeout_s."""
+    value = request.header(TIMEOUT_HEADER)
+    if value is None:
+        return None
+    try:
+        asked_ms = int(value)
+    except ValueError:
+        return None
+    return asked_ms / 1000.0 if asked_ms > 0 else None
+
+
+def _encode_upstream(request: Request, url: bytes) -> tuple[bytes, bytes]:
+    """The upstream request in two parts; each attempt puts its own deadline header between them."""
     parts = [request.method, b" ", url, b" HTTP/1.1\r\n"]
     for name, value in request.headers:
-        if name not in _HOP_BY_HOP:
+        if name not in _HOP_BY_HOP and name != TIMEOUT_HEADER:
             parts += (name, b": ", value, b"\r\n")
-    parts.append(b"content-length: %d\r\n\r\n" % len(request.body))
-    parts.append(request.body)
-    return b"".join(parts)
+    return b"".join(parts), b"content-length: %d\r\n\r\n" % len(request.body) + request.body

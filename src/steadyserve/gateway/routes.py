@@ -37,12 +37,31 @@ class HandlerRoute(_Frozen):
     idempotent: bool = True
 
 
+class OutlierRoute(_Frozen):
+    consecutive_failures: int = 5
+    base_ejection_s: float = 5.0
+    max_ejection_s: float = 60.0
+    max_ejected_percent: float = 100.0
+    panic_threshold_percent: float = 50.0
+
+
+class AdmissionRoute(_Frozen):
+    """Limits as this gateway process enforces them: its share of the deployment's."""
+
+    max_ongoing_per_replica: int = 8
+    max_queued: int = 32
+    queue_timeout_s: float = 2.0
+    adaptive: bool = False
+
+
 class ServiceRoute(_Frozen):
     policy: Policy = "least_request"
     hash_key: str | None = Field(
         default=None, description="'header:<name>' or 'json:<field>' for consistent_hash"
     )
-    timeout_s: float = 30.0
+    timeout_s: float = 30.0  # the whole call, retries included
+    admission: AdmissionRoute = AdmissionRoute()
+    outlier: OutlierRoute = OutlierRoute()
     max_attempts: int = 3
     retry_budget_ratio: float = 0.2
     handlers: dict[str, HandlerRoute] = {}

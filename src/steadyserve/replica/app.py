@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Coroutine
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,12 +17,20 @@ import orjson
 from pydantic import ValidationError
 
 from ..batching import Batcher, split_outputs
-from ..errors import HandlerFailed, InvalidInput, MethodNotAllowed, RequestError, UnknownHandler
+from ..errors import (
+    DeadlineExceeded,
+    HandlerFailed,
+    InvalidInput,
+    MethodNotAllowed,
+    RequestError,
+    UnknownHandler,
+)
 from ..service import HandlerSpec, Service
 from ..wire.http11 import Request, json_response, response
 from . import v2
 from .metrics import ReplicaMetrics
 from .openapi import openapi_document
+from .workers import WorkerPool
 
 log = logging.getLogger("steadyserve.replica")
 
@@ -33,7 +42,10 @@ class Reply:
     content_type: bytes = b"application/json"
     headers: bytes = b""
 
-DRAINING_HEADER = b"x-steady-draining: 1\r\n"
+DRAINING_HEADER = b"x-steady-draining: 1\r\nretry-after: 1\r\n"
+OVERLOADED_HEADER = b"x-steady-overloaded: 1\r\nretry-after: 1\r\n"
+TIMEOUT_HEADER = b"x-steady-timeout-ms"  # the time left of the call, set by the gateway
+WATCHDOG_INTERVAL_S = 0.2
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
@@ -62,9 +74,12 @@ class ReplicaApp:
         *,
         replica_id: str,
         service_name: str,
-        executor: Executor,
+        workers: WorkerPool,
         metrics: ReplicaMetrics,
         batching: bool = True,
+        handler_timeout_s: float = 30.0,
+        stuck_grace_s: float = 5.0,
+        max_ongoing: int | None = None,
     ) -> None:
         self.service = service
         self.specs = specs
@@ -76,7 +91,16 @@ class ReplicaApp:
         self.inflight = 0
         self.requests = 0
         self.errors = 0  # answered 5xx
-        self._executor = executor
+        self.handler_timeout_s = handler_timeout_s
+        self.stuck_grace_s = stuck_grace_s
+        self.max_ongoing = max_ongoing
+        # Set when this replica cannot recover by itself (a stuck worker, MemoryError):
+        # /healthz then asks the controller to replace it.
+        self.replace_reason: str | None = None
+        self.workers_exhausted = False  # every worker is still in a call that is past its timeout
+        self.timeouts: deque[dict[str, Any]] = deque(maxlen=64)  # reported to the controller as events
+        self._timeout_seq = itertools.count(1)
+        self._workers = workers
         self._batching = batching
         self._replica_header = b"x-steady-replica: " + replica_id.encode() + b"\r\n"
         self._handlers_list = sorted(specs)
@@ -103,6 +127,23 @@ class ReplicaApp:
     async def wait_idle(self) -> None:
         await self._idle.wait()
 
+    def check_workers(self, now: float) -> None:
+        """Notice overdue and stuck workers (called periodically by ``watch_workers``)."""
+        overdue = self._workers.overdue(now, self.handler_timeout_s)
+        self.workers_exhausted = len(overdue) >= self._workers.size
+        stuck = [c for c in overdue if now - c.started > self.handler_timeout_s + self.stuck_grace_s]
+        if stuck and self.replace_reason is None:
+            self.replace_reason = (f"{self._workers.describe(stuck[0], now)}, past handler_timeout_s"
+                                   f" ({self.handler_timeout_s:g}s) + stuck_grace_s ({self.stuck_grace_s:g}s):"
+                                   " the worker is stuck")
+            log.error("replica %s must be replaced: %s", self.replica_id, self.replace_reason)
+
+    async def watch_workers(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self.check_workers(loop.time())
+            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+
     # --- entry point from the HTTP server -----------------------------------
     async def handle(self, request: Request) -> bytes:
         request_id = request.header(b"x-request-id") or uuid.uuid4().hex.encode()
@@ -114,17 +155,29 @@ class ReplicaApp:
         spec = self.specs.get(name)
         if spec is None:
             return self._builtin(name, request, extra)
-        return await self._tracked(spec, request_id, extra, self._call(spec, request, request_id))
+        deadline = _deadline(request)
+        return await self._tracked(spec, request_id, extra, self._call(spec, request, request_id, deadline))
+
+    def _refusal(self, spec: HandlerSpec) -> tuple[str, bytes] | None:
+        """Why this call must not start here (and the header telling the gateway it never ran)."""
+        if self.draining or not self.ready:
+            return f"replica {self.replica_id} is {'draining' if self.draining else 'not ready yet'}", DRAINING_HEADER
+        if self.max_ongoing is not None and self.inflight >= self.max_ongoing:
+            return (f"replica {self.replica_id} is at its limit of {self.max_ongoing} concurrent calls"
+                    " (max_ongoing_requests)", OVERLOADED_HEADER)
+        if self.workers_exhausted and not spec.is_async:
+            return (f"replica {self.replica_id}: every worker is still running a call past its"
+                    f" handler_timeout_s of {self.handler_timeout_s:g}s", OVERLOADED_HEADER)
+        return None
 
     async def _tracked(self, spec: HandlerSpec, request_id: bytes, extra: bytes,
                        call: Coroutine[Any, Any, Reply]) -> bytes:
-        """Run one handler call with in-flight accounting, metrics and the draining check."""
-        if self.draining or not self.ready:
+        """Run one handler call with in-flight accounting, metrics and the admission checks."""
+        refusal = self._refusal(spec)
+        if refusal is not None:
             call.close()
             # Never executed: the gateway may retry it elsewhere, even if not idempotent.
-            state = "draining" if self.draining else "not ready yet"
-            return json_response(503, {"error": f"replica {self.replica_id} is {state}"},
-                                 extra_headers=extra + DRAINING_HEADER)
+            return json_response(503, {"error": refusal[0]}, extra_headers=extra + refusal[1])
         started = time.perf_counter()
         self.inflight += 1
         self.requests += 1
@@ -141,16 +194,60 @@ class ReplicaApp:
         return response(reply.status, reply.body, content_type=reply.content_type,
                         extra_headers=extra + reply.headers)
 
-    async def _call(self, spec: HandlerSpec, request: Request, request_id: bytes) -> Reply:
+    async def _call(self, spec: HandlerSpec, request: Request, request_id: bytes, deadline: float | None) -> Reply:
         try:
             kwargs = self._parse_input(spec, request)
-            result = await self._invoke(spec, kwargs)
-            return Reply(200, self._serialise(spec, result))
+        except MethodNotAllowed as err:
+            allow = b"GET, HEAD, POST" if spec.allows_get else b"POST"
+            return Reply(err.status, orjson.dumps(err.to_json()), headers=b"allow: " + allow + b"\r\n")
         except RequestError as err:
             return Reply(err.status, orjson.dumps(err.to_json()))
+        return await self._bounded(spec, request_id, deadline, self._invoke(spec, kwargs, deadline),
+                                   functools.partial(self._serialise, spec))
+
+    async def _bounded(self, spec: HandlerSpec, request_id: bytes, deadline: float | None,
+                       invocation: Coroutine[Any, Any, Any], serialise: Callable[[Any], Reply | bytes]) -> Reply:
+        """Await a handler invocation within the handler timeout and the call's deadline."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        limit_at, by_deadline = now + self.handler_timeout_s, False
+        if deadline is not None and deadline < limit_at:
+            limit_at, by_deadline = deadline, True
+        if limit_at <= now:
+            invocation.close()
+            return Reply(504, orjson.dumps({"error": "the call's deadline passed before its handler started"}))
+        bound = asyncio.timeout_at(limit_at)
+        try:
+            async with bound:
+                result = await invocation
+            reply = serialise(result)
+            return reply if isinstance(reply, Reply) else Reply(200, reply)
+        except RequestError as err:
+            return Reply(err.status, orjson.dumps(err.to_json()))
+        except DeadlineExceeded as exc:
+            return Reply(504, orjson.dumps({"error": str(exc)}))
+        except TimeoutError as exc:
+            if not bound.expired():
+                return self._failed_reply(spec, exc, request_id)
+            return self._timed_out(spec, request_id, by_deadline, limit_at - now)
         except Exception as exc:  # user code: translated once, logged with an error id
-            failed = self._handler_failed(spec.name, exc, request_id)
-            return Reply(500, orjson.dumps({"error": str(failed), "error_id": failed.error_id}))
+            return self._failed_reply(spec, exc, request_id)
+
+    def _failed_reply(self, spec: HandlerSpec, exc: Exception, request_id: bytes) -> Reply:
+        if isinstance(exc, MemoryError) and self.replace_reason is None:
+            self.replace_reason = f"handler {spec.name!r} raised MemoryError"
+        failed = self._handler_failed(spec.name, exc, request_id)
+        return Reply(500, orjson.dumps({"error": str(failed), "error_id": failed.error_id}))
+
+    def _timed_out(self, spec: HandlerSpec, request_id: bytes, by_deadline: bool, waited_s: float) -> Reply:
+        if by_deadline:
+            message = f"handler {spec.name!r} did not return before the call's deadline ({waited_s:.3g}s left)"
+        else:
+            message = f"handler {spec.name!r} did not return within handler_timeout_s ({self.handler_timeout_s:g}s)"
+        self.timeouts.append({"seq": next(self._timeout_seq), "ts": time.time(), "handler": spec.name,
+                              "request_id": request_id.decode("ascii", "replace"), "message": message})
+        log.warning("%s request_id=%s", message, request_id.decode("ascii", "replace"))
+        return Reply(504, orjson.dumps({"error": message}))
 
     # --- Open Inference Protocol (KServe V2) ---------------------------------------
     async def _v2(self, request: Request, request_id: bytes, extra: bytes) -> bytes:
@@ -169,34 +266,43 @@ class ReplicaApp:
             ready = self.ready and not self.draining
             return json_response(200 if ready else 503, {"ready": ready}, extra_headers=extra)
         if len(parts) == 4 and parts[3] == "infer" and request.method == b"POST":
-            return await self._tracked(spec, request_id, extra, self._v2_infer(model, spec, request, request_id))
+            return await self._tracked(spec, request_id, extra,
+                                       self._v2_infer(model, spec, request, request_id, _deadline(request)))
         return json_response(404, {"error": f"no V2 route {request.path.decode(errors='replace')}"},
                              extra_headers=extra)
 
-    async def _v2_infer(self, model: str, spec: HandlerSpec, request: Request, request_id: bytes) -> Reply:
+    async def _v2_infer(self, model: str, spec: HandlerSpec, request: Request, request_id: bytes,
+                        deadline: float | None) -> Reply:
         try:
             length = request.header(v2.HEADER_LENGTH)
-            infer = v2.decode_request(request.body, int(length) if length else None,
-                                      tuple(spec.input_model.model_fields))
-            calls = []
+            try:
+                header_length = int(length) if length else None
+            except ValueError as exc:
+                raise InvalidInput(f"{v2.HEADER_LENGTH.decode()} must be a whole number") from exc
+            infer = v2.decode_request(request.body, header_length, tuple(spec.input_model.model_fields))
+            rows = []
             for i, row in enumerate(infer.rows):
                 try:
-                    calls.append(self._invoke(spec, spec.input_model.model_validate(row).__dict__))
+                    rows.append(spec.input_model.model_validate(row).__dict__)
                 except ValidationError as exc:
-                    for call in calls:
-                        call.close()
                     raise InvalidInput(f"row {i} of the batch is invalid", fields=_field_errors(exc)) from exc
-            results = await asyncio.gather(*calls)
-            body, header_length = v2.encode_response(model, infer, [self._to_jsonable(spec, r) for r in results])
         except RequestError as err:
             return Reply(400, orjson.dumps(err.to_json()))  # the protocol answers bad requests with 400
-        except Exception as exc:
-            failed = self._handler_failed(spec.name, exc, request_id)
-            return Reply(500, orjson.dumps({"error": str(failed), "error_id": failed.error_id}))
-        if header_length is None:
-            return Reply(200, body)
-        return Reply(200, body, b"application/octet-stream",
-                     b"inference-header-content-length: %d\r\n" % header_length)
+
+        async def infer_all() -> list[Any]:
+            return list(await asyncio.gather(*(self._invoke(spec, row, deadline) for row in rows)))
+
+        def encode(results: list[Any]) -> Reply:
+            try:
+                body, header_length = v2.encode_response(model, infer, [self._to_jsonable(spec, r) for r in results])
+            except RequestError as err:
+                return Reply(400, orjson.dumps(err.to_json()))
+            if header_length is None:
+                return Reply(200, body)
+            return Reply(200, body, b"application/octet-stream",
+                         b"inference-header-content-length: %d\r\n" % header_length)
+
+        return await self._bounded(spec, request_id, deadline, infer_all(), encode)
 
     def _to_jsonable(self, spec: HandlerSpec, result: Any) -> Any:
         if spec.output_adapter is not None:
@@ -224,27 +330,25 @@ class ReplicaApp:
             raise InvalidInput(f"invalid input for handler {spec.name!r}", fields=errors) from exc
         return model.__dict__
 
-    async def _invoke(self, spec: HandlerSpec, kwargs: dict[str, Any]) -> Any:
+    async def _invoke(self, spec: HandlerSpec, kwargs: dict[str, Any], deadline: float | None = None) -> Any:
         batcher = self._batchers.get(spec.name)
         if batcher is not None:
-            return await batcher.submit(kwargs)
+            return await batcher.submit(kwargs, deadline=deadline)
         if spec.options.batch is not None:  # batching switched off: a batch of one
             columns = {k: [v] for k, v in kwargs.items()}
             self.metrics.batch_size.labels(spec.name).observe(1)
-            outputs = await self._run_batch(spec, columns)
+            outputs = await self._run_batch(spec, columns, deadline)
             return split_outputs(outputs, 1, spec.name)[0]
         method = getattr(self.service, spec.name)
         if spec.is_async:
             return await method(**kwargs)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(method, **kwargs))
+        return await self._workers.run(spec.name, functools.partial(method, **kwargs), deadline)
 
-    async def _run_batch(self, spec: HandlerSpec, columns: dict[str, list[Any]]) -> Any:
+    async def _run_batch(self, spec: HandlerSpec, columns: dict[str, list[Any]], deadline: float | None = None) -> Any:
         method = getattr(self.service, spec.name)
         if spec.is_async:
             return await method(**columns)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(method, **columns))
+        return await self._workers.run(spec.name, functools.partial(method, **columns), deadline)
 
     def _checked(self, spec: HandlerSpec, result: Any) -> Any:
         """The result validated against the return annotation; a mismatch is the handler's bug."""
@@ -285,30 +389,41 @@ class ReplicaApp:
             if request.method == b"GET":
                 return route()
             err: RequestError = MethodNotAllowed(f"/{name} only answers GET")
-            return json_response(err.status, err.to_json(), extra_headers=extra)
+            return json_response(err.status, err.to_json(), extra_headers=extra + b"allow: GET, HEAD\r\n")
         err = UnknownHandler(
             f"no handler {name!r}; this service has: {', '.join(self._handlers_list)}",
             handlers=self._handlers_list,
         )
         return json_response(err.status, err.to_json(), extra_headers=extra)
 
+    @property
+    def serving(self) -> bool:
+        """In rotation: set up, not draining, and able to take calls."""
+        return self.ready and not self.draining and self.replace_reason is None and not self.workers_exhausted
+
     def stats(self) -> dict[str, Any]:
-        return {"replica": self.replica_id, "ready": self.ready, "draining": self.draining,
-                "inflight": self.inflight, "requests": self.requests, "errors": self.errors}
+        now = asyncio.get_running_loop().time()
+        return {"replica": self.replica_id, "ready": self.serving, "draining": self.draining,
+                "inflight": self.inflight, "requests": self.requests, "errors": self.errors,
+                "handler_timeouts": list(self.timeouts), **self._workers.stats(now)}
 
     def _healthz(self) -> bytes:
-        try:
-            healthy = bool(self.service.health())
-            problem = None if healthy else "health() returned False"
-        except Exception as exc:  # a broken health check is an unhealthy replica
-            healthy, problem = False, f"health() raised {type(exc).__name__}: {exc}"
-        body = {"status": "ok" if healthy else "unhealthy", **self.stats()}
-        if problem:
+        problem = self.replace_reason
+        if problem is None:
+            try:
+                healthy = bool(self.service.health())
+                problem = None if healthy else "health() returned False"
+            except Exception as exc:  # a broken health check is an unhealthy replica
+                problem = f"health() raised {type(exc).__name__}: {exc}"
+        body = {"status": "ok" if problem is None else "unhealthy", **self.stats()}
+        if problem is not None:
             body["problem"] = problem
-        return json_response(200 if healthy else 503, body)
+        if self.replace_reason is not None:
+            body["replace_reason"] = self.replace_reason
+        return json_response(200 if problem is None else 503, body)
 
     def _readyz(self) -> bytes:
-        ok = self.ready and not self.draining
+        ok = self.serving
         return json_response(200 if ok else 503, {"ready": ok, **self.stats()})
 
     def _metrics(self) -> bytes:
@@ -319,3 +434,15 @@ class ReplicaApp:
         if self._openapi is None:
             self._openapi = orjson.dumps(openapi_document(self.service_name, self.specs))
         return response(200, self._openapi)
+
+
+def _deadline(request: Request) -> float | None:
+    """The call's deadline on this loop's clock, from the time the gateway says is left."""
+    value = request.header(TIMEOUT_HEADER)
+    if value is None:
+        return None
+    try:
+        left_ms = int(value)
+    except ValueError:
+        return None
+    return asyncio.get_running_loop().time() + left_ms / 1000.0

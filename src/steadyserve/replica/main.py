@@ -15,7 +15,6 @@ import resource
 import signal
 import sys
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..entry import run_process
@@ -25,6 +24,7 @@ from ..wire.endpoints import create_server
 from ..wire.server import HttpServer
 from .app import ReplicaApp
 from .metrics import ReplicaMetrics
+from .workers import WorkerPool
 
 EXIT_SETUP_FAILED = 3
 log = logging.getLogger("steadyserve.replica")
@@ -42,6 +42,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="keep open connections answering 503 this long after SIGTERM")
     p.add_argument("--no-batching", action="store_true", help="run batched handlers one call at a time")
     p.add_argument("--deployment", help="deployment name (default: the service's name)")
+    p.add_argument("--workers", type=int, default=1, help="threads running sync handlers")
+    p.add_argument("--handler-timeout-s", type=float, default=30.0, help="one handler call at most")
+    p.add_argument("--stuck-grace-s", type=float, default=5.0,
+                   help="a call still running this long past its timeout makes the replica ask to be replaced")
+    p.add_argument("--max-ongoing", type=int, help="calls this replica works on at once; beyond: 503")
     p.add_argument("--memory-mb", type=int, help="address-space limit of this process")
     p.add_argument("--cpu-share", type=float, help="1 = normal CPU priority; lower runs nicer")
     return p.parse_args(argv)
@@ -75,10 +80,11 @@ async def _serve(args: argparse.Namespace) -> int:
         service = cls()
     except Exception as exc:
         return _fatal(args, "import", exc)
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handler")
+    workers = WorkerPool(max(1, args.workers))
     app = ReplicaApp(
-        service, specs, replica_id=args.id, service_name=name, executor=executor,
+        service, specs, replica_id=args.id, service_name=name, workers=workers,
         metrics=ReplicaMetrics(args.id, name), batching=not args.no_batching,
+        handler_timeout_s=args.handler_timeout_s, stuck_grace_s=args.stuck_grace_s, max_ongoing=args.max_ongoing,
     )
     http = HttpServer(app.handle, args.max_body_bytes)
     server = await create_server(args.endpoint, http.protocol_factory)
@@ -87,7 +93,7 @@ async def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("replica %s listening on %s; running setup()", args.id, args.endpoint)
-    setup: asyncio.Future[None] = loop.run_in_executor(executor, service.setup)
+    setup: asyncio.Future[None] = loop.run_in_executor(workers.executor, service.setup)
     stop_wait: asyncio.Future[bool] = asyncio.ensure_future(stop.wait())
     await asyncio.wait([setup, stop_wait], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
     if not setup.done():  # stopped during setup: nothing to drain
@@ -97,11 +103,19 @@ async def _serve(args: argparse.Namespace) -> int:
         server.close()
         return _fatal(args, "setup", setup.exception())  # type: ignore[arg-type]
     app.start_batchers()
+    watchdog = loop.create_task(app.watch_workers())
     app.ready = True
     log.info("replica %s ready (handlers: %s)", args.id, ", ".join(specs))
     await stop_wait
     await _drain(app, http, server, args.grace_s, args.drain_linger_s)
-    executor.shutdown(wait=False, cancel_futures=True)
+    watchdog.cancel()
+    workers.shutdown()
+    busy = workers.running()
+    if busy:  # a thread stuck in user code would keep the interpreter from exiting
+        log.warning("replica %s exiting with %d workers still in handlers (%s)", app.replica_id, len(busy),
+                    ", ".join(sorted({c.handler for c in busy})))
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 

@@ -50,8 +50,13 @@ def _datatype_of(array: np.ndarray) -> str:
 def _decode_bytes_tensor(raw: bytes) -> list[str]:
     items, offset = [], 0
     while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise ValueError(f"BYTES tensor truncated: a 4-byte length prefix at offset {offset} is cut off")
         (length,) = struct.unpack_from("<I", raw, offset)
         offset += 4
+        if offset + length > len(raw):
+            raise ValueError(f"BYTES tensor truncated: an element of {length} bytes at offset {offset}"
+                             f" runs past the end ({len(raw)} bytes)")
         items.append(raw[offset:offset + length].decode("utf-8"))
         offset += length
     return items
@@ -66,7 +71,20 @@ def _encode_bytes_tensor(values: np.ndarray) -> bytes:
 
 
 def decode_request(body: bytes, header_length: int | None, params: tuple[str, ...]) -> InferRequest:
-    """Parse a V2 infer request into one kwargs dict per batch row."""
+    """Parse a V2 infer request into one kwargs dict per batch row.
+
+    Whatever a client sends, a malformed request is its error (InvalidInput, 400),
+    never a failure of the replica.
+    """
+    try:
+        return _decode_request(body, header_length, params)
+    except InvalidInput:
+        raise
+    except Exception as exc:  # a shape of document the checks below did not foresee
+        raise InvalidInput(f"malformed infer request: {type(exc).__name__}: {exc}") from exc
+
+
+def _decode_request(body: bytes, header_length: int | None, params: tuple[str, ...]) -> InferRequest:
     head, binary = (body, b"") if header_length is None else (body[:header_length], body[header_length:])
     try:
         doc = orjson.loads(head)
@@ -83,7 +101,10 @@ def decode_request(body: bytes, header_length: int | None, params: tuple[str, ..
             raise InvalidInput(f"each input needs name, shape and datatype: {exc}") from exc
         if name not in params:
             raise InvalidInput(f"unknown input tensor {name!r}; this model takes: {', '.join(params)}")
-        size = (tensor.get("parameters") or {}).get("binary_data_size")
+        parameters = tensor.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise InvalidInput(f"input {name!r}: 'parameters' must be an object")
+        size = parameters.get("binary_data_size")
         try:
             if size is not None:
                 raw = binary[offset:offset + int(size)]
@@ -107,7 +128,13 @@ def decode_request(body: bytes, header_length: int | None, params: tuple[str, ..
     batch = sizes.pop() if sizes else 0
     rows = [{name: _plain(array[i]) for name, array in tensors.items()} for i in range(batch)]
     outputs = doc.get("outputs")
-    requested = [o["name"] for o in outputs] if isinstance(outputs, list) else None
+    if outputs is not None and not (isinstance(outputs, list) and all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) and isinstance(o.get("parameters") or {}, dict)
+            for o in outputs)):
+        raise InvalidInput("'outputs' must be a list of objects, each with a string 'name'")
+    if not isinstance(doc.get("parameters") or {}, dict):
+        raise InvalidInput("'parameters' must be an object")
+    requested = [o["name"] for o in outputs] if outputs is not None else None
     all_binary = bool((doc.get("parameters") or {}).get("binary_data_output"))
     binary_outputs = {o["name"] for o in outputs or [] if (o.get("parameters") or {}).get("binary_data")}
     if all_binary:

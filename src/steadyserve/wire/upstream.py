@@ -12,8 +12,14 @@ from dataclasses import dataclass
 
 import httptools
 
-from ..errors import UpstreamDraining, UpstreamLost, UpstreamTimeout, UpstreamUnreachable
+from ..errors import UpstreamDraining, UpstreamLost, UpstreamOverloaded, UpstreamTimeout, UpstreamUnreachable
 from .endpoints import open_connection
+
+CONNECT_TIMEOUT_S = 1.0  # a replica's socket answers at once or not at all
+_NOT_RUN = {  # a replica's 503 that provably did not run the call
+    b"x-steady-draining": UpstreamDraining("replica is draining"),
+    b"x-steady-overloaded": UpstreamOverloaded("replica is at its concurrency limit"),
+}
 
 
 @dataclass(slots=True)
@@ -24,7 +30,7 @@ class UpstreamResponse:
 
 
 class UpstreamConnection(asyncio.Protocol):
-    __slots__ = ("_chunks", "_draining", "_future", "_parser", "_timer", "closed", "transport")
+    __slots__ = ("_chunks", "_not_run", "_future", "_parser", "_timer", "closed", "transport")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -32,7 +38,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._chunks: list[bytes] = []
         self._future: asyncio.Future[UpstreamResponse] | None = None
-        self._draining = False
+        self._not_run: Exception | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -51,8 +57,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"x-steady-draining":
-            self._draining = True
+        not_run = _NOT_RUN.get(name.lower())
+        if not_run is not None:
+            self._not_run = not_run
 
     def on_message_complete(self) -> None:
         future, self._future = self._future, None
@@ -64,9 +71,9 @@ class UpstreamConnection(asyncio.Protocol):
         if future is None or future.done():
             return
         status = self._parser.get_status_code()
-        if self._draining:
-            self._draining = False
-            future.set_exception(UpstreamDraining("replica is draining"))
+        if self._not_run is not None:
+            future.set_exception(type(self._not_run)(str(self._not_run)))
+            self._not_run = None
         else:
             future.set_result(UpstreamResponse(status, raw, self._parser.should_keep_alive()))
 
@@ -107,19 +114,29 @@ class UpstreamPool:
         self._idle: list[UpstreamConnection] = []
         self._closed = False
 
-    async def _acquire(self) -> UpstreamConnection:
+    async def _acquire(self, timeout_s: float) -> UpstreamConnection:
         while self._idle:
             conn = self._idle.pop()
             if not conn.closed:
                 return conn
+        connect_timeout_s = min(CONNECT_TIMEOUT_S, timeout_s)
         try:
-            _, proto = await open_connection(self.endpoint, UpstreamConnection)
+            _, proto = await asyncio.wait_for(open_connection(self.endpoint, UpstreamConnection),
+                                              connect_timeout_s)
+        except TimeoutError as exc:
+            raise UpstreamUnreachable(f"cannot connect to {self.endpoint} within {connect_timeout_s:g}s") from exc
         except OSError as exc:
             raise UpstreamUnreachable(f"cannot connect to {self.endpoint}: {exc.strerror or exc}") from exc
         return proto  # type: ignore[return-value]
 
     async def request(self, data: bytes, timeout_s: float) -> UpstreamResponse:
-        conn = await self._acquire()
+        if self._idle and not self._idle[-1].closed:
+            conn = self._idle.pop()  # the hot path: no connect, no clock
+        else:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            conn = await self._acquire(timeout_s)
+            timeout_s = max(0.001, timeout_s - (loop.time() - started))
         try:
             response = await conn.send(data, timeout_s)
         except BaseException:

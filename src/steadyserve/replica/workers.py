@@ -1,0 +1,76 @@
+"""The threads that run a replica's sync handlers, and what each is doing.
+
+A handler that never returns cannot be stopped from outside its thread, so the
+pool remembers when each running call started: a call past its timeout is
+*overdue* (its caller already got 504), and one still running
+``stuck_grace_s`` later makes the worker *stuck*, which the replica reports so
+that the controller replaces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..errors import DeadlineExceeded
+from ..types import Clock
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunningCall:
+    handler: str
+    started: float  # monotonic
+
+
+class WorkerPool:
+    def __init__(self, workers: int, clock: Clock = time.monotonic) -> None:
+        self.size = workers
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="handler")
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._running: dict[int, RunningCall] = {}  # by thread id: one call per thread at a time
+
+    def run(self, handler: str, fn: Callable[[], T], deadline: float | None = None) -> asyncio.Future[T]:
+        """Run ``fn`` on a worker. Not started at all if the deadline passed while it waited
+        for a worker, or if the returned future is cancelled first (the caller went away)."""
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self.executor, self._call, handler, fn, deadline)
+
+    def _call(self, handler: str, fn: Callable[[], T], deadline: float | None) -> T:
+        started = self._clock()
+        if deadline is not None and started >= deadline:
+            raise DeadlineExceeded(f"the call's deadline passed while it waited for a worker (handler {handler!r})")
+        thread = threading.get_ident()
+        with self._lock:
+            self._running[thread] = RunningCall(handler, started)
+        try:
+            return fn()
+        finally:
+            with self._lock:
+                del self._running[thread]
+
+    def running(self) -> list[RunningCall]:
+        with self._lock:
+            return list(self._running.values())
+
+    def overdue(self, now: float, after_s: float) -> list[RunningCall]:
+        """Calls running for longer than ``after_s``, oldest first."""
+        return sorted((c for c in self.running() if now - c.started > after_s), key=lambda c: c.started)
+
+    def describe(self, call: RunningCall, now: float) -> str:
+        return f"a worker has been running handler {call.handler!r} for {now - call.started:.1f}s"
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def stats(self, now: float) -> dict[str, Any]:
+        running = self.running()
+        return {"workers": self.size, "busy_workers": len(running),
+                "oldest_call_s": round(max((now - c.started for c in running), default=0.0), 3)}
