@@ -56,6 +56,17 @@ def main() -> None:
               help="Per-request timeout at the gateway.")
 @click.option("--max-body-bytes", type=click.IntRange(min=1), default=16 * 1024 * 1024, show_default=True)
 @click.option("--no-batching", is_flag=True, help="Run batched handlers one call at a time.")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Threads per replica running sync handlers.")
+@click.option("--handler-timeout-s", type=click.FloatRange(min=0.001),
+              help="One handler call inside a replica at most (default: --timeout-s).")
+@click.option("--max-ongoing", type=click.IntRange(1, 10_000),
+              help="Calls one replica works on at once (default: 8, or twice the largest batch).")
+@click.option("--max-queued", type=click.IntRange(0, 100_000), default=64, show_default=True,
+              help="Calls waiting at the gateways for a free replica; beyond it calls are shed (503).")
+@click.option("--queue-timeout-s", type=click.FloatRange(min=0.001), default=2.0, show_default=True,
+              help="A call waits at most this long for a free replica.")
+@click.option("--adaptive", is_flag=True, help="Limit each replica's concurrency by its measured latency.")
 @click.option("--api-port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="Control API port (0 picks a free one; the CLI finds it in the state dir).")
 @click.option("--auth", is_flag=True, help="Require API tokens (see `steady token create`).")

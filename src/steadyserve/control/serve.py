@@ -20,7 +20,7 @@ from .api import build_api
 from .config import PlatformConfig
 from .controller import Controller
 from .processes import ProcessLauncher, pid_alive
-from .spec import DeploymentSpec, GatewaySpec, PlatformSpec
+from .spec import AdmissionSettings, DeploymentSpec, GatewaySpec, PlatformSpec
 from .statedb import DB_NAME, Event, StateDB
 from .supervision import ProcState
 
@@ -78,11 +78,16 @@ def deployment_name(raw: str) -> str:
 
 def serve_spec(target: str, *, replicas: int, policy: str, hash_key: str | None, timeout_s: float,
                max_body_bytes: int, batching: bool, host: str, port: int, gateways: int,
-               tls_cert: Path | None = None, tls_key: Path | None = None) -> tuple[str, PlatformSpec]:
+               tls_cert: Path | None = None, tls_key: Path | None = None, workers: int = 1,
+               handler_timeout_s: float | None = None, max_ongoing: int | None = None, max_queued: int = 64,
+               queue_timeout_s: float = 2.0, adaptive: bool = False) -> tuple[str, PlatformSpec]:
     """The one-deployment spec that `steady serve PATH` stands for."""
     name = deployment_name(parse_target(target).name)
+    admission = AdmissionSettings(max_ongoing_requests=max_ongoing, max_queued_requests=max_queued,
+                                  queue_timeout_s=queue_timeout_s, adaptive=adaptive)
     deployment = DeploymentSpec(service=target, replicas=replicas, lb=policy, hash_key=hash_key,  # type: ignore[arg-type]
-                                timeout_s=timeout_s, max_body_bytes=max_body_bytes, batching=batching)
+                                timeout_s=timeout_s, max_body_bytes=max_body_bytes, batching=batching,
+                                workers=workers, handler_timeout_s=handler_timeout_s, admission=admission)
     gateway = GatewaySpec(host=host, port=port, processes=gateways, max_body_bytes=max_body_bytes,
                           tls_cert=tls_cert, tls_key=tls_key)
     return name, PlatformSpec(deployments={name: deployment}, gateway=gateway)

@@ -23,14 +23,13 @@ from ..errors import UpstreamError
 from ..types import Clock
 from ..wire.http11 import Request, json_response
 from .flow import (
+    Answered,
     Call,
     Failed,
     Flow,
     Forward,
-    Answered,
     Outcome,
     Refreshed,
-    Refuse,
     Result,
     Send,
     Wait,
