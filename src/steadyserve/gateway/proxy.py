@@ -215,18 +215,15 @@ class Gateway:
 
     async def _wait(self, wait: Wait) -> Woken:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        wait.service.waiters.append(waiter)
+        waiters = wait.service.waiters
+        waiters.append(waiter)
         try:
             await asyncio.wait_for(waiter, max(0.0, wait.until - self.clock()))
         except TimeoutError:
             pass
         finally:
-            if not waiter.done():
-                waiter.cancel()
-                try:
-                    wait.service.waiters.remove(waiter)
-                except ValueError:
-                    pass
+            if waiter in waiters:  # timed out or cancelled: leave the line (a woken one already has)
+                waiters.remove(waiter)
         return Woken(self.clock())
 
     async def _send(self, send: Send, head: bytes, tail: bytes) -> Answered | Failed:

@@ -30,7 +30,7 @@ from ..wire.http11 import Request, json_response, response
 from . import v2
 from .metrics import ReplicaMetrics
 from .openapi import openapi_document
-from .workers import WorkerPool
+from .workers import NeverStarted, WorkerPool
 
 log = logging.getLogger("steadyserve.replica")
 
@@ -218,8 +218,18 @@ class ReplicaApp:
             return Reply(504, orjson.dumps({"error": "the call's deadline passed before its handler started"}))
         bound = asyncio.timeout_at(limit_at)
         try:
-            async with bound:
-                result = await invocation
+            try:
+                async with bound:
+                    result = await invocation
+            except NeverStarted as exc:  # cancelled while it waited for a worker
+                if not bound.expired():
+                    raise  # the caller went away: not ours to answer
+                if by_deadline:
+                    return Reply(504, orjson.dumps({"error": f"the call's deadline passed while waiting: {exc}"}))
+                # Provably not run: the gateway may try another replica, even if not idempotent.
+                return Reply(503, orjson.dumps({"error": f"replica {self.replica_id}: {exc} within"
+                                                f" handler_timeout_s ({self.handler_timeout_s:g}s)"}),
+                             headers=OVERLOADED_HEADER)
             reply = serialise(result)
             return reply if isinstance(reply, Reply) else Reply(200, reply)
         except RequestError as err:

@@ -23,6 +23,10 @@ from ..types import Clock
 T = TypeVar("T")
 
 
+class NeverStarted(asyncio.CancelledError):
+    """A cancelled call that was still waiting for a worker: nothing of it ran."""
+
+
 @dataclass(frozen=True)
 class RunningCall:
     handler: str
@@ -37,11 +41,17 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._running: dict[int, RunningCall] = {}  # by thread id: one call per thread at a time
 
-    def run(self, handler: str, fn: Callable[[], T], deadline: float | None = None) -> asyncio.Future[T]:
-        """Run ``fn`` on a worker. Not started at all if the deadline passed while it waited
-        for a worker, or if the returned future is cancelled first (the caller went away)."""
-        loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self.executor, self._call, handler, fn, deadline)
+    async def run(self, handler: str, fn: Callable[[], T], deadline: float | None = None) -> T:
+        """Run ``fn`` on a worker. It never starts if the deadline passes while it waits for
+        a worker, or if this coroutine is cancelled first (the caller went away or timed out):
+        then ``NeverStarted`` is raised from the cancellation, so the caller can say so."""
+        job = self.executor.submit(self._call, handler, fn, deadline)
+        try:
+            return await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            if job.cancel():  # still queued: it will never run
+                raise NeverStarted(f"no worker became free for handler {handler!r}") from None
+            raise
 
     def _call(self, handler: str, fn: Callable[[], T], deadline: float | None) -> T:
         started = self._clock()

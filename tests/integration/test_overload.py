@@ -1,0 +1,89 @@
+"""Overload and misbehaving handlers, with real processes: shed at once, no backlog, stuck workers replaced."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections import Counter
+
+import pytest
+from conftest import FIXTURES, LoadStream, pid_alive, wait_for
+
+pytestmark = pytest.mark.integration
+
+HEADERS = {"content-type": "application/json"}
+
+
+def _hammer(port: int, path: str, payload: dict, threads: int, calls_each: int) -> list[tuple[int, str | None, dict]]:
+    """Closed-loop clients, each on its own keep-alive connection; every answer is kept."""
+    results: list[tuple[int, str | None, dict]] = []
+    lock = threading.Lock()
+    body = json.dumps(payload).encode()
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        try:
+            for _ in range(calls_each):
+                conn.request("POST", path, body, HEADERS)
+                resp = conn.getresponse()
+                answer = (resp.status, resp.getheader("retry-after"), json.loads(resp.read()))
+                with lock:
+                    results.append(answer)
+        finally:
+            conn.close()
+
+    workers = [threading.Thread(target=client) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(300)
+    return results
+
+
+def _replica_requests(inst) -> int:
+    return sum(int(r.get("requests") or 0) for r in inst.status() if r["kind"] == "replica")
+
+
+def test_overload_is_shed_at_once_with_retry_after_and_leaves_no_backlog(serve):
+    # Capacity: 2 replicas x 1 call at a time; 16 closed-loop callers offer 8x that.
+    inst = serve(FIXTURES / "misbehaving", "--replicas", "2", "--max-ongoing", "1", "--max-queued", "2",
+                 "--timeout-s", "20")
+    results = _hammer(inst.port, "/nap", {"ms": 50}, threads=16, calls_each=12)
+    statuses = Counter(status for status, _, _ in results)
+    assert statuses[200] > 0 and statuses[503] > 0, statuses
+    assert set(statuses) == {200, 503}, statuses  # nothing sat out the 20 s timeout (no 504)
+    for status, retry_after, body in results:
+        if status == 503:
+            assert retry_after is not None and int(retry_after) >= 1, body
+            assert "overloaded" in body["error"] or "concurrency limit" in body["error"], body
+            assert body["request_id"]
+    # Recovery is immediate: the next call is served.
+    code, _, body = inst.post_json("/nap", {"ms": 1})
+    assert code == 200, body
+    # No backlog of abandoned work: replicas ran exactly the calls that were answered 200.
+    served = statuses[200] + 1
+    wait_for(lambda: _replica_requests(inst) == served, 30,
+             f"replica request counters to reach the {served} calls served (now {_replica_requests(inst)})")
+
+
+def test_a_handler_that_never_returns_gets_504_and_its_replica_is_replaced(serve):
+    inst = serve(FIXTURES / "misbehaving", "--replicas", "2", "--handler-timeout-s", "1")
+    with LoadStream(inst.port, "/nap", {"ms": 5}, threads=2) as stream:
+        wait_for(lambda: stream.ok >= 10, 60, "calls flowing")
+        code, headers, body = inst.post_json("/hang", {})
+        assert code == 504, body
+        assert "did not return within handler_timeout_s (1s)" in body["error"], body
+        stuck = headers["x-steady-replica"]
+        pid = inst.process("replica", stuck)["pid"]
+        # Other handlers keep working meanwhile, async ones on the stuck replica too.
+        for _ in range(5):
+            assert inst.post_json("/ping", {})[0] == 200
+        wait_for(lambda: not pid_alive(pid), 90, f"the stuck replica {stuck} (pid {pid}) to be replaced")
+        wait_for(lambda: sum(r["kind"] == "replica" and r["state"] == "ready" for r in inst.status()) == 2
+                 and inst.all_ready(), 90, "two ready replicas again")
+        served = stream.ok
+        wait_for(lambda: stream.ok >= served + 20, 60, "calls flowing after the replacement")
+    assert stream.failures == []
+    reasons = [e["message"] for e in inst.events() if e["subject"] == stuck]
+    assert any("stuck" in message for message in reasons), reasons
