@@ -192,26 +192,31 @@ class Gateway:
 
     async def _run(self, flow: Flow, head: bytes, tail: bytes) -> Result:
         """Perform the I/O the flow asks for until it returns its result."""
+        holding: ServiceRuntime | None = None  # a replica slot of this deployment is taken
         try:
             action = next(flow)
             while True:
                 outcome: Outcome
                 if isinstance(action, Send):
+                    holding = action.service
                     outcome = await self._send(action, head, tail)
-                    action_after = flow.send(outcome)
-                    action.service.wake_one()  # the flow has given the slot back
-                    action = action_after
-                    continue
-                if isinstance(action, Wait):
+                elif isinstance(action, Wait):
                     outcome = await self._wait(action)
                 else:
                     changed = self.refresh()
                     outcome = Refreshed(self.services.get(action.service) if changed else None, self.clock())
-                action = flow.send(outcome)
+                try:
+                    action = flow.send(outcome)
+                finally:
+                    if holding is not None:  # the flow has given the slot back: the next in line may go
+                        holding.wake_one()
+                        holding = None
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         finally:
-            flow.close()  # a cancelled call still gives its replica slot back
+            flow.close()  # a cancelled call still gives its replica slot back ...
+            if holding is not None:
+                holding.wake_one()  # ... and lets the next in line have it
 
     async def _wait(self, wait: Wait) -> Woken:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
