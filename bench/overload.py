@@ -33,6 +33,7 @@ BODY = {"ms": 50}
 SETTINGS = {
     "defaults": [],
     "adaptive, queue 4": ["--adaptive", "--max-queued", "4"],
+    "adaptive, no queue": ["--adaptive", "--max-queued", "0"],
 }
 
 

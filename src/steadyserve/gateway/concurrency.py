@@ -19,7 +19,7 @@ class GradientSettings:
     max_limit: int
     min_limit: int = 1
     initial_limit: float = 2.0
-    tolerance: float = 2.0  # recent latency up to this x no-load latency counts as "not queueing"
+    tolerance: float = 1.5  # recent latency up to this x no-load latency counts as "not queueing"
     smoothing: float = 0.3  # weight of a new sample in the recent-latency average
     min_window_s: float = 30.0  # the no-load latency is the minimum over the last two such windows
 
