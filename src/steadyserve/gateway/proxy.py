@@ -22,6 +22,7 @@ from ..auth import Action, TokenBucket, TokenRecord, check
 from ..errors import UpstreamError
 from ..types import Clock
 from ..wire.http11 import Request, json_response
+from ..wire.upstream import UpstreamPool
 from .flow import (
     Answered,
     Call,
@@ -59,8 +60,10 @@ class Gateway:
         gateway_id: str,
         clock: Clock = time.monotonic,
         refresh: Callable[[], bool] = lambda: False,
+        pool_factory: Callable[[str], UpstreamPool] = UpstreamPool,
     ) -> None:
         self.gateway_id = gateway_id
+        self._pool_factory = pool_factory  # a unit test passes a fake
         # Re-reads the routing table now; called before answering "no replica",
         # so a replica the controller already reports ready is never refused.
         self.refresh = refresh
@@ -93,7 +96,8 @@ class Gateway:
         now = self.clock()
         for name, route in table.services.items():
             replicas = [known.pop(r.endpoint) if r.endpoint in known
-                        else UpstreamReplica(r.id, r.generation, r.endpoint, r.revision) for r in route.replicas]
+                        else UpstreamReplica(r.id, r.generation, r.endpoint, r.revision, self._pool_factory(r.endpoint))
+                        for r in route.replicas]
             runtime = ServiceRuntime(name, route, replicas, self.outcomes.setdefault(name, {}), now)
             old = self.services.get(name)
             if old is not None:
