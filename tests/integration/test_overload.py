@@ -87,3 +87,5 @@ def test_a_handler_that_never_returns_gets_504_and_its_replica_is_replaced(serve
     assert stream.failures == []
     reasons = [e["message"] for e in inst.events() if e["subject"] == stuck]
     assert any("stuck" in message for message in reasons), reasons
+    timeouts = [e for e in inst.events("handler_timeout") if e["subject"] == stuck]
+    assert timeouts and "handler_timeout_s (1s)" in timeouts[0]["message"], timeouts

@@ -208,3 +208,26 @@ def test_adaptive_limits_start_small_and_bound_the_calls_sent():
     first, second = start(service), start(service)  # noqa: F841 - they hold the two slots
     _, third = start(service)
     assert isinstance(third, Wait)
+
+
+def test_a_replica_that_refuses_as_overloaded_is_left_alone_for_a_growing_while():
+    service = runtime(n=2)
+    full = service.replicas[0]
+    pauses = []
+    now = 0.0
+    for _ in range(4):
+        flow, action = start(service, call(now=now))
+        while action.replica is not full:
+            finish(flow, Answered(200, b"", now))
+            flow, action = start(service, call(now=now))
+        retry = finish(flow, Failed(UpstreamOverloaded("full"), now))
+        assert isinstance(retry, Send) and retry.replica is not full
+        finish(flow, Answered(200, b"", now))
+        pauses.append(full.saturated_until - now)
+        for _ in range(3):  # meanwhile every call goes to the other replica
+            flow, action = start(service, call(now=now))
+            assert action.replica is not full
+            finish(flow, Answered(200, b"", now))
+        now = full.saturated_until
+    assert pauses == sorted(pauses) and pauses[0] < pauses[-1]
+    assert not full.outlier.is_ejected(now)  # saturation is not a failure

@@ -77,6 +77,7 @@ class Managed:
     stats: dict[str, Any] = field(default_factory=dict)
     started_wall: float | None = None
     ejections_seen: int = 0  # gateways: last ejection seq turned into an event
+    timeouts_seen: int = 0  # replicas: last handler timeout turned into an event
     auth_failures_seen: int = 0  # gateways: last refused call written to the audit log
 
     @property
@@ -256,6 +257,8 @@ class Controller:
                 if key[0] == "gateway":
                     self._record_ejections(managed)
                     self._record_auth_failures(managed)
+                else:
+                    self._record_handler_timeouts(managed)
             observation = Observation(
                 now=now,
                 exit_code=exit_code,
@@ -343,6 +346,13 @@ class Controller:
                             f" (ejection #{e['times']} of generation {e['generation']}): {e['last_error']}",
                             e.get("service", ""))
 
+    def _record_handler_timeouts(self, replica: Managed) -> None:
+        for t in replica.stats.get("handler_timeouts", []):
+            if t["seq"] > replica.timeouts_seen:
+                replica.timeouts_seen = t["seq"]
+                self.record("replica", replica.slot.id, "handler_timeout",
+                            f"{t['message']} (request {t['request_id']}): answered 504", replica.deployment)
+
     def _record_auth_failures(self, gateway: Managed) -> None:
         for f in gateway.stats.get("auth_failures", []):
             if f["seq"] > gateway.auth_failures_seen:
@@ -373,12 +383,15 @@ class Controller:
         managed.started_wall = time.time()
         managed.ejections_seen = 0
         managed.auth_failures_seen = 0
+        managed.timeouts_seen = 0
 
     def _replica_args(self, dep: DeploymentConfig, replica_id: str, endpoint: str, error_file: Path) -> list[str]:
         spec = dep.spec
         args = ["--target", dep.target, "--id", replica_id, "--deployment", dep.name, "--endpoint", endpoint,
                 "--error-file", str(error_file), "--max-body-bytes", str(spec.max_body_bytes),
-                "--grace-s", str(self.config.grace_s)]
+                "--grace-s", str(self.config.grace_s), "--workers", str(spec.workers),
+                "--handler-timeout-s", str(dep.handler_timeout_s), "--stuck-grace-s", str(spec.health.stuck_grace_s),
+                "--max-ongoing", str(dep.max_ongoing_requests)]
         if not spec.batching:
             args.append("--no-batching")
         if spec.resources.memory_mb is not None:

@@ -105,6 +105,7 @@ Flow = Generator[Action, Outcome, Result]
 OnEjected = Callable[[ServiceRuntime, UpstreamReplica, str, float], None]
 
 _FULL = object()  # every candidate is at its concurrency limit
+SATURATED_BACKOFF_S = (0.05, 2.0)  # first and longest pause after a replica refuses as overloaded
 
 
 def choose(service: ServiceRuntime, key: bytes | None, tried: list[UpstreamReplica], now: float,
@@ -121,7 +122,7 @@ def choose(service: ServiceRuntime, key: bytes | None, tried: list[UpstreamRepli
         return None
     if service.waiters and not queued:
         return _FULL
-    free = [r for r in candidates if r.inflight < service.limit_of(r)]
+    free = [r for r in candidates if r.inflight < service.limit_of(r) and r.saturated_until <= now]
     if not free:
         return _FULL
     canary = service.route.canary
@@ -139,7 +140,14 @@ def _record(service: ServiceRuntime, replica: UpstreamReplica, outcome: Answered
             inflight_at_send: int, on_ejected: OnEjected) -> None:
     """Outlier state, adaptive limit, latency and the revision's outcomes after one attempt."""
     now = outcome.now
-    if isinstance(outcome, Failed) and isinstance(outcome.error, (UpstreamDraining, UpstreamOverloaded)):
+    if isinstance(outcome, Failed) and isinstance(outcome.error, UpstreamOverloaded):
+        # Its other callers (other gateways, stuck workers) fill it: leave it alone a while.
+        first_s, longest_s = SATURATED_BACKOFF_S
+        replica.saturated_until = now + min(longest_s, first_s * 2 ** replica.refusals)
+        replica.refusals += 1
+        return  # it never ran: says nothing about the replica's health or the revision
+    replica.refusals = 0
+    if isinstance(outcome, Failed) and isinstance(outcome.error, UpstreamDraining):
         return  # it never ran: says nothing about the replica's health or the revision
     failed = isinstance(outcome, Failed) or outcome.status >= 500
     service.outcomes_of(replica.revision).observe(latency_s, failed)

@@ -22,7 +22,8 @@ from .routes import ServiceRoute
 class UpstreamReplica:
     """One replica incarnation as this gateway sees it."""
 
-    __slots__ = ("endpoint", "generation", "id", "inflight", "limiter", "outlier", "pool", "revision")
+    __slots__ = ("endpoint", "generation", "id", "inflight", "limiter", "outlier", "pool", "refusals", "revision",
+                 "saturated_until")
 
     def __init__(self, id: str, generation: int, endpoint: str, revision: int = 0,
                  pool: UpstreamPool | None = None) -> None:
@@ -34,6 +35,9 @@ class UpstreamReplica:
         self.inflight = 0  # calls from this gateway process
         self.outlier = OutlierState()
         self.limiter: GradientState | None = None  # adaptive concurrency, when the deployment uses it
+        # It said it is at its limit: no calls from this gateway until then (backs off while it keeps saying so).
+        self.saturated_until = 0.0
+        self.refusals = 0
 
 
 class ServiceRuntime:
