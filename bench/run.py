@@ -244,7 +244,14 @@ def write_results(results: dict, duration_s: float) -> None:
         lines.append(f"| {label} | {c} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['non_2xx']} |")
     lines += ["", "## Targets (ratios from this one run)", "", "| target | measured | met |", "|---|---:|---|"]
     lines += [f"| {t} | {m} | {'yes' if ok else 'NO'} |" for t, m, ok in targets]
-    (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    results_file = ROOT / "bench" / "RESULTS.md"
+    # Sections other scripts write (bench/batching.py, bench/overload.py) stay as they are.
+    kept = ""
+    if results_file.exists():
+        old = results_file.read_text()
+        others = [m.start() for m in re.finditer(r"^## ", old, re.M) if not old.startswith("## Targets", m.start())]
+        kept = old[others[0]:] if others else ""
+    results_file.write_text("\n".join(lines) + "\n" + ("\n" + kept if kept else ""))
     print("\n".join(lines[-5:]))
 
 

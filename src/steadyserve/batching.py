@@ -1,6 +1,16 @@
 """Dynamic batching: concurrent calls to one handler are grouped into one call.
 
-``decide_flush`` is the pure policy; ``Batcher`` is the thin asyncio loop.
+``decide_flush`` is the pure policy; ``Batcher`` is the thin asyncio loop that
+takes a ``QueueSnapshot`` each time it looks and applies the decision.
+
+The policy never keeps a free handler waiting for company that is not on its
+way, so batching costs throughput nothing at low concurrency and grows batches
+as load grows. Waiting is free while a batch runs (one batch at a time per
+handler): calls queue meanwhile and go together into the next batch, flushed
+as soon as the handler is free. A free handler waits only while the queue is
+still growing from one event-loop turn to the next (a burst read from many
+sockets is submitted over a turn or two), the batch is not full and the oldest
+call has waited less than ``max_wait_ms``.
 """
 
 from __future__ import annotations
@@ -10,41 +20,58 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from .errors import DeadlineExceeded
 from .service import Batch
 from .types import Clock
 
+LONELY_BATCHES = 3  # batches of one in a row after which a lone call stops waiting a turn for company
 
-@dataclass(frozen=True)
+FlushReason = Literal["full", "max_wait", "stopped_growing", "lonely"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSnapshot:
+    """What the batcher sees when the handler is free and at least one call is queued."""
+
+    queued: int  # calls waiting, including any whose caller has gone (dropped at flush)
+    oldest_enqueued_at: float  # monotonic seconds
+    now: float  # monotonic seconds
+    grew: bool  # calls were queued since the batcher's previous look (a loop turn ago, or the end of a batch)
+    lonely_batches: int = 0  # batches of exactly one call in a row, most recent last
+
+
+@dataclass(frozen=True, slots=True)
 class FlushNow:
     count: int
+    reason: FlushReason
 
 
-@dataclass(frozen=True)
-class WaitUntil:
-    deadline: float
+@dataclass(frozen=True, slots=True)
+class WaitTurn:
+    """Yield one event-loop turn, then look again: calls are still arriving."""
 
 
-LONELY_BATCHES = 3  # batches of one in a row after which waiting for company stops
+WAIT_TURN = WaitTurn()
 
 
-def decide_flush(queued: int, oldest_enqueued_at: float, now: float, batch: Batch,
-                 lonely_batches: int = 0) -> FlushNow | WaitUntil:
-    """Flush when the batch is full or the oldest call has waited ``max_wait_ms``.
+def decide_flush(snapshot: QueueSnapshot, batch: Batch) -> FlushNow | WaitTurn:
+    """Flush when full, when the oldest call has waited ``max_wait_ms``, or when waiting cannot help.
 
-    When the last few batches held a single call, nobody else is calling: waiting
-    would only add latency, so flush at once. The first batch of two or more
-    calls turns waiting back on (``lonely_batches`` resets to 0).
+    Waiting can help only while the queue is still growing: a call that arrived
+    in the last turn suggests more are being read from their sockets right now.
+    After several batches of one (a lone caller), even that turn is not spent.
     """
-    if queued >= batch.max_size:
-        return FlushNow(batch.max_size)
-    if lonely_batches >= LONELY_BATCHES:
-        return FlushNow(queued)
-    deadline = oldest_enqueued_at + batch.max_wait_ms / 1000.0
-    if now >= deadline:
-        return FlushNow(queued)
-    return WaitUntil(deadline)
+    if snapshot.queued >= batch.max_size:
+        return FlushNow(batch.max_size, "full")
+    if (snapshot.now - snapshot.oldest_enqueued_at) * 1000.0 >= batch.max_wait_ms:
+        return FlushNow(snapshot.queued, "max_wait")
+    if not snapshot.grew:
+        return FlushNow(snapshot.queued, "stopped_growing")
+    if snapshot.queued == 1 and snapshot.lonely_batches >= LONELY_BATCHES:
+        return FlushNow(1, "lonely")
+    return WAIT_TURN
 
 
 class BatchOutputMismatch(Exception):
@@ -65,11 +92,12 @@ def split_outputs(outputs: Any, batch_size: int, handler_name: str) -> Sequence[
     return outputs
 
 
-@dataclass
+@dataclass(slots=True)
 class PendingCall:
     inputs: dict[str, Any]
     enqueued_at: float
     future: asyncio.Future[Any] = field(repr=False)
+    deadline: float | None = None  # monotonic seconds, the batcher's clock
 
 
 # Runs the user's function on a list-per-parameter dict; returns the outputs.
@@ -77,7 +105,7 @@ BatchRunner = Callable[[dict[str, list[Any]]], Awaitable[Any]]
 
 
 class Batcher:
-    """Queue of pending calls for one batched handler, flushed by ``decide_flush``."""
+    """Queue of pending calls for one batched handler, flushed by ``decide_flush``; one batch at a time."""
 
     def __init__(
         self,
@@ -97,43 +125,103 @@ class Batcher:
         self._translate_error = translate_error
         self._clock = clock
         self._queue: deque[PendingCall] = deque()
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()  # a call was queued, or the handler became free
+        self._busy = False  # a batch is running
         self._lonely_batches = 0
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
-    async def submit(self, inputs: dict[str, Any]) -> Any:
+    async def submit(self, inputs: dict[str, Any], deadline: float | None = None) -> Any:
+        """The handler's output for ``inputs``.
+
+        Raises ``DeadlineExceeded`` if ``deadline`` (monotonic seconds, the
+        batcher's clock) has passed when the call would be put into a batch.
+        """
+        now = self._clock()
+        if not self._busy and not self._queue:
+            decision = decide_flush(QueueSnapshot(1, now, now, True, self._lonely_batches), self.batch)
+            if isinstance(decision, FlushNow):
+                return await self._run_alone(inputs, now, deadline)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append(PendingCall(inputs, self._clock(), future))
+        self._queue.append(PendingCall(inputs, now, future, deadline))
         self._wakeup.set()
         return await future
 
+    async def _run_alone(self, inputs: dict[str, Any], now: float, deadline: float | None) -> Any:
+        """A lone caller runs its batch of one in its own task: waking the batcher would cost a loop turn.
+
+        If this caller is cancelled meanwhile, only its own call is abandoned.
+        """
+        if deadline is not None and deadline <= now:
+            raise DeadlineExceeded("deadline passed before the call was batched")
+        self._lonely_batches += 1
+        self._on_batch(1)
+        self._busy = True
+        try:
+            outputs = await self._run_batch({p: [inputs[p]] for p in self._params})
+            return split_outputs(outputs, 1, self.name)[0]
+        except Exception as exc:  # the same error a caller in a bigger batch would get
+            delivered = self._translate_error(exc)
+            if delivered is exc:
+                raise
+            raise delivered from exc
+        finally:
+            self._busy = False
+            if self._queue:
+                self._wakeup.set()
+
     async def _loop(self) -> None:
+        queue = self._queue
+        seen = 0  # queue length at the previous look
         while True:
-            if not self._queue:
+            if not queue or self._busy:  # nothing to do, or waiting is free: calls queue meanwhile
+                seen = len(queue)
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            decision = decide_flush(len(self._queue), self._queue[0].enqueued_at, self._clock(), self.batch,
-                                    self._lonely_batches)
-            if isinstance(decision, WaitUntil):
-                self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), decision.deadline - self._clock())
-                except TimeoutError:
-                    pass
+            snapshot = QueueSnapshot(len(queue), queue[0].enqueued_at, self._clock(), len(queue) > seen,
+                                     self._lonely_batches)
+            decision = decide_flush(snapshot, self.batch)
+            if isinstance(decision, WaitTurn):
+                seen = len(queue)
+                await asyncio.sleep(0)
                 continue
-            calls = [self._queue.popleft() for _ in range(decision.count)]
-            calls = [c for c in calls if not c.future.done()]  # callers that gave up
-            if calls:
-                await self._execute(calls)
+            await self._flush(decision.count, snapshot.now)
+            # Calls queued while the batch ran were waiting for the handler, not still
+            # arriving: counting them as seen makes the next look flush them at once.
+            seen = len(queue)
+
+    async def _flush(self, count: int, now: float) -> None:
+        calls = self._take(count, now)
+        if not calls:
+            return
+        self._lonely_batches = self._lonely_batches + 1 if len(calls) == 1 else 0
+        self._busy = True
+        try:
+            await self._execute(calls)
+        finally:
+            self._busy = False
+            if self._queue:
+                self._wakeup.set()
+
+    def _take(self, count: int, now: float) -> list[PendingCall]:
+        """Up to ``count`` live calls from the head of the queue; the dead ones never reach the handler."""
+        calls: list[PendingCall] = []
+        while self._queue and len(calls) < count:
+            call = self._queue.popleft()
+            if call.future.done():  # the caller gave up
+                continue
+            if call.deadline is not None and call.deadline <= now:
+                call.future.set_exception(DeadlineExceeded("deadline passed before the call was batched"))
+                continue
+            calls.append(call)
+        return calls
 
     async def _execute(self, calls: list[PendingCall]) -> None:
         columns = {p: [c.inputs[p] for c in calls] for p in self._params}
         self._on_batch(len(calls))
-        self._lonely_batches = self._lonely_batches + 1 if len(calls) == 1 else 0
         try:
             outputs = split_outputs(await self._run_batch(columns), len(calls), self.name)
         except Exception as exc:  # every caller of the batch must hear about it, once logged
