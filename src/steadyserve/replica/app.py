@@ -207,16 +207,20 @@ class ReplicaApp:
 
     async def _bounded(self, spec: HandlerSpec, request_id: bytes, deadline: float | None,
                        invocation: Coroutine[Any, Any, Any], serialise: Callable[[Any], Reply | bytes]) -> Reply:
-        """Await a handler invocation within the handler timeout and the call's deadline."""
+        """Await a handler invocation within the handler timeout and the call's deadline.
+
+        Deadlines are ``time.monotonic()`` values (worker threads and the batcher check them
+        too); the timeout itself runs on the event loop's clock.
+        """
         loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = time.monotonic()
         limit_at, by_deadline = now + self.handler_timeout_s, False
         if deadline is not None and deadline < limit_at:
             limit_at, by_deadline = deadline, True
         if limit_at <= now:
             invocation.close()
             return Reply(504, orjson.dumps({"error": "the call's deadline passed before its handler started"}))
-        bound = asyncio.timeout_at(limit_at)
+        bound = asyncio.timeout_at(loop.time() + (limit_at - now))
         try:
             try:
                 async with bound:
@@ -447,7 +451,7 @@ class ReplicaApp:
 
 
 def _deadline(request: Request) -> float | None:
-    """The call's deadline on this loop's clock, from the time the gateway says is left."""
+    """The call's deadline (``time.monotonic()``), from the time the gateway says is left."""
     value = request.header(TIMEOUT_HEADER)
     if value is None:
         return None
@@ -455,4 +459,4 @@ def _deadline(request: Request) -> float | None:
         left_ms = int(value)
     except ValueError:
         return None
-    return asyncio.get_running_loop().time() + left_ms / 1000.0
+    return time.monotonic() + left_ms / 1000.0
