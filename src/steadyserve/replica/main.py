@@ -47,15 +47,19 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stuck-grace-s", type=float, default=5.0,
                    help="a call still running this long past its timeout makes the replica ask to be replaced")
     p.add_argument("--max-ongoing", type=int, help="calls this replica works on at once; beyond: 503")
-    p.add_argument("--memory-mb", type=int, help="address-space limit of this process")
+    p.add_argument("--memory-mb", type=int,
+                   help="resident memory limit; enforced by the controller (it replaces the replica), not here")
+    p.add_argument("--address-space-mb", type=int, help="opt-in backstop: address-space limit (RLIMIT_AS)")
     p.add_argument("--cpu-share", type=float, help="1 = normal CPU priority; lower runs nicer")
     return p.parse_args(argv)
 
 
 def _apply_limits(args: argparse.Namespace) -> None:
     """Resource limits, set before any user code runs."""
-    if args.memory_mb is not None:
-        limit = args.memory_mb * 1024 * 1024
+    # No RLIMIT_AS for --memory-mb: libraries that reserve large virtual ranges (torch, onnxruntime)
+    # would fail with resident memory far below it. The address-space cap is opt-in only.
+    if args.address_space_mb is not None:
+        limit = args.address_space_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     if args.cpu_share is not None:
         os.nice(round((1.0 - args.cpu_share) * 19))
@@ -103,7 +107,7 @@ async def _serve(args: argparse.Namespace) -> int:
         server.close()
         return _fatal(args, "setup", setup.exception())  # type: ignore[arg-type]
     app.start_batchers()
-    watchdog = loop.create_task(app.watch_workers())
+    watchdog = loop.create_task(app.watch())
     app.ready = True
     log.info("replica %s ready (handlers: %s)", args.id, ", ".join(specs))
     await stop_wait
