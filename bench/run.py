@@ -186,13 +186,14 @@ def main() -> int:
     direct.wait(30)
 
     # (b) gateway with 1 replica
-    one = Serve("examples/echo", 1)
+    # nginx has no admission control: let the replicas take all 64 connections (they refuse beyond it).
+    one = Serve("examples/echo", 1, "--max-ongoing", "64")
     one.wait_ready(1, "/echo", ECHO_BODY)
     measure("(b) echo, gateway + 1 replica", one.url, "/echo", ECHO_BODY, args.duration_s, results)
     one.stop()
 
     # (b) gateway with 2 replicas, then (c) nginx in front of the same 2 replicas
-    two = Serve("examples/echo", 2)
+    two = Serve("examples/echo", 2, "--max-ongoing", "64")
     two.wait_ready(2, "/echo", ECHO_BODY)
     measure("(b) echo, gateway + 2 replicas", two.url, "/echo", ECHO_BODY, args.duration_s, results)
     nginx, nginx_url, nginx_dir = nginx_proxy(two.replica_endpoints())

@@ -62,7 +62,7 @@ def main() -> None:
               help="One handler call inside a replica at most (default: --timeout-s).")
 @click.option("--max-ongoing", type=click.IntRange(1, 10_000),
               help="Calls one replica works on at once (default: 8, or twice the largest batch).")
-@click.option("--max-queued", type=click.IntRange(0, 100_000), default=64, show_default=True,
+@click.option("--max-queued", type=click.IntRange(0, 100_000), default=1024, show_default=True,
               help="Calls waiting at the gateways for a free replica; beyond it calls are shed (503).")
 @click.option("--queue-timeout-s", type=click.FloatRange(min=0.001), default=2.0, show_default=True,
               help="A call waits at most this long for a free replica.")

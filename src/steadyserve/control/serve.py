@@ -79,7 +79,7 @@ def deployment_name(raw: str) -> str:
 def serve_spec(target: str, *, replicas: int, policy: str, hash_key: str | None, timeout_s: float,
                max_body_bytes: int, batching: bool, host: str, port: int, gateways: int,
                tls_cert: Path | None = None, tls_key: Path | None = None, workers: int = 1,
-               handler_timeout_s: float | None = None, max_ongoing: int | None = None, max_queued: int = 64,
+               handler_timeout_s: float | None = None, max_ongoing: int | None = None, max_queued: int = 1024,
                queue_timeout_s: float = 2.0, adaptive: bool = False) -> tuple[str, PlatformSpec]:
     """The one-deployment spec that `steady serve PATH` stands for."""
     name = deployment_name(parse_target(target).name)

@@ -49,7 +49,7 @@ class AdmissionRoute(_Frozen):
     """Limits as this gateway process enforces them: its share of the deployment's."""
 
     max_ongoing_per_replica: int = 8
-    max_queued: int = 32
+    max_queued: int = 512
     queue_timeout_s: float = 2.0
     adaptive: bool = False
 
