@@ -89,3 +89,20 @@ def test_a_handler_that_never_returns_gets_504_and_its_replica_is_replaced(serve
     assert any("stuck" in message for message in reasons), reasons
     timeouts = [e for e in inst.events("handler_timeout") if e["subject"] == stuck]
     assert timeouts and "handler_timeout_s (1s)" in timeouts[0]["message"], timeouts
+
+
+def test_a_handler_raising_memory_error_gets_its_replica_replaced(serve):
+    inst = serve(FIXTURES / "misbehaving", "--replicas", "2")
+    with LoadStream(inst.port, "/ping", {}, threads=2) as stream:
+        wait_for(lambda: stream.ok >= 10, 60, "calls flowing")
+        code, headers, body = inst.post_json("/oom", {})
+        assert code == 500 and "MemoryError" in body["error"], body
+        sick = headers["x-steady-replica"]
+        pid = inst.process("replica", sick)["pid"]
+        wait_for(lambda: not pid_alive(pid), 90, f"{sick} (pid {pid}) to be replaced")
+        wait_for(lambda: sum(r["kind"] == "replica" and r["state"] == "ready" for r in inst.status()) == 2
+                 and inst.all_ready(), 90, "two ready replicas again")
+        served = stream.ok
+        wait_for(lambda: stream.ok >= served + 20, 60, "calls flowing after the replacement")
+    assert stream.failures == []
+    assert any("MemoryError" in e["message"] for e in inst.events() if e["subject"] == sick)
