@@ -81,7 +81,7 @@ deployments:
     service: {FIXTURES / 'introspect'}
     replicas: 1
     env: {{MODEL_DIR: /models/v3}}
-    resources: {{memory_mb: 4096, cpu_share: 0.5}}
+    resources: {{memory_mb: 4096, address_space_mb: 4096, cpu_share: 0.5}}
 gateway:
   processes: 1
 """)

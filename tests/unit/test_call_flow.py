@@ -231,3 +231,23 @@ def test_a_replica_that_refuses_as_overloaded_is_left_alone_for_a_growing_while(
         now = full.saturated_until
     assert pauses == sorted(pauses) and pauses[0] < pauses[-1]
     assert not full.outlier.is_ejected(now)  # saturation is not a failure
+
+
+def test_a_queued_call_follows_the_routing_table_that_replaced_its_own():
+    old = runtime(n=1, max_ongoing=1)
+    busy = start(old)  # noqa: F841 - holds the only slot
+    flow, wait = start(old)
+    assert isinstance(wait, Wait)
+    new = runtime(n=0)  # the table changed: the old replica is gone, another one came
+    new.replicas = [UpstreamReplica("r9", 1, "unix:/nowhere/r9.sock", revision=1)]
+    send = flow.send(Woken(0.1, current=new))
+    assert isinstance(send, Send) and send.replica.id == "r9"
+
+
+def test_failover_picks_from_the_current_routing_table():
+    old = runtime(n=2)
+    flow, first = start(old)
+    new = runtime(n=0)
+    new.replicas = [first.replica, UpstreamReplica("r7", 1, "unix:/nowhere/r7.sock", revision=1)]
+    second = finish(flow, Failed(UpstreamLost("reset"), 0.01, current=new))
+    assert isinstance(second, Send) and second.replica.id == "r7"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from steadyserve.control.supervision import (
@@ -10,8 +12,11 @@ from steadyserve.control.supervision import (
     ProcState,
     Slot,
     Start,
+    Step,
     SupervisionPolicy,
+    Terminate,
     backoff_s,
+    start_failed,
     step,
 )
 
@@ -98,23 +103,152 @@ def test_probe_failures_before_listening_do_not_count():
     assert slot.state == ProcState.STARTING and slot.probe_failures == 0
 
 
-def test_retiring_a_ready_slot_drains_then_stops():
-    from dataclasses import replace
+def test_retiring_a_slot_without_process_stops_at_once():
+    slot = replace(Slot("replica", "r3", state=ProcState.CRASH_LOOP), retiring=True)
+    assert advance(slot, now=1.0).slot.state == ProcState.STOPPED
 
-    from steadyserve.control.supervision import Terminate
 
+# --- leaving the routing tables before draining ------------------------------------------
+
+def leaving(now: float = 50.0, routes_version: int = 7,
+            gateway_versions: tuple[tuple[str, int | None], ...] = (("g0", 7), ("g1", 7))) -> Step:
+    """A ready replica told to retire while the latest table (routes_version) still routes to it."""
     slot = replace(ready_slot(), retiring=True)
-    draining = advance(slot, now=50.0, alive=True)
-    assert draining.slot.state == ProcState.DRAINING and draining.actions == [Terminate()]
-    assert advance(draining.slot, now=51.0).actions == []
-    stuck = advance(draining.slot, now=50.0 + POLICY.drain_timeout_s + 1)
-    assert isinstance(stuck.actions[0], Kill)
-    done = advance(draining.slot, now=52.0, exit_code=0)
+    return advance(slot, now=now, routes_version=routes_version, in_routes=True,
+                   gateway_versions=gateway_versions)
+
+
+def test_a_retiring_replica_leaves_the_routing_tables_before_it_is_told_to_drain():
+    result = leaving()
+    assert result.slot.state == ProcState.LEAVING and result.actions == []
+    assert result.slot.leave_version == 8  # the next table is the first without it
+    assert [e.type for e in result.events] == ["leaving"]
+
+
+def test_it_drains_once_every_gateway_serves_a_table_without_it():
+    slot = leaving().slot
+    one_behind = advance(slot, now=50.5, routes_version=8, gateway_versions=(("g0", 8), ("g1", 7)))
+    assert one_behind.slot.state == ProcState.LEAVING and one_behind.actions == []
+    done = advance(slot, now=51.0, routes_version=8, gateway_versions=(("g0", 8), ("g1", 9)))
+    assert done.slot.state == ProcState.DRAINING and done.actions == [Terminate()]
+    assert "no gateway routes to it (routing table version 8)" in done.events[0].message
+
+
+def test_a_gateway_that_does_not_confirm_holds_the_drain_only_until_the_bound():
+    slot = leaving(now=50.0).slot
+    waiting = advance(slot, now=54.9, routes_version=8, gateway_versions=(("g0", 8), ("g1", None)))
+    assert waiting.slot.state == ProcState.LEAVING
+    late = advance(slot, now=50.0 + POLICY.leave_timeout_s, routes_version=8,
+                   gateway_versions=(("g0", 8), ("g1", 7)))
+    assert late.slot.state == ProcState.DRAINING and late.actions == [Terminate()]
+    assert "gateway g1 did not confirm routing table version 8 within 5s" in late.events[0].message
+
+
+def test_with_no_gateway_running_nothing_blocks_the_drain():
+    slot = replace(ready_slot(), retiring=True)
+    result = advance(slot, now=50.0, routes_version=3, in_routes=False, gateway_versions=())
+    assert result.slot.state == ProcState.DRAINING
+    assert [e.type for e in result.events] == ["leaving", "draining"]
+
+
+def test_a_table_published_while_it_was_still_routed_does_not_count():
+    # A table still routing to it (a failed publish, say) pushes the version to wait for.
+    slot = leaving(routes_version=7).slot
+    again = advance(slot, now=50.5, routes_version=8, in_routes=True, gateway_versions=(("g0", 8),))
+    assert again.slot.state == ProcState.LEAVING and again.slot.leave_version == 9
+
+
+def test_a_draining_process_is_killed_after_the_drain_timeout():
+    slot = leaving(gateway_versions=()).slot
+    assert slot.state == ProcState.DRAINING
+    assert advance(slot, now=51.0).actions == []
+    stuck = advance(slot, now=50.0 + POLICY.drain_timeout_s + 1)
+    assert isinstance(stuck.actions[0], Kill) and [e.type for e in stuck.events] == ["killed"]
+    done = advance(stuck.slot, now=70.0, exit_code=-9)
     assert done.slot.state == ProcState.STOPPED and [e.type for e in done.events] == ["stopped"]
 
 
-def test_retiring_a_slot_without_process_stops_at_once():
-    from dataclasses import replace
+@pytest.mark.parametrize("state", [ProcState.LEAVING, ProcState.DRAINING, ProcState.STARTING])
+def test_a_retiring_slot_whose_process_is_gone_stops(state):
+    slot = Slot("replica", "r0", state=state, retiring=True, generation=1)
+    assert advance(slot, now=1.0, has_process=False).slot.state == ProcState.STOPPED
+    assert advance(slot, now=1.0, exit_code=0).slot.state == ProcState.STOPPED
 
-    slot = replace(Slot("replica", "r3", state=ProcState.CRASH_LOOP), retiring=True)
-    assert advance(slot, now=1.0).slot.state == ProcState.STOPPED
+
+# --- processes that cannot start -------------------------------------------------------
+
+def test_a_process_that_cannot_be_started_backs_off_with_the_reason():
+    slot = advance(Slot("replica", "r0"), now=0.0).slot
+    result = start_failed(slot, 0.0, "ValueError: embedded null byte", POLICY)
+    assert result.slot.state == ProcState.BACKOFF
+    assert result.slot.last_error == "could not start: ValueError: embedded null byte"
+    assert [e.type for e in result.events] == ["start_failed"]
+    assert result.slot.backoff_until == pytest.approx(backoff_s(1, POLICY))
+
+
+def test_repeated_start_failures_are_named_a_crash_loop():
+    slot, now = Slot("replica", "r0"), 0.0
+    for _ in range(POLICY.crash_loop_after):
+        slot = advance(slot, now=now).slot
+        result = start_failed(slot, now, "FileNotFoundError: no such file", POLICY)
+        slot, now = result.slot, result.slot.backoff_until
+    assert slot.state == ProcState.CRASH_LOOP
+    assert "crash_loop" in [e.type for e in result.events]
+
+
+def test_a_starting_slot_without_a_process_never_stays_starting():
+    slot = advance(Slot("replica", "r0"), now=0.0).slot
+    result = advance(slot, now=0.5, has_process=False)
+    assert result.slot.state == ProcState.BACKOFF and "no process" in (result.slot.last_error or "")
+
+
+# --- replacement -------------------------------------------------------------------------
+
+def test_a_replica_asking_to_be_replaced_is_marked_at_once_and_not_killed():
+    reason = "worker 0 in 'hang' for 7s: the worker is stuck"
+    result = advance(ready_slot(), now=20.0, alive=False, replace_reason=reason)
+    assert result.slot.replace_reason == reason and result.slot.state == ProcState.UNHEALTHY
+    assert result.actions == [] and [e.type for e in result.events] == ["replacing"]
+    assert result.slot.last_error == reason
+    # Further failed probes neither kill it (that would restart it in its slot) nor repeat the event.
+    slot = result.slot
+    for i in range(5):
+        later = advance(slot, now=21.0 + i, alive=False, replace_reason=reason)
+        slot = later.slot
+        assert later.actions == [] and later.events == []
+
+
+def test_a_replica_over_its_memory_limit_is_marked_naming_the_limit_and_the_figure():
+    policy = replace(POLICY, memory_limit_mb=512)
+    fine = step(ready_slot(), Observation(now=20.0, alive=True, ready=True, rss_mb=500.0), policy)
+    assert fine.slot.replace_reason is None
+    over = step(ready_slot(), Observation(now=20.0, alive=True, ready=True, rss_mb=812.4), policy)
+    assert over.slot.state == ProcState.READY  # keeps serving until its replacement is ready
+    assert over.events[0].type == "replacing"
+    assert "resident memory 812 MiB over the limit of 512 MiB" in over.events[0].message
+
+
+def test_a_replica_over_its_memory_limit_while_starting_is_restarted_as_a_crash():
+    policy = replace(POLICY, memory_limit_mb=128)
+    slot = advance(Slot("replica", "r0"), now=0.0).slot
+    killed = step(slot, Observation(now=1.0, alive=True, ready=False, rss_mb=300.0), policy)
+    assert isinstance(killed.actions[0], Kill)
+    exited = step(killed.slot, Observation(now=1.5, exit_code=-9), policy)
+    assert exited.slot.state == ProcState.BACKOFF and exited.slot.crashes == 1
+    assert "over the limit of 128 MiB" in (exited.slot.last_error or "")
+
+
+def test_a_hung_replica_is_still_killed_in_its_slot_after_the_threshold():
+    slot = ready_slot()
+    for i in range(POLICY.failure_threshold):
+        result = advance(slot, now=20.0 + i, alive=False, problem="timed out")
+        slot = result.slot
+    assert isinstance(result.actions[0], Kill) and slot.replace_reason is None
+    exited = advance(slot, now=24.0, exit_code=-9)
+    assert "failed 3 consecutive liveness probes" in (exited.slot.last_error or "")
+
+
+def test_a_replica_being_replaced_that_exits_stays_marked_for_the_planner_to_retire():
+    marked = advance(ready_slot(), now=20.0, alive=False, replace_reason="stuck").slot
+    exited = advance(marked, now=21.0, exit_code=-9)
+    assert exited.slot.state == ProcState.BACKOFF and exited.slot.replace_reason == "stuck"

@@ -1,14 +1,19 @@
 """The controller: desired state versus observed state, one tick at a time.
 
-Each tick probes every running process, polls exits, advances each slot's pure
-state machine (``supervision.step``), applies the resulting actions, persists
-rows and events, and republishes the routing table when the set of ready
-replicas changed. A failing tick is logged and the loop goes on.
+Each tick probes every running process, polls exits and resident memory,
+advances each slot's pure state machine (``supervision.step``), applies the
+resulting actions, plans each deployment (``rollout.plan``), persists rows and
+events, and republishes the routing table when the set of ready replicas
+changed. Each slot's step and each deployment's plan is isolated: a failure is
+logged and recorded as an ``error`` event, and the tick goes on with the rest.
+Processes, probes and the clock are passed in, so a unit test drives all of it
+with fakes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -25,10 +30,20 @@ from ..gateway.routes import (
 )
 from ..types import Clock
 from .config import DeploymentConfig, PlatformConfig, resolve_deployment
-from .probes import ProbeResult, probe
-from .processes import AdoptedProcess, ProcessHandle, ProcessLauncher, is_steady_process, pid_alive
+from .probes import HttpProber, Prober, ProbeResult
+from .processes import AdoptedProcess, Launcher, ProcessHandle, is_steady_process, pid_alive
 from .publish import build_table, canary_route
-from .rollout import AddSlot, DeploymentView, Retire, RollBack, SlotView, plan
+from .rollout import (
+    AddSlot,
+    DeploymentView,
+    GatewayLedger,
+    Outcomes,
+    Promote,
+    Retire,
+    RollBack,
+    SlotView,
+    plan,
+)
 from .spec import DeploymentSpec
 from .statedb import Event, StateDB
 from .supervision import (
@@ -42,12 +57,15 @@ from .supervision import (
     Step,
     SupervisionPolicy,
     Terminate,
+    start_failed,
     step,
 )
 
 log = logging.getLogger("steadyserve.controller")
 ROUTES_FILE = "routes.json"
 GATEWAY_POLICY = SupervisionPolicy()
+
+MIB = 1024 * 1024
 
 # (kind, deployment or "", id)
 Key = tuple[str, str, str]
@@ -64,6 +82,9 @@ class DeploymentState:
     previous_revision: int | None = None  # rollback target while a rollout is under way
     deleting: bool = False
     next_index: int = 0
+    baked: bool = False  # the current rollout's canary has passed its bake
+    # Gateway-observed totals per revision when the rollout began: judged are the calls since.
+    baseline: dict[int, Outcomes] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,15 +111,18 @@ class Controller:
         self,
         config: PlatformConfig,
         db: StateDB,
-        launcher: ProcessLauncher,
+        launcher: Launcher,
         on_event: Callable[[Event], None] = lambda event: None,
         clock: Clock = time.monotonic,
+        prober: Prober | None = None,
     ) -> None:
         self.config = config
         self.db = db
         self.launcher = launcher
         self.on_event = on_event
         self.clock = clock
+        self.prober: Prober = prober if prober is not None else HttpProber()
+        self.ledger = GatewayLedger()  # what the gateways saw of each revision
         self.routes_path = config.state_dir / ROUTES_FILE
         self.managed: dict[Key, Managed] = {}
         self.deployments: dict[str, DeploymentState] = {}
@@ -106,6 +130,9 @@ class Controller:
             self.managed[("gateway", "", f"g{i}")] = Managed(Slot("gateway", f"g{i}"))
         self._routes_version = 0
         self._published: object = None
+        self._routed: frozenset[tuple[str, str, int]] = frozenset()  # (deployment, id, generation) in the table
+        # (kind, deployment, subject, stage) -> the failure last recorded: one event while it repeats every tick
+        self._failing: dict[tuple[str, str, str, str], str] = {}
 
     # --- set-up ---------------------------------------------------------------------
     def prepare(self, recover: bool = False) -> None:
@@ -204,6 +231,8 @@ class Controller:
         else:
             current.configs[revision] = config
             current.previous_revision, current.revision, current.config = current.revision, revision, config
+            current.baked = False
+            current.baseline = {rev: self.ledger.total(config.name, rev) for rev in (revision, current.previous_revision)}
             if replicas is not None:
                 current.replicas = replicas
             self.record("deployment", config.name, "rollout",
@@ -239,80 +268,176 @@ class Controller:
 
     def _policy(self, managed: Managed) -> tuple[SupervisionPolicy, float]:
         if managed.config is not None:
-            return managed.config.supervision, managed.config.spec.health.probe_timeout_s
+            spec = managed.config.spec
+            return (replace(managed.config.supervision, memory_limit_mb=spec.resources.memory_mb),
+                    spec.health.probe_timeout_s)
         return GATEWAY_POLICY, 1.0
 
     async def tick(self) -> None:
         running = {key: m for key, m in self.managed.items() if m.slot.state in RUNNING and m.endpoint}
         results = await asyncio.gather(
-            *(probe(m.endpoint, self._policy(m)[1]) for m in running.values())  # type: ignore[arg-type]
+            *(self.prober.probe(m.endpoint, self._policy(m)[1]) for m in running.values()),  # type: ignore[arg-type]
+            return_exceptions=True,
         )
-        probed: dict[Key, ProbeResult] = dict(zip(running, results, strict=True))
+        probed: dict[Key, ProbeResult | BaseException] = dict(zip(running, results, strict=True))
         now = self.clock()
-        for key, managed in self.managed.items():
-            result = probed.get(key)
-            exit_code = managed.proc.poll() if managed.proc is not None else None
-            if result is not None and result.alive:
-                managed.stats = result.stats
-                if key[0] == "gateway":
-                    self._record_ejections(managed)
-                    self._record_auth_failures(managed)
-                else:
-                    self._record_handler_timeouts(managed)
-            observation = Observation(
-                now=now,
-                exit_code=exit_code,
-                alive=None if result is None else result.alive,
-                ready=None if result is None else result.ready,
-                error=self._read_error(managed) if exit_code is not None else None,
-                problem=None if result is None else result.problem,
-            )
-            self._apply(managed, step(managed.slot, observation, self._policy(managed)[0]))
+        # Gateways first: leaving replicas wait for the table versions the gateways report this tick.
+        for key in [k for k in self.managed if k[0] == "gateway"]:
+            self._step_slot(self.managed[key], probed.get(key), now, ())
+        versions = self._gateway_versions()
+        for key in [k for k in self.managed if k[0] != "gateway"]:
+            self._step_slot(self.managed[key], probed.get(key), now, versions)
         self._plan_deployments(self.clock())
-        self._publish_routes()
-        self._persist()
-        self._drop_retired()
+        self._guarded("controller", "controller", "", "publish routes", self._publish_routes)
+        self._guarded("controller", "controller", "", "persist state", self._persist)
+        self._guarded("controller", "controller", "", "drop retired slots", self._drop_retired)
 
+    # --- one slot's step, isolated ---------------------------------------------------
+    def _step_slot(self, managed: Managed, result: ProbeResult | BaseException | None, now: float,
+                   versions: tuple[tuple[str, int | None], ...]) -> None:
+        slot = managed.slot
+        if isinstance(result, BaseException):  # a broken prober: a failed probe, and reported
+            if not isinstance(result, Exception):
+                raise result  # cancelled: the loop is stopping
+            self._failed(slot.kind, slot.id, managed.deployment, "probe", result)
+            result = ProbeResult(False, False, {}, f"probe failed: {type(result).__name__}: {result}")
+        else:
+            self._failing.pop((slot.kind, managed.deployment, slot.id, "probe"), None)
+        if result is not None and result.alive:
+            managed.stats = result.stats
+            # What the process reports (events, audit, rollout counts) never holds up its supervision.
+            self._guarded(slot.kind, slot.id, managed.deployment, "report", functools.partial(self._report, managed))
+        stage = "observe"
+        try:
+            observation = self._observe(managed, result, now, versions)
+            stage = "supervise"
+            decision = step(managed.slot, observation, self._policy(managed)[0])
+            stage = "apply"
+            self._apply(managed, decision, now)
+        except Exception as exc:  # one slot never stops the others
+            self._failed(slot.kind, slot.id, managed.deployment, stage, exc)
+        else:
+            self._failing.pop((slot.kind, managed.deployment, slot.id, "step"), None)
+
+    def _guarded(self, kind: str, subject: str, deployment: str, stage: str, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except Exception as exc:
+            self._failed(kind, subject, deployment, stage, exc)
+        else:
+            self._failing.pop((kind, deployment, subject, stage), None)
+
+    def _failed(self, kind: str, subject: str, deployment: str, stage: str, exc: Exception) -> None:
+        """Log a failed step and record it as an ``error`` event, once while the same failure repeats."""
+        message = f"{stage} step failed: {type(exc).__name__}: {exc}"
+        log.error("%s %s%s: %s", kind, f"{deployment}/" if deployment else "", subject, message, exc_info=exc)
+        # observe/supervise/apply of one slot share a key: they are one step, cleared when it succeeds
+        key = (kind, deployment, subject, "step" if stage in ("observe", "supervise", "apply") else stage)
+        if self._failing.get(key) == message:
+            return
+        self._failing[key] = message
+        try:
+            self.record(kind, subject, "error", message, deployment)
+        except Exception:  # the state DB itself may be what fails
+            log.exception("could not record the failure as an event")
+
+    def _report(self, managed: Managed) -> None:
+        if managed.slot.kind == "gateway":
+            self.ledger.observe(managed.slot.id, managed.stats)
+            self._record_ejections(managed)
+            self._record_auth_failures(managed)
+        else:
+            self._record_handler_timeouts(managed)
+
+    def _observe(self, managed: Managed, result: ProbeResult | None, now: float,
+                 versions: tuple[tuple[str, int | None], ...]) -> Observation:
+        slot = managed.slot
+        exit_code = managed.proc.poll() if managed.proc is not None else None
+        rss_mb = None
+        if (slot.kind == "replica" and slot.state in RUNNING and exit_code is None and managed.proc is not None
+                and self._policy(managed)[0].memory_limit_mb is not None):
+            rss = managed.proc.resident_bytes()
+            rss_mb = None if rss is None else rss / MIB
+        return Observation(
+            now=now,
+            exit_code=exit_code,
+            alive=None if result is None else result.alive,
+            ready=None if result is None else result.ready,
+            error=self._read_error(managed) if exit_code is not None else None,
+            problem=None if result is None else result.problem,
+            has_process=managed.proc is not None,
+            replace_reason=None if result is None else result.replace_reason,
+            rss_mb=rss_mb,
+            routes_version=self._routes_version,
+            in_routes=(managed.deployment, slot.id, slot.generation) in self._routed,
+            gateway_versions=versions if slot.retiring else (),
+        )
+
+    def _gateway_versions(self) -> tuple[tuple[str, int | None], ...]:
+        """The routing table version each running gateway serves (None: not reported yet)."""
+        versions = []
+        for (kind, _, id_), m in self.managed.items():
+            if kind == "gateway" and m.slot.state in RUNNING and m.proc is not None:
+                version = m.stats.get("table_version")
+                versions.append((id_, version if isinstance(version, int) else None))
+        return tuple(versions)
+
+    # --- deployments -----------------------------------------------------------------
     def _plan_deployments(self, now: float) -> None:
-        for name, dep in list(self.deployments.items()):
-            slots = {key[2]: m for key, m in self.managed.items()
-                     if key[0] == "replica" and key[1] == name and not m.slot.retiring
-                     and m.slot.state != ProcState.STOPPED}
-            if dep.deleting:
-                for m in slots.values():
-                    m.slot = replace(m.slot, retiring=True)
-                if not any(k[1] == name for k in self.managed):
-                    del self.deployments[name]
-                    self.record("deployment", name, "deleted", "all replicas retired", name)
-                continue
-            view = DeploymentView(
-                revision=dep.revision, replicas=dep.replicas, now=now, rollout=dep.config.spec.rollout,
-                previous_revision=dep.previous_revision,
-                slots=tuple(SlotView(
-                    id=id_, index=int(id_[1:]), revision=m.revision or 0, state=m.slot.state,
-                    started_at=m.slot.started_at, ready_since=m.slot.ready_at,
-                    requests=int(m.stats.get("requests", 0)), errors=int(m.stats.get("errors", 0)),
-                ) for id_, m in slots.items()),
-            )
-            for action in plan(view):
-                if isinstance(action, AddSlot):
-                    slot_id = f"r{dep.next_index}"
-                    dep.next_index += 1
-                    self.managed[("replica", name, slot_id)] = Managed(
-                        Slot("replica", slot_id), name, action.revision, dep.configs[action.revision])
-                elif isinstance(action, Retire):
-                    m = slots[action.slot_id]
-                    m.slot = replace(m.slot, retiring=True)
-                elif isinstance(action, RollBack):
-                    failed = dep.revision
-                    dep.revision, dep.config = action.to_revision, dep.configs[action.to_revision]
-                    dep.previous_revision = None
-                    self.record("deployment", name, "rollback",
-                                f"rolled back from revision {failed} to {action.to_revision}: {action.reason}", name)
-            if dep.previous_revision is not None and all(
-                    m.revision == dep.revision for m in slots.values()):
-                self.record("deployment", name, "rollout_done", f"revision {dep.revision} fully rolled out", name)
-                dep.previous_revision = None
+        for name in list(self.deployments):
+            self._guarded("deployment", name, name, "plan", functools.partial(self._plan_deployment, name, now))
+
+    def _plan_deployment(self, name: str, now: float) -> None:
+        dep = self.deployments[name]
+        slots = {key[2]: m for key, m in self.managed.items()
+                 if key[0] == "replica" and key[1] == name and not m.slot.retiring
+                 and m.slot.state != ProcState.STOPPED}
+        if dep.deleting:
+            for m in slots.values():
+                m.slot = replace(m.slot, retiring=True)
+            if not any(k[0] == "replica" and k[1] == name for k in self.managed):
+                del self.deployments[name]
+                self.record("deployment", name, "deleted", "all replicas retired", name)
+            return
+        previous = dep.previous_revision
+        view = DeploymentView(
+            revision=dep.revision, replicas=dep.replicas, now=now, rollout=dep.config.spec.rollout,
+            previous_revision=previous,
+            slots=tuple(SlotView(
+                id=id_, index=int(id_[1:]), revision=m.revision or 0, state=m.slot.state,
+                started_at=m.slot.started_at, ready_since=m.slot.ready_at,
+                replace_reason=m.slot.replace_reason, replacing_since=m.slot.replacing_since,
+            ) for id_, m in slots.items()),
+            new_outcomes=self._seen(name, dep, dep.revision),
+            old_outcomes=self._seen(name, dep, previous) if previous is not None else Outcomes(),
+            baked=dep.baked,
+            replace_timeout_s=dep.config.spec.health.startup_timeout_s,
+        )
+        for action in plan(view):
+            if isinstance(action, AddSlot):
+                slot_id = f"r{dep.next_index}"
+                dep.next_index += 1
+                self.managed[("replica", name, slot_id)] = Managed(
+                    Slot("replica", slot_id), name, action.revision, dep.configs[action.revision])
+            elif isinstance(action, Retire):
+                m = slots[action.slot_id]
+                m.slot = replace(m.slot, retiring=True)
+            elif isinstance(action, Promote):
+                dep.baked = True
+                self.record("deployment", name, "baked", action.reason, name)
+            elif isinstance(action, RollBack):
+                failed = dep.revision
+                dep.revision, dep.config = action.to_revision, dep.configs[action.to_revision]
+                dep.previous_revision, dep.baked, dep.baseline = None, False, {}
+                self.record("deployment", name, "rollback",
+                            f"rolled back from revision {failed} to {action.to_revision}: {action.reason}", name)
+        if dep.previous_revision is not None and all(m.revision == dep.revision for m in slots.values()):
+            self.record("deployment", name, "rollout_done", f"revision {dep.revision} fully rolled out", name)
+            dep.previous_revision, dep.baked, dep.baseline = None, False, {}
+
+    def _seen(self, name: str, dep: DeploymentState, revision: int) -> Outcomes:
+        """What the gateways saw of a revision since the rollout began."""
+        return self.ledger.total(name, revision) - dep.baseline.get(revision, Outcomes())
 
     def _drop_retired(self) -> None:
         for key in [k for k, m in self.managed.items() if m.slot.retiring and m.slot.state == ProcState.STOPPED]:
@@ -320,14 +445,20 @@ class Controller:
             self.db.delete_process(*key)
 
     # --- applying decisions ---------------------------------------------------------
-    def _apply(self, managed: Managed, decision: Step) -> None:
+    def _apply(self, managed: Managed, decision: Step, now: float) -> None:
         previous = managed.slot
         managed.slot = decision.slot
         for note in decision.events:
             self.record(previous.kind, previous.id, note.type, note.message, managed.deployment)
         for action in decision.actions:
             if isinstance(action, Start):
-                self._start(managed, action.generation)
+                try:
+                    self._start(managed, action.generation)
+                except Exception as exc:  # e.g. OSError (no executable, unwritable log), ValueError (bad env)
+                    log.warning("%s: could not start", managed.label, exc_info=exc)
+                    error = f"{type(exc).__name__}: {exc}"
+                    self._apply(managed, start_failed(managed.slot, now, error, self._policy(managed)[0]), now)
+                    return
             elif isinstance(action, Kill):
                 if managed.proc is not None:
                     managed.proc.kill()
@@ -377,8 +508,8 @@ class Controller:
             if gw.tls_cert is not None and gw.tls_key is not None:
                 args += ["--tls-cert", str(gw.tls_cert), "--tls-key", str(gw.tls_key)]
         env = managed.config.spec.env if managed.config is not None else {}
-        managed.proc = self.launcher.start_module(module, args, cfg.logs_dir / f"{managed.label}.log", env)
-        managed.endpoint = endpoint
+        proc = self.launcher.start_module(module, args, cfg.logs_dir / f"{managed.label}.log", env)
+        managed.proc, managed.endpoint = proc, endpoint
         managed.stats = {}
         managed.started_wall = time.time()
         managed.ejections_seen = 0
@@ -394,8 +525,9 @@ class Controller:
                 "--max-ongoing", str(dep.max_ongoing_requests)]
         if not spec.batching:
             args.append("--no-batching")
-        if spec.resources.memory_mb is not None:
-            args += ["--memory-mb", str(spec.resources.memory_mb)]
+        # resources.memory_mb is watched here (resident memory), not set as a process limit.
+        if spec.resources.address_space_mb is not None:
+            args += ["--address-space-mb", str(spec.resources.address_space_mb)]
         if spec.resources.cpu_share is not None:
             args += ["--cpu-share", str(spec.resources.cpu_share)]
         return args
@@ -438,6 +570,7 @@ class Controller:
         )
         write_table(self.routes_path, table)
         self._published = key
+        self._routed = frozenset((d, i, g) for d, i, g, _, _ in ready)
 
     def _canary(self, name: str, dep: DeploymentState) -> CanaryRoute | None:
         new_ready_at = [m.slot.ready_at for (k, d, _), m in self.managed.items() if k == "replica" and d == name

@@ -1,9 +1,9 @@
-"""Liveness/readiness probes over a process's HTTP endpoint."""
+"""Liveness/readiness probes over a process's HTTP endpoint, behind one small wrapper."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -17,6 +17,11 @@ class ProbeResult:
     ready: bool
     stats: dict[str, Any]
     problem: str | None = None
+    replace_reason: str | None = None  # the process asks to be replaced (e.g. a stuck worker)
+
+
+class Prober(Protocol):
+    async def probe(self, endpoint: str, timeout_s: float) -> ProbeResult: ...
 
 
 async def probe(endpoint: str, timeout_s: float) -> ProbeResult:
@@ -28,7 +33,18 @@ async def probe(endpoint: str, timeout_s: float) -> ProbeResult:
         stats = orjson.loads(body)
     except orjson.JSONDecodeError:
         stats = {}
+    if not isinstance(stats, dict):
+        stats = {}
     if status != 200:
-        return ProbeResult(False, False, stats, str(stats.get("problem") or f"/healthz answered {status}"))
+        replace_reason = stats.get("replace_reason")
+        return ProbeResult(False, False, stats, str(stats.get("problem") or f"/healthz answered {status}"),
+                           str(replace_reason) if replace_reason else None)
     ready = bool(stats.get("ready", True)) and not stats.get("draining", False)
     return ProbeResult(True, ready, stats)
+
+
+class HttpProber:
+    """GET /healthz on the process's own endpoint; a unit test passes a fake instead."""
+
+    async def probe(self, endpoint: str, timeout_s: float) -> ProbeResult:
+        return await probe(endpoint, timeout_s)

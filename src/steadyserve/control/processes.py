@@ -8,6 +8,46 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Protocol
+
+import psutil  # type: ignore[import-untyped,unused-ignore]
+
+
+class ProcessHandle(Protocol):
+    """What the controller does with a process it supervises (a unit test passes a fake)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+    def signal(self, sig: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+    def wait(self, timeout_s: float) -> int | None: ...
+
+    def resident_bytes(self) -> int | None: ...
+
+
+class Launcher(Protocol):
+    def start_module(self, module: str, args: list[str], log_path: Path,
+                     extra_env: dict[str, str] | None = None) -> ProcessHandle: ...
+
+
+def resident_bytes(pid: int) -> int | None:
+    """Resident memory of a process and its descendants (what a container memory limit counts); None if gone."""
+    try:
+        proc = psutil.Process(pid)
+        total = int(proc.memory_info().rss)
+        for child in proc.children(recursive=True):
+            try:
+                total += int(child.memory_info().rss)
+            except psutil.Error:  # exited meanwhile
+                pass
+        return total
+    except psutil.Error:
+        return None
 
 
 class ManagedProcess:
@@ -36,6 +76,9 @@ class ManagedProcess:
             return self._popen.wait(timeout_s)
         except subprocess.TimeoutExpired:
             return None
+
+    def resident_bytes(self) -> int | None:
+        return None if self._popen.poll() is not None else resident_bytes(self._popen.pid)
 
 
 class ProcessLauncher:
@@ -116,5 +159,5 @@ class AdoptedProcess:
             time.sleep(0.05)
         return UNKNOWN_EXIT
 
-
-ProcessHandle = ManagedProcess | AdoptedProcess
+    def resident_bytes(self) -> int | None:
+        return resident_bytes(self._pid) if pid_alive(self._pid) else None

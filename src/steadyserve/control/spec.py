@@ -15,9 +15,9 @@ Input should be a valid integer``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
+import yaml  # type: ignore[import-untyped,unused-ignore]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ConfigError
@@ -64,6 +64,14 @@ class RolloutSettings(_Strict):
     canary_percent: float | None = Field(
         default=None, gt=0, lt=100,
         description="during the bake, send this share of traffic to the new revision (default: its natural share)")
+    max_bake_s: float = Field(
+        default=60.0, gt=0,
+        description="when min_requests calls are not seen by then (at least bake_s), low_traffic decides")
+    low_traffic: Literal["promote", "rollback"] = Field(
+        default="promote", description="what a bake without enough traffic to judge ends in")
+    max_p99_ratio: float | None = Field(
+        default=None, ge=1,
+        description="roll back when the new revision's p99 latency exceeds this multiple of the old one's")
 
 
 class AdmissionSettings(_Strict):
@@ -74,7 +82,7 @@ class AdmissionSettings(_Strict):
         description="calls one replica works on at once, all gateway processes together"
                     " (default: 8, or twice the largest batch max_size)")
     max_queued_requests: int = Field(
-        default=64, ge=0, le=100_000,
+        default=1024, ge=0, le=100_000,
         description="calls waiting at the gateways for a free replica, all gateway processes together")
     queue_timeout_s: float = Field(default=2.0, gt=0, description="a call waits at most this long for a replica")
     adaptive: bool = Field(
@@ -96,7 +104,12 @@ class OutlierSettings(_Strict):
 
 
 class ResourceLimits(_Strict):
-    memory_mb: int | None = Field(default=None, ge=64, description="address-space limit per replica")
+    memory_mb: int | None = Field(
+        default=None, ge=64,
+        description="resident memory limit per replica (with its child processes); above it the replica is replaced")
+    address_space_mb: int | None = Field(
+        default=None, ge=64,
+        description="opt-in backstop: RLIMIT_AS of each replica (breaks libraries that reserve virtual memory)")
     cpu_share: float | None = Field(default=None, gt=0, le=1, description="1 = normal priority; lower = nicer")
 
 
@@ -130,6 +143,21 @@ class DeploymentSpec(_Strict):
             return ReplicaRange.model_validate(value)
         if isinstance(value, int) and not 1 <= value <= 64:
             raise ValueError("must be between 1 and 64")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        # What the OS cannot take into a process environment: say so now, not at every start attempt.
+        for key, item in value.items():
+            if not key:
+                raise ValueError("an environment variable name must not be empty")
+            if "=" in key:
+                raise ValueError(f"environment variable name {key!r} must not contain '='")
+            if "\0" in key:
+                raise ValueError(f"environment variable name {key!r} must not contain a NUL byte")
+            if "\0" in item:
+                raise ValueError(f"the value of {key} must not contain a NUL byte")
         return value
 
     @field_validator("hash_key")

@@ -67,11 +67,13 @@ class Answered:
 class Failed:
     error: UpstreamError
     now: float
+    current: ServiceRuntime | None = None  # the deployment now, if the routing table changed meanwhile
 
 
 @dataclass(frozen=True, slots=True)
 class Woken:
     now: float
+    current: ServiceRuntime | None = None  # the deployment now, if the routing table changed meanwhile
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +219,7 @@ def call_flow(service: ServiceRuntime, call: Call, on_ejected: OnEjected, roll: 
                               retry_after_s=1, details={"shed": True})
             outcome = yield Wait(service, queued_until)
             assert isinstance(outcome, Woken)
-            now = outcome.now
+            now, service = outcome.now, outcome.current or service
             continue
 
         replica = pick
@@ -242,3 +244,4 @@ def call_flow(service: ServiceRuntime, call: Call, on_ejected: OnEjected, roll: 
             return _give_up(error, replica, decision.reason, len(tried), timeout_s)
         service.budget.record_retry(now)
         last = (error, replica, decision.reason)
+        service = outcome.current or service  # fail over among the replicas routed to now

@@ -233,14 +233,14 @@ class Gateway:
         finally:
             if waiter in waiters:  # timed out or cancelled: leave the line (a woken one already has)
                 waiters.remove(waiter)
-        return Woken(self.clock())
+        return Woken(self.clock(), self.services.get(wait.service.name))
 
     async def _send(self, send: Send, head: bytes, tail: bytes) -> Answered | Failed:
         data = head + TIMEOUT_HEADER + b": %d\r\n" % max(1, int(send.timeout_s * 1000)) + tail
         try:
             response = await send.replica.pool.request(data, send.timeout_s)
         except UpstreamError as err:
-            return Failed(err, self.clock())
+            return Failed(err, self.clock(), self.services.get(send.service.name))
         return Answered(response.status, response.raw, self.clock())
     def _authorize(self, request: Request, request_id: bytes) -> bytes | None:
         """None if the call may proceed; else the 401/403/429 answer."""

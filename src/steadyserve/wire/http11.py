@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -11,6 +12,15 @@ import orjson
 from ..types import Headers
 
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+def valid_request_id(value: bytes) -> bool:
+    """A caller's ``x-request-id`` we pass on: 1-128 chars of ``[A-Za-z0-9._:-]``.
+
+    Anything else (empty, too long, spaces, CR/LF) could forge log lines or headers.
+    """
+    return _REQUEST_ID.fullmatch(value) is not None
 
 
 @dataclass(slots=True)
@@ -23,6 +33,7 @@ class Request:
     body: bytes
     keep_alive: bool
     peer: str = ""  # the client's address, for audit records
+    head: bool = False  # a HEAD, passed on as GET: the server sends the response without its body
 
     @property
     def path(self) -> bytes:

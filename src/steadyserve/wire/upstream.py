@@ -130,6 +130,8 @@ class UpstreamPool:
         return proto  # type: ignore[return-value]
 
     async def request(self, data: bytes, timeout_s: float) -> UpstreamResponse:
+        if self._closed:  # the replica left the routing table after this call chose it
+            raise UpstreamUnreachable(f"{self.endpoint} left the routing table")
         if self._idle and not self._idle[-1].closed:
             conn = self._idle.pop()  # the hot path: no connect, no clock
         else:
