@@ -10,11 +10,27 @@ CANARY = RolloutSettings(bake_s=10, canary_percent=10)
 
 
 def test_canary_share_only_while_a_rollout_bakes():
-    assert canary_route(2, 1, CANARY, [95.0], now=100.0) == CanaryRoute(revision=2, percent=10)
-    assert canary_route(2, 1, CANARY, [85.0], now=100.0) is None  # baked
-    assert canary_route(2, None, CANARY, [95.0], now=100.0) is None  # no rollout
-    assert canary_route(2, 1, CANARY, [], now=100.0) is None  # nothing ready yet
-    assert canary_route(2, 1, RolloutSettings(), [95.0], now=100.0) is None  # not configured
+    assert canary_route(2, 1, CANARY, new_ready=True, baked=False) == CanaryRoute(revision=2, percent=10)
+    assert canary_route(2, 1, CANARY, new_ready=True, baked=True) is None  # baked
+    assert canary_route(2, None, CANARY, new_ready=True, baked=False) is None  # no rollout
+    assert canary_route(2, 1, CANARY, new_ready=False, baked=False) is None  # nothing ready yet
+    assert canary_route(2, 1, RolloutSettings(), new_ready=True, baked=False) is None  # not configured
+
+
+def test_each_gateway_enforces_its_share_of_the_admission_limits():
+    from pathlib import Path
+
+    from steadyserve.control.config import DeploymentConfig
+    from steadyserve.control.publish import admission_route
+    from steadyserve.control.spec import DeploymentSpec
+
+    spec = DeploymentSpec(service="x", admission={"max_ongoing_requests": 9, "max_queued_requests": 5,
+                                                  "adaptive": True})
+    dep = DeploymentConfig(name="d", target=str(Path("x.py")) + ":X", spec=spec, handlers_idempotent={})
+    route = admission_route(dep, gateway_processes=2)
+    assert (route.max_ongoing_per_replica, route.max_queued, route.adaptive) == (5, 3, True)
+    batched = dep.model_copy(update={"spec": DeploymentSpec(service="x"), "max_batch_size": 32})
+    assert admission_route(batched, gateway_processes=1).max_ongoing_per_replica == 64
 
 
 def test_token_rate_limits_are_shared_between_gateway_processes():

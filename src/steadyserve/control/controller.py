@@ -573,10 +573,9 @@ class Controller:
         self._routed = frozenset((d, i, g) for d, i, g, _, _ in ready)
 
     def _canary(self, name: str, dep: DeploymentState) -> CanaryRoute | None:
-        new_ready_at = [m.slot.ready_at for (k, d, _), m in self.managed.items() if k == "replica" and d == name
-                        and m.revision == dep.revision and m.slot.state == ProcState.READY]
-        return canary_route(dep.revision, dep.previous_revision, dep.config.spec.rollout, new_ready_at,
-                            self.clock())
+        new_ready = any(k == "replica" and d == name and m.revision == dep.revision
+                        and m.slot.state == ProcState.READY for (k, d, _), m in self.managed.items())
+        return canary_route(dep.revision, dep.previous_revision, dep.config.spec.rollout, new_ready, dep.baked)
 
     def _persist(self) -> None:
         self.db.save_deployments([

@@ -23,11 +23,9 @@ ReadyReplica = tuple[str, str, int, str, int]
 
 
 def canary_route(revision: int, previous_revision: int | None, settings: RolloutSettings,
-                 new_ready_at: Sequence[float | None], now: float) -> CanaryRoute | None:
+                 new_ready: bool, baked: bool) -> CanaryRoute | None:
     """A fixed traffic share for the new revision while its canary bakes (if configured)."""
-    if previous_revision is None or settings.canary_percent is None or not new_ready_at:
-        return None
-    if any(at is not None and now - at >= settings.bake_s for at in new_ready_at):
+    if previous_revision is None or settings.canary_percent is None or not new_ready or baked:
         return None
     return CanaryRoute(revision=revision, percent=settings.canary_percent)
 
