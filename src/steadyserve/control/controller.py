@@ -29,7 +29,9 @@ from ..gateway.routes import (
     write_table,
 )
 from ..types import Clock
+from . import reports
 from .config import DeploymentConfig, PlatformConfig, resolve_deployment
+from .launch import GATEWAY_MODULE, REPLICA_MODULE, gateway_args, replica_args
 from .probes import HttpProber, Prober, ProbeResult
 from .processes import AdoptedProcess, Launcher, ProcessHandle, is_steady_process, pid_alive
 from .publish import build_table, canary_route
@@ -177,7 +179,7 @@ class Controller:
         adopted = 0
         for row in self.db.processes():
             kind, name, pid = row["kind"], row["deployment"], row["pid"]
-            module = "steadyserve.replica.main" if kind == "replica" else "steadyserve.gateway.main"
+            module = REPLICA_MODULE if kind == "replica" else GATEWAY_MODULE
             if not pid or not pid_alive(pid) or not is_steady_process(pid, module) or not row["endpoint"]:
                 continue
             dep = self.deployments.get(name)
@@ -468,28 +470,23 @@ class Controller:
         if previous.state in HAS_PROCESS and decision.slot.state not in HAS_PROCESS:
             self._forget_process(managed)
 
+    def _record(self, notes: list[reports.Note]) -> None:
+        for n in notes:
+            self.record(n.kind, n.subject, n.type, n.message, n.deployment)
+
     def _record_ejections(self, gateway: Managed) -> None:
-        for e in gateway.stats.get("ejections", []):
-            if e["seq"] > gateway.ejections_seen:
-                gateway.ejections_seen = e["seq"]
-                self.record("replica", e["replica"], "ejected",
-                            f"ejected by gateway {gateway.slot.id} for {e['period_s']:g}s"
-                            f" (ejection #{e['times']} of generation {e['generation']}): {e['last_error']}",
-                            e.get("service", ""))
+        notes, gateway.ejections_seen = reports.ejections(gateway.slot.id, gateway.stats, gateway.ejections_seen)
+        self._record(notes)
 
     def _record_handler_timeouts(self, replica: Managed) -> None:
-        for t in replica.stats.get("handler_timeouts", []):
-            if t["seq"] > replica.timeouts_seen:
-                replica.timeouts_seen = t["seq"]
-                self.record("replica", replica.slot.id, "handler_timeout",
-                            f"{t['message']} (request {t['request_id']}): answered 504", replica.deployment)
+        notes, replica.timeouts_seen = reports.handler_timeouts(replica.slot.id, replica.deployment, replica.stats,
+                                                                replica.timeouts_seen)
+        self._record(notes)
 
     def _record_auth_failures(self, gateway: Managed) -> None:
-        for f in gateway.stats.get("auth_failures", []):
-            if f["seq"] > gateway.auth_failures_seen:
-                gateway.auth_failures_seen = f["seq"]
-                self.db.add_audit(f["actor"], "invoke", f["target"], f["source"],
-                                  f"{f['status']}: {f['reason']}", ts=f["ts"])
+        refused, gateway.auth_failures_seen = reports.refused_calls(gateway.stats, gateway.auth_failures_seen)
+        for r in refused:
+            self.db.add_audit(r.actor, "invoke", r.target, r.source, r.result, ts=r.ts)
 
     def _start(self, managed: Managed, generation: int) -> None:
         cfg = self.config
@@ -497,16 +494,11 @@ class Controller:
         error_file = self._error_file(managed)
         error_file.unlink(missing_ok=True)
         if managed.config is not None:
-            module, args = "steadyserve.replica.main", self._replica_args(
-                managed.config, managed.slot.id, endpoint, error_file)
+            module = REPLICA_MODULE
+            args = replica_args(managed.config, managed.slot.id, endpoint, error_file, cfg.grace_s)
         else:
-            gw = cfg.gateway
-            module = "steadyserve.gateway.main"
-            args = ["--id", managed.slot.id, "--host", gw.host, "--port", str(gw.port),
-                    "--routes", str(self.routes_path), "--admin-endpoint", endpoint,
-                    "--max-body-bytes", str(gw.max_body_bytes), "--grace-s", str(cfg.grace_s)]
-            if gw.tls_cert is not None and gw.tls_key is not None:
-                args += ["--tls-cert", str(gw.tls_cert), "--tls-key", str(gw.tls_key)]
+            module = GATEWAY_MODULE
+            args = gateway_args(cfg.gateway, managed.slot.id, self.routes_path, endpoint, cfg.grace_s)
         env = managed.config.spec.env if managed.config is not None else {}
         proc = self.launcher.start_module(module, args, cfg.logs_dir / f"{managed.label}.log", env)
         managed.proc, managed.endpoint = proc, endpoint
@@ -515,22 +507,6 @@ class Controller:
         managed.ejections_seen = 0
         managed.auth_failures_seen = 0
         managed.timeouts_seen = 0
-
-    def _replica_args(self, dep: DeploymentConfig, replica_id: str, endpoint: str, error_file: Path) -> list[str]:
-        spec = dep.spec
-        args = ["--target", dep.target, "--id", replica_id, "--deployment", dep.name, "--endpoint", endpoint,
-                "--error-file", str(error_file), "--max-body-bytes", str(spec.max_body_bytes),
-                "--grace-s", str(self.config.grace_s), "--workers", str(spec.workers),
-                "--handler-timeout-s", str(dep.handler_timeout_s), "--stuck-grace-s", str(spec.health.stuck_grace_s),
-                "--max-ongoing", str(dep.max_ongoing_requests)]
-        if not spec.batching:
-            args.append("--no-batching")
-        # resources.memory_mb is watched here (resident memory), not set as a process limit.
-        if spec.resources.address_space_mb is not None:
-            args += ["--address-space-mb", str(spec.resources.address_space_mb)]
-        if spec.resources.cpu_share is not None:
-            args += ["--cpu-share", str(spec.resources.cpu_share)]
-        return args
 
     def _forget_process(self, managed: Managed) -> None:
         if managed.endpoint:
