@@ -18,7 +18,7 @@ from pathlib import Path
 from ..entry import run_process
 from ..wire.endpoints import create_server
 from ..wire.http11 import Request, json_response
-from ..wire.server import HttpServer
+from ..wire.server import HttpServer, ServerLimits, add_limit_flags, limits_from_flags
 from .proxy import Gateway
 from .routes import TableFile
 
@@ -34,6 +34,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--routes", type=Path, required=True, help="routing table file")
     p.add_argument("--admin-endpoint", required=True, help="unix:/path.sock for probes")
     p.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024)
+    add_limit_flags(p)  # --max-url-bytes, --header-timeout-s, --max-connections, ...
     p.add_argument("--grace-s", type=float, default=10.0)
     p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS")
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
@@ -76,7 +77,7 @@ async def _serve(args: argparse.Namespace) -> int:
         gateway.apply_table(initial)
     follower = loop.create_task(_follow_table(gateway, table_file))
 
-    public = HttpServer(gateway.handle, args.max_body_bytes)
+    public = HttpServer(gateway.handle, limits_from_flags(args))
     tls = None
     if args.tls_cert is not None:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -88,7 +89,7 @@ async def _serve(args: argparse.Namespace) -> int:
             return json_response(200, {"status": "ok", **gateway.stats()})
         return json_response(404, {"error": "admin endpoint serves /healthz only"})
 
-    admin = HttpServer(admin_app, 64 * 1024)
+    admin = HttpServer(admin_app, ServerLimits(max_body_bytes=64 * 1024))
     admin_server = await create_server(args.admin_endpoint, admin.protocol_factory)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -21,7 +21,7 @@ from ..entry import run_process
 from ..loading import load_service_class, parse_target
 from ..service import handler_specs
 from ..wire.endpoints import create_server
-from ..wire.server import HttpServer
+from ..wire.server import HttpServer, ServerLimits
 from .app import ReplicaApp
 from .metrics import ReplicaMetrics
 from .workers import WorkerPool
@@ -90,7 +90,9 @@ async def _serve(args: argparse.Namespace) -> int:
         metrics=ReplicaMetrics(args.id, name), batching=not args.no_batching,
         handler_timeout_s=args.handler_timeout_s, stuck_grace_s=args.stuck_grace_s, max_ongoing=args.max_ongoing,
     )
-    http = HttpServer(app.handle, args.max_body_bytes)
+    # No idle timeout: closing a pooled gateway connection could race its reuse and fail a call.
+    http = HttpServer(app.handle, ServerLimits(max_body_bytes=args.max_body_bytes,
+                                               keepalive_timeout_s=float("inf")))
     server = await create_server(args.endpoint, http.protocol_factory)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
