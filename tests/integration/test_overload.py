@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 from collections import Counter
 
@@ -106,3 +107,23 @@ def test_a_handler_raising_memory_error_gets_its_replica_replaced(serve):
         wait_for(lambda: stream.ok >= served + 20, 60, "calls flowing after the replacement")
     assert stream.failures == []
     assert any("MemoryError" in e["message"] for e in inst.events() if e["subject"] == sick)
+
+
+def test_a_call_whose_caller_hung_up_never_runs(serve):
+    inst = serve(FIXTURES / "misbehaving", "--replicas", "1", "--gateways", "1")
+    first: list = []
+    holder = threading.Thread(target=lambda: first.append(inst.post_json("/nap", {"ms": 3000})))
+    holder.start()  # occupies the replica's only worker
+    wait_for(lambda: inst.post_json("/naps", {})[2]["started"] == 1, 30, "the first nap to start")
+    # A second call queues behind it in the replica; then its caller hangs up.
+    with socket.create_connection(("127.0.0.1", inst.port)) as caller:
+        body = b'{"ms": 10}'
+        caller.sendall(b"POST /nap HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                       b"content-length: %d\r\n\r\n%s" % (len(body), body))
+        wait_for(lambda: inst.process("replica", "r0")["inflight"] == 2, 30, "the second call to reach the replica")
+    holder.join(60)
+    assert first[0][0] == 200
+    # The worker is first come, first served: had the abandoned call run, it would come before this one.
+    code, _, _ = inst.post_json("/nap", {"ms": 1})
+    assert code == 200
+    assert inst.post_json("/naps", {})[2]["started"] == 2

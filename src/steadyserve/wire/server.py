@@ -105,6 +105,7 @@ def _without_body(reply: bytes) -> bytes:
 class HttpServerProtocol(asyncio.Protocol):
     __slots__ = (
         "_app",
+        "_serving",
         "_armed",
         "_body",
         "_body_len",
@@ -166,6 +167,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self._deadline = _NEVER  # monotonic time at which the sweep calls expire()
         self._pending: deque[Request] = deque()
         self._busy = False  # a _serve task owns the connection's responses
+        self._serving: asyncio.Task[None] | None = None
         self._discarding = False  # refused: what still arrives is dropped
         self._lingering = False  # error answer written, write side shut: waiting for the client to go
         self._error_reply: bytes | None = None
@@ -192,6 +194,10 @@ class HttpServerProtocol(asyncio.Protocol):
         self._deadline = self._clock() + self._limits.header_timeout_s  # a new connection sends at once
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._serving is not None and not self._serving.done():
+            # The caller is gone: stop its call, so the gateway gives up its upstream attempt
+            # and a replica never starts (or batches) work whose answer nobody will read.
+            self._serving.cancel()
         self._connections.discard(self)
         self._pending.clear()
         self._deadline = _NEVER
@@ -307,7 +313,7 @@ class HttpServerProtocol(asyncio.Protocol):
                 self._update_reading()
             return
         self._busy = True
-        self._loop.create_task(self._serve(request))
+        self._serving = self._loop.create_task(self._serve(request))
 
     def _expect(self, value: bytes) -> None:
         # Answered here, so never passed on: a proxy must not forward it (RFC 9110 §10.1.1).
