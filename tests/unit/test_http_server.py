@@ -17,13 +17,8 @@ import pytest
 
 from steadyserve.errors import ConfigError
 from steadyserve.wire.http11 import Request, json_response, valid_request_id
-from steadyserve.wire.server import (
-    LINGER_S,
-    HttpServer,
-    ServerLimits,
-    add_limit_flags,
-    limits_from_flags,
-)
+from steadyserve.wire.limits import ServerLimits, add_limit_flags, limits_from_flags
+from steadyserve.wire.server import LINGER_S, HttpServer
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 

@@ -32,6 +32,8 @@ def replica_args(dep: DeploymentConfig, replica_id: str, endpoint: str, error_fi
 def gateway_args(gw: GatewaySpec, gateway_id: str, routes_path: Path, endpoint: str, grace_s: float) -> list[str]:
     args = ["--id", gateway_id, "--host", gw.host, "--port", str(gw.port), "--routes", str(routes_path),
             "--admin-endpoint", endpoint, "--max-body-bytes", str(gw.max_body_bytes), "--grace-s", str(grace_s)]
+    for name, value in gw.http.model_dump().items():
+        args += ["--" + name.replace("_", "-"), str(value)]
     if gw.tls_cert is not None and gw.tls_key is not None:
         args += ["--tls-cert", str(gw.tls_cert), "--tls-key", str(gw.tls_key)]
     return args

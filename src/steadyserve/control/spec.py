@@ -173,11 +173,25 @@ class DeploymentSpec(_Strict):
         return self.replicas if isinstance(self.replicas, int) else max(1, self.replicas.min)
 
 
+class HttpLimitsSpec(_Strict):
+    """The gateway's HTTP limits (``wire.limits.ServerLimits``; the body limit is ``max_body_bytes``)."""
+
+    max_url_bytes: int = Field(default=8 * 1024, gt=0)
+    max_header_bytes: int = Field(default=64 * 1024, gt=0)
+    max_headers: int = Field(default=100, gt=0)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    keepalive_timeout_s: float = Field(default=60.0, gt=0)
+    send_timeout_s: float = Field(default=60.0, gt=0)
+    max_connections: int = Field(default=10_000, gt=0)
+
+
 class GatewaySpec(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     processes: int = Field(default=2, ge=1, le=16)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    http: HttpLimitsSpec = HttpLimitsSpec()
     tls_cert: Path | None = Field(default=None, description="PEM certificate: serve HTTPS (gateway and API)")
     tls_key: Path | None = None
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from ..entry import run_process
 from ..wire.endpoints import create_server
 from ..wire.http11 import Request, json_response
-from ..wire.server import HttpServer, ServerLimits, add_limit_flags, limits_from_flags
+from ..wire.limits import ServerLimits, add_limit_flags, limits_from_flags
+from ..wire.server import HttpServer
 from .proxy import Gateway
 from .routes import TableFile
 

@@ -12,7 +12,6 @@ import itertools
 import math
 import os
 import random
-import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from typing import Any
 from ..auth import Action, TokenBucket, TokenRecord, check
 from ..errors import UpstreamError
 from ..types import Clock
-from ..wire.http11 import Request, json_response
+from ..wire.http11 import Request, json_response, valid_request_id
 from ..wire.upstream import UpstreamPool
 from .flow import (
     Answered,
@@ -51,7 +50,6 @@ _PUBLIC_PATHS = frozenset({b"/v2/health/live", b"/v2/health/ready"})  # for load
 DEPLOYMENT_HEADER = b"x-steady-deployment"
 # The time left of a call, passed to the replica; a caller may ask for less than timeout_s.
 TIMEOUT_HEADER = b"x-steady-timeout-ms"
-_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 
 class Gateway:
@@ -151,7 +149,7 @@ class Gateway:
     def _request_id(self, request: Request) -> bytes:
         """The caller's id if it is a sane token; otherwise a new one replaces it."""
         request_id = request.header(b"x-request-id")
-        if request_id is not None and _VALID_REQUEST_ID.fullmatch(request_id):
+        if request_id is not None and valid_request_id(request_id):
             return request_id
         new_id = (self._id_prefix + str(next(self._ids))).encode()
         request.headers = [(k, v) for k, v in request.headers if k != b"x-request-id"]

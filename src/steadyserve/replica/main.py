@@ -21,7 +21,8 @@ from ..entry import run_process
 from ..loading import load_service_class, parse_target
 from ..service import handler_specs
 from ..wire.endpoints import create_server
-from ..wire.server import HttpServer, ServerLimits
+from ..wire.limits import ServerLimits
+from ..wire.server import HttpServer
 from .app import ReplicaApp
 from .metrics import ReplicaMetrics
 from .workers import WorkerPool

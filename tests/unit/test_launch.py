@@ -1,0 +1,31 @@
+"""The command lines the controller starts processes with."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+from steadyserve.control.launch import gateway_args
+from steadyserve.control.spec import GatewaySpec, HttpLimitsSpec
+from steadyserve.wire.limits import ServerLimits, add_limit_flags, limits_from_flags
+
+
+def test_every_server_limit_is_a_gateway_setting_with_the_same_default():
+    spec_fields = set(HttpLimitsSpec.model_fields) | {"max_body_bytes"}
+    assert spec_fields == {f.name for f in fields(ServerLimits)}
+    for name, value in HttpLimitsSpec().model_dump().items():
+        assert getattr(ServerLimits(), name) == value
+
+
+def test_gateway_http_settings_reach_the_gateway_process():
+    import argparse
+
+    spec = GatewaySpec(http={"header_timeout_s": 2.5, "max_connections": 50}, max_body_bytes=1000)
+    args = gateway_args(spec, "g0", Path("/s/routes.json"), "unix:/s/g0.sock", grace_s=3)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--max-body-bytes", type=int)
+    add_limit_flags(parser)
+    parsed, _ = parser.parse_known_args(args)
+    limits = limits_from_flags(parsed)
+    assert (limits.header_timeout_s, limits.max_connections, limits.max_body_bytes) == (2.5, 50, 1000)
+    assert limits.max_url_bytes == ServerLimits().max_url_bytes
