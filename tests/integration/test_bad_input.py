@@ -80,9 +80,13 @@ def test_wrong_return_type_is_500_not_garbage(inst):
 
 
 def test_get_on_handler_with_required_args_is_405(inst):
-    code, _, raw = inst.request("GET", "/charge")
-    assert code == 405
+    code, headers, raw = inst.request("GET", "/charge")
+    assert code == 405 and headers["allow"] == "POST"
     assert _body(raw)["required"] == ["amount"]
+    code, headers, _ = inst.request("DELETE", "/work")
+    assert code == 405 and headers["allow"] == "GET, HEAD, POST"
+    code, headers, _ = inst.request("POST", "/metrics")
+    assert code == 405 and headers["allow"] == "GET, HEAD"
 
 
 def test_get_allowed_without_required_args(inst):
