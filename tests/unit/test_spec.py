@@ -65,3 +65,29 @@ def test_mistakes_name_file_line_and_key(text, message):
     with pytest.raises(ConfigError) as info:
         parse_spec(text, "steady.yaml")
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("body", [
+    '{"service": "x", "timeout_s": 1e999}',
+    '{"service": "x", "admission": {"queue_timeout_s": 1e999}}',
+    '{"service": "x", "health": {"stuck_grace_s": NaN}}',
+    '{"service": "x\\u0000y"}',
+])
+def test_values_that_cannot_work_are_rejected(body):
+    from pydantic import ValidationError
+
+    from steadyserve.control.spec import DeploymentSpec
+
+    with pytest.raises(ValidationError):
+        DeploymentSpec.model_validate_json(body)
+
+
+def test_an_unusable_routing_table_keeps_the_previous_one(tmp_path):
+    from steadyserve.gateway.routes import RoutingTable, TableFile, write_table
+
+    path = tmp_path / "routes.json"
+    write_table(path, RoutingTable(version=1))
+    follower = TableFile(path)
+    assert follower.poll().version == 1
+    path.write_text('{"version": 2, "services": {"x": {"timeout_s": null}}}')
+    assert follower.poll() is None

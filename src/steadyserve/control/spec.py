@@ -27,7 +27,7 @@ NAME_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # inf breaks JSON tables
 
 
 class ReplicaRange(_Strict):
@@ -158,6 +158,13 @@ class DeploymentSpec(_Strict):
                 raise ValueError(f"environment variable name {key!r} must not contain a NUL byte")
             if "\0" in item:
                 raise ValueError(f"the value of {key} must not contain a NUL byte")
+        return value
+
+    @field_validator("service")
+    @classmethod
+    def _service_path(cls, value: str) -> str:
+        if "\x00" in value or not value.strip():
+            raise ValueError("must be a path (PATH[:Class]) without NUL bytes")
         return value
 
     @field_validator("hash_key")

@@ -7,6 +7,7 @@ process finds the current table at once.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -15,10 +16,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Policy = Literal["round_robin", "least_request", "consistent_hash"]
+log = logging.getLogger("steadyserve.gateway")
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ReplicaRoute(_Frozen):
@@ -103,6 +105,7 @@ class TableFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._stamp: tuple[int, int] | None = None
+        self._refused: tuple[int, int] | None = None
 
     def poll(self) -> RoutingTable | None:
         """The new table if the file changed since the last call, else None."""
@@ -115,7 +118,12 @@ class TableFile:
             return None
         try:
             table = RoutingTable.model_validate_json(self.path.read_bytes())
-        except (OSError, ValueError):
-            return None  # mid-write by a non-atomic editor; keep serving the old table
+        except (OSError, ValueError) as exc:
+            # Mid-write by a non-atomic editor, or a table we cannot use: keep serving the old one,
+            # and say so once per version of the file.
+            if self._refused != stamp:
+                self._refused = stamp
+                log.error("routing table %s is unusable, keeping the previous one: %s", self.path, exc)
+            return None
         self._stamp = stamp
         return table
