@@ -35,12 +35,14 @@ async def probe(endpoint: str, timeout_s: float) -> ProbeResult:
         stats = {}
     if not isinstance(stats, dict):
         stats = {}
+    replace_reason = stats.get("replace_reason")
+    replace_reason = str(replace_reason) if replace_reason else None
     if status != 200:
-        replace_reason = stats.get("replace_reason")
         return ProbeResult(False, False, stats, str(stats.get("problem") or f"/healthz answered {status}"),
-                           str(replace_reason) if replace_reason else None)
+                           replace_reason)
+    # Alive but asking to be replaced (e.g. after a MemoryError): it serves until its successor is ready.
     ready = bool(stats.get("ready", True)) and not stats.get("draining", False)
-    return ProbeResult(True, ready, stats)
+    return ProbeResult(True, ready, stats, replace_reason=replace_reason)
 
 
 class HttpProber:

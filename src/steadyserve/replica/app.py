@@ -105,8 +105,10 @@ class ReplicaApp:
         self.stuck_grace_s = stuck_grace_s
         self.max_ongoing = max_ongoing
         # Set when this replica cannot recover by itself (a stuck worker, MemoryError):
-        # /healthz then asks the controller to replace it.
+        # /healthz then asks the controller to replace it. A stuck replica is also not live;
+        # after a MemoryError it keeps serving until its successor is ready.
         self.replace_reason: str | None = None
+        self.stuck = False
         self.workers_exhausted = False  # every worker is still in a call that is past its timeout
         self.timeouts: deque[dict[str, Any]] = deque(maxlen=64)  # reported to the controller as events
         self._timeout_seq = itertools.count(1)
@@ -139,11 +141,12 @@ class ReplicaApp:
         await self._idle.wait()
 
     def check_workers(self, now: float) -> None:
-        """Notice overdue and stuck workers (called periodically by ``watch_workers``)."""
+        """Notice overdue and stuck workers (called periodically by ``watch``)."""
         overdue = self._workers.overdue(now, self.handler_timeout_s)
         self.workers_exhausted = len(overdue) >= self._workers.size
         stuck = [c for c in overdue if now - c.started > self.handler_timeout_s + self.stuck_grace_s]
-        if stuck and self.replace_reason is None:
+        if stuck and not self.stuck:
+            self.stuck = True
             self.replace_reason = (f"{self._workers.describe(stuck[0], now)}, past handler_timeout_s"
                                    f" ({self.handler_timeout_s:g}s) + stuck_grace_s ({self.stuck_grace_s:g}s):"
                                    " the worker is stuck")
@@ -434,7 +437,7 @@ class ReplicaApp:
     @property
     def serving(self) -> bool:
         """In rotation: set up, not draining, and able to take calls."""
-        return self.ready and not self.draining and self.replace_reason is None and not self.workers_exhausted
+        return self.ready and not self.draining and not self.stuck and not self.workers_exhausted
 
     def stats(self) -> dict[str, Any]:
         now = asyncio.get_running_loop().time()
@@ -443,7 +446,7 @@ class ReplicaApp:
                 "handler_timeouts": list(self.timeouts), **self._workers.stats(now)}
 
     def _healthz(self) -> bytes:
-        problem = self.replace_reason
+        problem = self.replace_reason if self.stuck else None
         if problem is None:
             try:
                 healthy = bool(self.service.health())
