@@ -9,7 +9,7 @@ import threading
 from collections import Counter
 
 import pytest
-from conftest import FIXTURES, LoadStream, pid_alive, wait_for
+from conftest import FIXTURES, LoadStream, pid_alive, stop_instance, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -135,3 +135,11 @@ def test_a_call_whose_caller_hung_up_never_runs(serve):
     code, _, _ = inst.post_json("/nap", {"ms": 1})
     assert code == 200
     assert inst.post_json("/naps", {})[2]["started"] == 2
+
+
+def test_processes_a_replica_started_do_not_outlive_it(serve):
+    inst = serve(FIXTURES / "misbehaving", "--replicas", "1", "--gateways", "1")
+    code, _, body = inst.post_json("/spawn", {})
+    assert code == 200 and pid_alive(body["pid"])
+    assert stop_instance(inst) == 0
+    wait_for(lambda: not pid_alive(body["pid"]), 30, f"the replica's child (pid {body['pid']}) to be stopped")

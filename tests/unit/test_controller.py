@@ -48,6 +48,9 @@ class FakeProcess:
     def wait(self, timeout_s: float) -> int | None:
         return self.exit_code
 
+    def stop_leftovers(self) -> None:
+        pass
+
     def resident_bytes(self) -> int | None:
         return self.rss_bytes if self.exit_code is None else None
 

@@ -509,6 +509,8 @@ class Controller:
         managed.timeouts_seen = 0
 
     def _forget_process(self, managed: Managed) -> None:
+        if managed.proc is not None:
+            managed.proc.stop_leftovers()  # children a replica forked must not outlive it
         if managed.endpoint:
             Path(managed.endpoint.partition(":")[2]).unlink(missing_ok=True)
         managed.proc = None

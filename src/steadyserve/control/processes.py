@@ -25,6 +25,10 @@ class ProcessHandle(Protocol):
 
     def kill(self) -> None: ...
 
+    def stop_leftovers(self) -> None:
+        """After the process exited: SIGKILL what it started and left behind."""
+        ...
+
     def wait(self, timeout_s: float) -> int | None: ...
 
     def resident_bytes(self) -> int | None: ...
@@ -69,7 +73,10 @@ class ManagedProcess:
             pass
 
     def kill(self) -> None:
-        self.signal(signal.SIGKILL)
+        kill_group(self.pid)
+
+    def stop_leftovers(self) -> None:
+        kill_group(self.pid)
 
     def wait(self, timeout_s: float) -> int | None:
         try:
@@ -149,7 +156,10 @@ class AdoptedProcess:
             pass
 
     def kill(self) -> None:
-        self.signal(signal.SIGKILL)
+        kill_group(self.pid)
+
+    def stop_leftovers(self) -> None:
+        kill_group(self.pid)
 
     def wait(self, timeout_s: float) -> int | None:
         deadline = time.monotonic() + timeout_s
@@ -161,3 +171,12 @@ class AdoptedProcess:
 
     def resident_bytes(self) -> int | None:
         return resident_bytes(self._pid) if pid_alive(self._pid) else None
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL a process we started and everything it started: each runs in a session of its own
+    (start_new_session), so its process group id is its pid, and children it forked stay in it."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
