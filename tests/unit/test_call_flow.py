@@ -180,7 +180,7 @@ def test_the_deadline_covers_retries():
     flow, first = start(service, call(timeout_s=1.0))
     second = finish(flow, Failed(UpstreamLost("reset"), 0.7))
     assert isinstance(second, Send) and second.timeout_s == pytest.approx(0.3)
-    result = finish(flow, Failed(UpstreamLost("reset"), 1.0))
+    result = finish(flow, Failed(UpstreamDraining("draining"), 1.0))
     assert isinstance(result, Refuse) and result.status == 504
 
 
@@ -251,3 +251,13 @@ def test_failover_picks_from_the_current_routing_table():
     new.replicas = [first.replica, UpstreamReplica("r7", 1, "unix:/nowhere/r7.sock", revision=1)]
     second = finish(flow, Failed(UpstreamLost("reset"), 0.01, current=new))
     assert isinstance(second, Send) and second.replica.id == "r7"
+
+
+def test_a_call_that_loses_two_replicas_is_not_tried_on_a_third():
+    service = runtime(n=4)
+    flow, first = start(service)
+    second = finish(flow, Failed(UpstreamLost("replica died"), 0.01))
+    assert isinstance(second, Send)  # one crash: the call goes elsewhere, as promised
+    result = finish(flow, Failed(UpstreamLost("replica died"), 0.02))
+    assert isinstance(result, Refuse) and result.status == 502
+    assert "second replica" in result.details["reason"]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import UpstreamDraining, UpstreamError, UpstreamOverloaded, UpstreamTimeout
+from ..errors import UpstreamDraining, UpstreamError, UpstreamLost, UpstreamOverloaded, UpstreamTimeout
 from .admission import Shed, decide_admission
 from .balancing import canary_split
 from .concurrency import on_sample
@@ -187,6 +187,7 @@ def call_flow(service: ServiceRuntime, call: Call, on_ejected: OnEjected, roll: 
     last: tuple[UpstreamError, UpstreamReplica, str] | None = None
     refreshed = False
     queued_until: float | None = None
+    lost = 0  # attempts whose replica dropped the connection mid-call
     while True:
         remaining_s = call.deadline - now
         if remaining_s <= 0:
@@ -239,7 +240,9 @@ def call_flow(service: ServiceRuntime, call: Call, on_ejected: OnEjected, roll: 
             return Forward(outcome.response, replica)
         error = outcome.error
         decision = decide_retry(error, len(tried), service.route.max_attempts, call.idempotent,
-                                service.budget.can_retry(now))
+                                service.budget.can_retry(now), lost)
+        if isinstance(error, UpstreamLost):
+            lost += 1
         if not decision.retry:
             return _give_up(error, replica, decision.reason, len(tried), timeout_s)
         service.budget.record_retry(now)

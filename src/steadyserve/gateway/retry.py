@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import UpstreamError, UpstreamTimeout
+from ..errors import UpstreamError, UpstreamLost, UpstreamTimeout
 
 
 @dataclass(frozen=True)
@@ -20,12 +20,18 @@ class RetryDecision:
 
 
 def decide_retry(
-    error: UpstreamError, attempt: int, max_attempts: int, idempotent: bool, budget_ok: bool
+    error: UpstreamError, attempt: int, max_attempts: int, idempotent: bool, budget_ok: bool,
+    lost_before: int = 0,
 ) -> RetryDecision:
+    """``lost_before``: earlier attempts of this call whose replica dropped the connection mid-call."""
     if isinstance(error, UpstreamTimeout):
         return RetryDecision(False, "timed out; a retry would exceed the request deadline")
     if not (error.never_executed or idempotent):
         return RetryDecision(False, "handler is not idempotent and the request may have run")
+    if isinstance(error, UpstreamLost) and lost_before >= 1:
+        # A second replica died under this very call: it may be what kills them. Stop here
+        # rather than take down every replica of the deployment one after another.
+        return RetryDecision(False, "a second replica dropped the connection during this call; not trying a third")
     if attempt >= max_attempts:
         return RetryDecision(False, f"gave up after {attempt} attempts")
     if not budget_ok:
