@@ -116,8 +116,11 @@ class Batcher:
         on_batch: Callable[[int], None] = lambda size: None,
         translate_error: Callable[[Exception], Exception] = lambda exc: exc,
         clock: Clock = time.monotonic,
+        batch_timeout_s: float | None = None,
     ) -> None:
         self.name = name
+        # A batch still running after this is given up, so one hung batch cannot stall the handler for good.
+        self._batch_timeout_s = batch_timeout_s
         self.batch = batch
         self._params = tuple(params)
         self._run_batch = run_batch
@@ -219,11 +222,25 @@ class Batcher:
             calls.append(call)
         return calls
 
+    async def _bounded(self, run: Awaitable[Any]) -> Any:
+        if self._batch_timeout_s is None:
+            return await run
+        try:
+            return await asyncio.wait_for(run, self._batch_timeout_s)
+        except TimeoutError as exc:
+            raise DeadlineExceeded(f"batched handler {self.name!r} did not return within"
+                                   f" {self._batch_timeout_s:g}s; the batch was given up", started=True) from exc
+
     async def _execute(self, calls: list[PendingCall]) -> None:
         columns = {p: [c.inputs[p] for c in calls] for p in self._params}
         self._on_batch(len(calls))
         try:
-            outputs = split_outputs(await self._run_batch(columns), len(calls), self.name)
+            outputs = split_outputs(await self._bounded(self._run_batch(columns)), len(calls), self.name)
+        except DeadlineExceeded as exc:
+            for call in calls:
+                if not call.future.done():
+                    call.future.set_exception(exc)
+            return
         except Exception as exc:  # every caller of the batch must hear about it, once logged
             delivered = self._translate_error(exc)
             for call in calls:

@@ -334,3 +334,21 @@ def test_after_lone_callers_a_lone_call_waits_no_loop_turn(lone_calls_before, wa
         return True, None
 
     assert run(scenario()) == (waits_a_turn, None if waits_a_turn else 42)
+
+
+def test_a_batch_that_never_returns_is_given_up_and_the_handler_serves_the_next():
+    async def scenario():
+        async def run_batch(columns):
+            if -1 in columns["x"]:
+                await asyncio.Event().wait()  # hangs for good
+            return columns["x"]
+
+        batcher = Batcher("f", Batch(8, 50), ["x"], run_batch, batch_timeout_s=0.05)
+        batcher.start()
+        # Two at once so that they go through the batcher's own loop, not the lone-caller path.
+        hung = await asyncio.gather(batcher.submit({"x": -1}), batcher.submit({"x": -1}), return_exceptions=True)
+        assert all(isinstance(r, DeadlineExceeded) and r.started for r in hung), hung
+        after = await asyncio.wait_for(asyncio.gather(batcher.submit({"x": 1}), batcher.submit({"x": 2})), 10)
+        assert after == [1, 2]
+
+    asyncio.run(scenario())

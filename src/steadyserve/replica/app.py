@@ -133,6 +133,7 @@ class ReplicaApp:
                 functools.partial(self._run_batch, spec),
                 on_batch=self.metrics.batch_size.labels(name).observe,
                 translate_error=functools.partial(self._handler_failed, name),
+                batch_timeout_s=self.handler_timeout_s,
             )
             batcher.start()
             self._batchers[name] = batcher
