@@ -349,3 +349,13 @@ def test_a_healthy_revision_is_promoted_after_bake_s_and_min_requests(tmp_path):
     h.tick(10)
     assert h.events("rollout_done")
     assert {m.revision for k, m in h.controller.managed.items() if k[0] == "replica"} == {2}
+
+
+def test_a_changed_replica_count_in_the_spec_is_applied_on_deploy(tmp_path):
+    h = Harness(tmp_path)
+    h.tick(3)
+    h.controller.scale("d", 3)  # an operator scaled by hand ...
+    revision, _ = h.controller.apply_deployment(h.deployment(replicas=4))  # ... then the spec says 4
+    assert h.controller.deployments["d"].replicas == 4 and revision == 2
+    h.controller.apply_deployment(h.deployment(replicas=4, env={"V": "3"}))  # the count did not change
+    assert h.controller.deployments["d"].replicas == 4

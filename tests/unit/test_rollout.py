@@ -156,9 +156,11 @@ def test_failures_seen_by_the_gateways_over_the_limit_roll_back():
     assert isinstance(action, RollBack) and "failed 5 of 20 calls seen by the gateways" in action.reason
 
 
-def test_few_calls_do_not_judge_the_error_rate():
+def test_few_calls_do_not_judge_the_error_rate_while_the_verdict_could_still_change():
     slots = [slot(0, 1), slot(1, 1), slot(2, 2, ready_since=99.0)]
-    assert plan(view(slots, seen=calls(4, failures=4))) == []
+    assert plan(view(slots, seen=calls(4, failures=1))) == []  # 1 of 20 would still be within 5 %
+    # 4 failures are more than 5 % of any 20 calls: rolled back without waiting for the rest.
+    assert isinstance(plan(view(slots, seen=calls(4, failures=4)))[0], RollBack)
 
 
 def test_failures_roll_back_even_after_the_bake():
@@ -219,3 +221,36 @@ def test_ledger_skips_reports_without_or_with_malformed_revisions():
     ledger.observe("g0", {"instance": "a"})
     ledger.observe("g0", {"instance": "a", "revisions": {"d": {"x": {"requests": 1}}, "e": "junk"}})
     assert ledger.total("d", 2) == Outcomes()
+
+
+def test_a_revision_failing_every_call_is_rolled_back_before_min_requests():
+    view = _failing_view(requests=13, failures=13, now=3.0)
+    actions = plan(view)
+    assert any(isinstance(a, RollBack) for a in actions), actions
+
+
+def test_too_little_traffic_with_failures_is_rolled_back_even_with_promote():
+    view = _failing_view(requests=3, failures=1, now=100.0, min_requests=100)
+    rollback = [a for a in plan(view) if isinstance(a, RollBack)]
+    assert rollback and "1 of them failed" in rollback[0].reason
+
+
+def test_replacing_the_canary_does_not_restart_the_bake():
+    # The canary slot was replaced (ready_since is recent), but the rollout's bake began long ago.
+    view = _failing_view(requests=0, failures=0, now=100.0, ready_since=99.0, bake_since=10.0,
+                         min_requests=100)
+    assert any(isinstance(a, Promote) for a in plan(view))  # max_bake_s (60) counted from 10.0
+
+
+def _failing_view(*, requests, failures, now, ready_since=0.0, bake_since=None, min_requests=20):
+    from steadyserve.control.rollout import DeploymentView, Outcomes, SlotView
+    from steadyserve.control.spec import RolloutSettings
+    from steadyserve.control.supervision import ProcState
+
+    slots = (SlotView(id="r0", index=0, revision=1, state=ProcState.READY, started_at=0.0, ready_since=0.0),
+             SlotView(id="r1", index=1, revision=2, state=ProcState.READY, started_at=0.0,
+                      ready_since=ready_since))
+    return DeploymentView(revision=2, replicas=1, slots=slots, now=now,
+                          rollout=RolloutSettings(bake_s=2, min_requests=min_requests, max_bake_s=60),
+                          previous_revision=1, new_outcomes=Outcomes(requests=requests, failures=failures),
+                          bake_since=bake_since)

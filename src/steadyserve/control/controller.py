@@ -85,6 +85,7 @@ class DeploymentState:
     deleting: bool = False
     next_index: int = 0
     baked: bool = False  # the current rollout's canary has passed its bake
+    bake_since: float | None = None  # a replica of the new revision first became ready in this rollout
     # Gateway-observed totals per revision when the rollout began: judged are the calls since.
     baseline: dict[int, Outcomes] = field(default_factory=dict)
 
@@ -232,8 +233,10 @@ class Controller:
                                                             next_index=next_index)
         else:
             current.configs[revision] = config
+            if replicas is None and config.spec.desired_replicas != current.config.spec.desired_replicas:
+                replicas = config.spec.desired_replicas  # the spec's count changed: it wins over an earlier scale
             current.previous_revision, current.revision, current.config = current.revision, revision, config
-            current.baked = False
+            current.baked, current.bake_since = False, None
             current.baseline = {rev: self.ledger.total(config.name, rev) for rev in (revision, current.previous_revision)}
             if replicas is not None:
                 current.replicas = replicas
@@ -402,6 +405,10 @@ class Controller:
                 self.record("deployment", name, "deleted", "all replicas retired", name)
             return
         previous = dep.previous_revision
+        if previous is not None:
+            for m in slots.values():
+                if m.revision == dep.revision and m.slot.ready_at is not None:
+                    dep.bake_since = min(dep.bake_since or m.slot.ready_at, m.slot.ready_at)
         view = DeploymentView(
             revision=dep.revision, replicas=dep.replicas, now=now, rollout=dep.config.spec.rollout,
             previous_revision=previous,
@@ -412,7 +419,7 @@ class Controller:
             ) for id_, m in slots.items()),
             new_outcomes=self._seen(name, dep, dep.revision),
             old_outcomes=self._seen(name, dep, previous) if previous is not None else Outcomes(),
-            baked=dep.baked,
+            baked=dep.baked, bake_since=dep.bake_since,
             replace_timeout_s=dep.config.spec.health.startup_timeout_s,
         )
         for action in plan(view):
@@ -430,12 +437,12 @@ class Controller:
             elif isinstance(action, RollBack):
                 failed = dep.revision
                 dep.revision, dep.config = action.to_revision, dep.configs[action.to_revision]
-                dep.previous_revision, dep.baked, dep.baseline = None, False, {}
+                dep.previous_revision, dep.baked, dep.baseline, dep.bake_since = None, False, {}, None
                 self.record("deployment", name, "rollback",
                             f"rolled back from revision {failed} to {action.to_revision}: {action.reason}", name)
         if dep.previous_revision is not None and all(m.revision == dep.revision for m in slots.values()):
             self.record("deployment", name, "rollout_done", f"revision {dep.revision} fully rolled out", name)
-            dep.previous_revision, dep.baked, dep.baseline = None, False, {}
+            dep.previous_revision, dep.baked, dep.baseline, dep.bake_since = None, False, {}, None
 
     def _seen(self, name: str, dep: DeploymentState, revision: int) -> Outcomes:
         """What the gateways saw of a revision since the rollout began."""

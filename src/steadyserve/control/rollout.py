@@ -138,6 +138,9 @@ class DeploymentView:
     new_outcomes: Outcomes = Outcomes()
     old_outcomes: Outcomes = Outcomes()
     baked: bool = False  # the bake of this rollout has ended (Promote was applied)
+    # When a replica of the new revision first became ready in this rollout: replacing a canary
+    # (e.g. a stuck one) must not restart the bake, or a failing revision would never be judged.
+    bake_since: float | None = None
     replace_timeout_s: float = 120.0  # a marked replica is retired by then even without a ready successor
 
 
@@ -180,6 +183,11 @@ def _failure(view: DeploymentView, new: list[SlotView]) -> str | None:
         if s.ready_since is None and view.now - s.started_at > settings.ready_deadline_s:
             return f"replica {s.id} of revision {view.revision} not ready within {settings.ready_deadline_s:g}s"
     seen = view.new_outcomes
+    allowed = settings.max_error_rate * settings.min_requests
+    if seen.requests < settings.min_requests and seen.failures > allowed:
+        # More failures than a full sample of min_requests calls could hold: the verdict cannot change.
+        return (f"revision {view.revision} failed {seen.failures} of {seen.requests} calls seen by the gateways,"
+                f" more than max_error_rate allows in min_requests ({settings.min_requests}) calls")
     if seen.requests >= settings.min_requests and seen.failures / seen.requests > settings.max_error_rate:
         return (f"revision {view.revision} failed {seen.failures} of {seen.requests} calls seen by the gateways"
                 f" ({seen.failures / seen.requests:.0%} > {settings.max_error_rate:.0%};"
@@ -197,6 +205,8 @@ def _failure(view: DeploymentView, new: list[SlotView]) -> str | None:
 def _bake(view: DeploymentView, new_ready: list[SlotView]) -> Promote | RollBack | None:
     """Whether the canary's bake ends now, and how."""
     started = [s.ready_since for s in new_ready if s.ready_since is not None]
+    if view.bake_since is not None:
+        started.append(view.bake_since)
     if not started:
         return None
     settings, seen = view.rollout, view.new_outcomes
@@ -209,6 +219,8 @@ def _bake(view: DeploymentView, new_ready: list[SlotView]) -> Promote | RollBack
         return None
     why = (f"too little traffic to judge revision {view.revision}: the gateways saw {seen.requests} of"
            f" min_requests {settings.min_requests} calls in max_bake_s {limit_s:g}s")
+    if view.previous_revision is not None and seen.requests and seen.failures / seen.requests > settings.max_error_rate:
+        return RollBack(view.previous_revision, f"{why}, and {seen.failures} of them failed")
     if settings.low_traffic == "rollback" and view.previous_revision is not None:
         return RollBack(view.previous_revision, f"{why} (rollout.low_traffic: rollback)")
     return Promote(f"{why}; promoting it (rollout.low_traffic: promote)")
