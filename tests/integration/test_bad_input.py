@@ -94,6 +94,12 @@ def test_get_allowed_without_required_args(inst):
     assert code == 200 and _body(raw) == {"slept_ms": 20}
 
 
+@pytest.mark.parametrize("path", ["/openapi.json", "/metrics"])
+def test_built_in_routes_carry_request_id_and_replica_too(inst, path):
+    code, headers, _ = inst.request("GET", path, headers={"x-request-id": "built-in.1"})
+    assert code == 200 and headers["x-request-id"] == "built-in.1" and headers["x-steady-replica"]
+
+
 def test_every_response_has_request_id_and_replica(inst):
     code, headers, _ = inst.request("POST", "/work", b'{"ms": 1}', {"x-request-id": "abc-123"})
     assert code == 200

@@ -169,13 +169,15 @@ def _record(service: ServiceRuntime, replica: UpstreamReplica, outcome: Answered
 
 def _give_up(error: UpstreamError, replica: UpstreamReplica, reason: str, attempts: int,
              timeout_s: float) -> Refuse:
+    said = str(error)  # a replica's refusal already names it
+    what = said if said.startswith(f"replica {replica.id}") else f"replica {replica.id}: {said}"
     if isinstance(error, UpstreamTimeout):
         return Refuse(504, f"replica {replica.id}: no answer within the call's timeout of {timeout_s:g}s",
                       replica=replica.id, details={"reason": reason, "attempts": attempts})
     if isinstance(error, (UpstreamDraining, UpstreamOverloaded)):
-        return Refuse(503, f"replica {replica.id}: {error}", retry_after_s=1, replica=replica.id,
+        return Refuse(503, what, retry_after_s=1, replica=replica.id,
                       details={"reason": reason, "attempts": attempts})
-    return Refuse(502, f"replica {replica.id}: {error}", replica=replica.id,
+    return Refuse(502, what, replica=replica.id,
                   details={"reason": reason, "attempts": attempts})
 
 

@@ -46,16 +46,23 @@ DRAINING_HEADER = b"x-steady-draining: 1\r\nretry-after: 1\r\n"
 OVERLOADED_HEADER = b"x-steady-overloaded: 1\r\nretry-after: 1\r\n"
 TIMEOUT_HEADER = b"x-steady-timeout-ms"  # the time left of the call, set by the gateway
 WATCHDOG_INTERVAL_S = 0.05
+HANDBACK_MARGIN_S, HANDBACK_SHARE = 1.0, 0.25  # before its deadline, an unstarted call is handed back
+REPLY_MARGIN_S = 0.15  # a call bound by the gateway's deadline is answered this much before it
 
 
 class _Bound:
     """When a call in flight must be given up."""
 
-    __slots__ = ("expired", "limit_at")
+    __slots__ = ("expired", "handback_at", "limit_at", "on_worker", "shed", "started")
 
-    def __init__(self, limit_at: float) -> None:
+    def __init__(self, limit_at: float, on_worker: bool, handback_at: float) -> None:
         self.limit_at = limit_at  # time.monotonic()
+        self.on_worker = on_worker  # runs on (or waits for) a worker thread of its own
+        # Still waiting for a worker then: hand it back, so the gateway has time to try elsewhere.
+        self.handback_at = handback_at
+        self.started = False  # set by the worker thread that runs it
         self.expired = False
+        self.shed = False  # handed back unstarted: it may go to another replica
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
@@ -144,7 +151,15 @@ class ReplicaApp:
     def check_workers(self, now: float) -> None:
         """Notice overdue and stuck workers (called periodically by ``watch``)."""
         overdue = self._workers.overdue(now, self.handler_timeout_s)
-        self.workers_exhausted = len(overdue) >= self._workers.size
+        exhausted = len(overdue) >= self._workers.size
+        if exhausted and not self.workers_exhausted:
+            # Calls waiting for a worker would wait out their deadline: hand them back now
+            # (they never ran, so the gateway tries another replica).
+            for task, bound in list(self._bounds.items()):
+                if bound.on_worker and not bound.expired:
+                    bound.expired = bound.shed = True
+                    task.cancel()
+        self.workers_exhausted = exhausted
         stuck = [c for c in overdue if now - c.started > self.handler_timeout_s + self.stuck_grace_s]
         if stuck and not self.stuck:
             self.stuck = True
@@ -234,13 +249,19 @@ class ReplicaApp:
         now = time.monotonic()
         limit_at, by_deadline = now + self.handler_timeout_s, False
         if deadline is not None and deadline < limit_at:
-            limit_at, by_deadline = deadline, True
+            # Answer a little before the gateway's own timer fires, so the caller (and the event
+            # log) learn which handler overran, rather than a bare gateway timeout.
+            margin_s = REPLY_MARGIN_S if deadline - now > 2 * REPLY_MARGIN_S else 0.0
+            limit_at, by_deadline = deadline - margin_s, True
         if limit_at <= now:
             invocation.close()
-            return Reply(504, orjson.dumps({"error": "the call's deadline passed before its handler started"}))
+            return Reply(504, orjson.dumps({"error": "the call's deadline passed before its handler started",
+                                            "request_id": request_id.decode("ascii", "replace")}))
         task = asyncio.current_task()
         assert task is not None
-        bound = _Bound(limit_at)
+        # A call bound by the gateway's deadline is handed back unstarted a little before it.
+        margin_s = min(HANDBACK_MARGIN_S, HANDBACK_SHARE * (limit_at - now)) if by_deadline else 0.0
+        bound = _Bound(limit_at, not spec.is_async and spec.options.batch is None, limit_at - margin_s)
         self._bounds[task] = bound
         try:
             result = await invocation
@@ -250,10 +271,11 @@ class ReplicaApp:
             if not bound.expired:
                 raise  # the caller went away: not ours to answer
             task.uncancel()
-            if isinstance(exc, NeverStarted) and not by_deadline:
+            if isinstance(exc, NeverStarted) and (bound.shed or not by_deadline):
                 # Provably not run: the gateway may try another replica, even if not idempotent.
                 return Reply(503, orjson.dumps({"error": f"replica {self.replica_id}: {exc} within"
-                                                f" handler_timeout_s ({self.handler_timeout_s:g}s)"}),
+                                                f" handler_timeout_s ({self.handler_timeout_s:g}s)",
+                                                "request_id": request_id.decode("ascii", "replace")}),
                              headers=OVERLOADED_HEADER)
             return self._timed_out(spec, request_id, by_deadline, limit_at - now)
         except RequestError as err:
@@ -268,8 +290,13 @@ class ReplicaApp:
     def expire_overdue(self, now: float) -> None:
         """Cancel the calls whose handler timeout or deadline has passed (``time.monotonic()``)."""
         for task, bound in list(self._bounds.items()):
-            if not bound.expired and now >= bound.limit_at:
+            if bound.expired:
+                continue
+            if now >= bound.limit_at:
                 bound.expired = True
+                task.cancel()
+            elif bound.on_worker and not bound.started and now >= bound.handback_at:
+                bound.expired = bound.shed = True  # cancelled while queued: NeverStarted, a retryable 503
                 task.cancel()
 
     def _failed_reply(self, spec: HandlerSpec, exc: Exception, request_id: bytes) -> Reply:
@@ -283,10 +310,11 @@ class ReplicaApp:
             message = f"handler {spec.name!r} did not return before the call's deadline ({waited_s:.3g}s left)"
         else:
             message = f"handler {spec.name!r} did not return within handler_timeout_s ({self.handler_timeout_s:g}s)"
+        rid = request_id.decode("ascii", "replace")
         self.timeouts.append({"seq": next(self._timeout_seq), "ts": time.time(), "handler": spec.name,
-                              "request_id": request_id.decode("ascii", "replace"), "message": message})
-        log.warning("%s request_id=%s", message, request_id.decode("ascii", "replace"))
-        return Reply(504, orjson.dumps({"error": message}))
+                              "request_id": rid, "message": message})
+        log.warning("%s request_id=%s", message, rid)
+        return Reply(504, orjson.dumps({"error": message, "request_id": rid}))
 
     # --- Open Inference Protocol (KServe V2) ---------------------------------------
     async def _v2(self, request: Request, request_id: bytes, extra: bytes) -> bytes:
@@ -381,7 +409,8 @@ class ReplicaApp:
         method = getattr(self.service, spec.name)
         if spec.is_async:
             return await method(**kwargs)
-        return await self._workers.run(spec.name, functools.partial(method, **kwargs), deadline)
+        return await self._workers.run(spec.name, functools.partial(method, **kwargs), deadline,
+                                       self._bounds.get(asyncio.current_task()))  # type: ignore[arg-type]
 
     async def _run_batch(self, spec: HandlerSpec, columns: dict[str, list[Any]], deadline: float | None = None) -> Any:
         method = getattr(self.service, spec.name)
@@ -418,7 +447,7 @@ class ReplicaApp:
 
     # --- built-in routes ----------------------------------------------------
     def _builtin(self, name: str, request: Request, extra: bytes) -> bytes:
-        route: Callable[[], bytes] | None = {
+        route: Callable[[bytes], bytes] | None = {
             "healthz": self._healthz,
             "readyz": self._readyz,
             "metrics": self._metrics,
@@ -426,7 +455,7 @@ class ReplicaApp:
         }.get(name)
         if route is not None:
             if request.method == b"GET":
-                return route()
+                return route(extra)
             err: RequestError = MethodNotAllowed(f"/{name} only answers GET")
             return json_response(err.status, err.to_json(), extra_headers=extra + b"allow: GET, HEAD\r\n")
         err = UnknownHandler(
@@ -446,7 +475,7 @@ class ReplicaApp:
                 "inflight": self.inflight, "requests": self.requests, "errors": self.errors,
                 "handler_timeouts": list(self.timeouts), **self._workers.stats(now)}
 
-    def _healthz(self) -> bytes:
+    def _healthz(self, extra: bytes = b"") -> bytes:
         problem = self.replace_reason if self.stuck else None
         if problem is None:
             try:
@@ -459,20 +488,21 @@ class ReplicaApp:
             body["problem"] = problem
         if self.replace_reason is not None:
             body["replace_reason"] = self.replace_reason
-        return json_response(200 if problem is None else 503, body)
+        return json_response(200 if problem is None else 503, body, extra_headers=extra)
 
-    def _readyz(self) -> bytes:
+    def _readyz(self, extra: bytes = b"") -> bytes:
         ok = self.serving
-        return json_response(200 if ok else 503, {"ready": ok, **self.stats()})
+        return json_response(200 if ok else 503, {"ready": ok, **self.stats()}, extra_headers=extra)
 
-    def _metrics(self) -> bytes:
+    def _metrics(self, extra: bytes = b"") -> bytes:
         self.metrics.inflight.set(self.inflight)
-        return response(200, self.metrics.exposition(), content_type=b"text/plain; version=0.0.4")
+        return response(200, self.metrics.exposition(), content_type=b"text/plain; version=0.0.4",
+                        extra_headers=extra)
 
-    def _openapi_json(self) -> bytes:
+    def _openapi_json(self, extra: bytes = b"") -> bytes:
         if self._openapi is None:
             self._openapi = orjson.dumps(openapi_document(self.service_name, self.specs))
-        return response(200, self._openapi)
+        return response(200, self._openapi, extra_headers=extra)
 
 
 def _deadline(request: Request) -> float | None:

@@ -15,12 +15,16 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..errors import DeadlineExceeded
 from ..types import Clock
 
 T = TypeVar("T")
+
+
+class Startable(Protocol):
+    started: bool  # set from the worker thread as the call begins
 
 
 class NeverStarted(asyncio.CancelledError):
@@ -40,11 +44,12 @@ class WorkerPool:
         self._clock = clock
         self._running: dict[int, RunningCall] = {}  # by thread id: one call per thread at a time
 
-    async def run(self, handler: str, fn: Callable[[], T], deadline: float | None = None) -> T:
+    async def run(self, handler: str, fn: Callable[[], T], deadline: float | None = None,
+                  marker: Startable | None = None) -> T:
         """Run ``fn`` on a worker. It never starts if the deadline passes while it waits for
         a worker, or if this coroutine is cancelled first (the caller went away or timed out):
         then ``NeverStarted`` is raised from the cancellation, so the caller can say so."""
-        job = self.executor.submit(self._call, handler, fn, deadline)
+        job = self.executor.submit(self._call, handler, fn, deadline, marker)
         try:
             return await asyncio.wrap_future(job)
         except asyncio.CancelledError:
@@ -52,10 +57,12 @@ class WorkerPool:
                 raise NeverStarted(f"no worker became free for handler {handler!r}") from None
             raise
 
-    def _call(self, handler: str, fn: Callable[[], T], deadline: float | None) -> T:
+    def _call(self, handler: str, fn: Callable[[], T], deadline: float | None, marker: Startable | None) -> T:
         started = self._clock()
         if deadline is not None and started >= deadline:
             raise DeadlineExceeded(f"the call's deadline passed while it waited for a worker (handler {handler!r})")
+        if marker is not None:
+            marker.started = True
         thread = threading.get_ident()
         self._running[thread] = RunningCall(handler, started)  # one item: atomic under the GIL
         try:

@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass
 
 import httptools
+import orjson
 
 from ..errors import UpstreamDraining, UpstreamLost, UpstreamOverloaded, UpstreamTimeout, UpstreamUnreachable
 from .endpoints import open_connection
@@ -72,7 +73,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         status = self._parser.get_status_code()
         if self._not_run is not None:
-            future.set_exception(type(self._not_run)(str(self._not_run)))
+            future.set_exception(type(self._not_run)(_reason(raw) or str(self._not_run)))
             self._not_run = None
         else:
             future.set_result(UpstreamResponse(status, raw, self._parser.should_keep_alive()))
@@ -103,6 +104,15 @@ class UpstreamConnection(asyncio.Protocol):
         self._timer = loop.call_later(timeout_s, self._on_timeout, timeout_s)
         self.transport.write(data)
         return future
+
+
+def _reason(raw: bytes) -> str | None:
+    """The replica's own words for a refusal (``{"error": ...}``), for the caller's error message."""
+    try:
+        error = orjson.loads(raw.partition(b"\r\n\r\n")[2]).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return error if isinstance(error, str) else None
 
 
 class UpstreamPool:
