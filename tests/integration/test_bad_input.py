@@ -144,3 +144,9 @@ def test_metrics_are_prometheus_text(inst):
     for family in ("steady_requests_total", "steady_request_duration_seconds_bucket",
                    "steady_inflight_requests", "steady_batch_size"):
         assert family in text
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_replica_probes_are_not_reachable_through_the_gateway(inst, path):
+    code, _, raw = inst.request("GET", path)
+    assert code == 404 and "internal" in _body(raw)["error"]

@@ -84,3 +84,16 @@ def test_gateway_v2_routes(path, expected):
 def test_unknown_model_lists_models():
     answer = route_v2("v2/models/zzz/infer", {"a": True})
     assert isinstance(answer, Answer) and answer.status == 404 and "models: a" in answer.body["error"]
+
+
+def test_a_batch_over_the_row_limit_is_a_client_error():
+    import orjson
+
+    from steadyserve.errors import InvalidInput
+    from steadyserve.replica.v2 import MAX_ROWS, decode_request
+
+    rows = MAX_ROWS + 1
+    body = orjson.dumps({"inputs": [{"name": "x", "shape": [rows, 1], "datatype": "UINT8",
+                                     "parameters": {"binary_data_size": rows}}]})
+    with pytest.raises(InvalidInput, match="over the limit"):
+        decode_request(body + bytes(rows), len(body), ("x",))

@@ -48,6 +48,7 @@ _HOP_BY_HOP = frozenset(
 _NO_REPLICA_HEADER = b"x-steady-replica: none\r\n"
 _PUBLIC_PATHS = frozenset({b"/v2/health/live", b"/v2/health/ready"})  # for load balancers' checks
 DEPLOYMENT_HEADER = b"x-steady-deployment"
+_INTERNAL_ROUTES = frozenset({"healthz", "readyz"})
 # The time left of a call, passed to the replica; a caller may ask for less than timeout_s.
 TIMEOUT_HEADER = b"x-steady-timeout-ms"
 
@@ -172,6 +173,9 @@ class Gateway:
         if service is None:
             return self._error(404, request_id, f"no service for path {request.path.decode(errors='replace')!r}"
                                f"; services: {', '.join(sorted(self.services)) or 'none yet'}")
+        if handler in _INTERNAL_ROUTES:  # replicas' probes are for the controller, not for callers
+            return self._error(404, request_id, f"/{handler} is internal; load balancers use /v2/health/live"
+                               " and /v2/health/ready")
         now = self.clock()
         timeout_s = service.route.timeout_s
         asked = _asked_timeout_s(request)

@@ -21,6 +21,7 @@ from ..errors import InvalidInput
 from ..service import HandlerSpec
 
 HEADER_LENGTH = b"inference-header-content-length"
+MAX_ROWS = 4096
 
 _NUMPY_OF = {
     "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
@@ -126,6 +127,8 @@ def _decode_request(body: bytes, header_length: int | None, params: tuple[str, .
     if len(sizes) > 1:
         raise InvalidInput(f"input tensors disagree on the batch size: {sorted(sizes)}")
     batch = sizes.pop() if sizes else 0
+    if batch > MAX_ROWS:  # each row is a call: keep one request from monopolising the replica
+        raise InvalidInput(f"a batch of {batch} rows is over the limit of {MAX_ROWS} rows per infer request")
     rows = [{name: _plain(array[i]) for name, array in tensors.items()} for i in range(batch)]
     outputs = doc.get("outputs")
     if outputs is not None and not (isinstance(outputs, list) and all(
