@@ -20,7 +20,7 @@ from typing import Any
 from ..auth import Action, TokenBucket, TokenRecord, check
 from ..errors import UpstreamError
 from ..types import Clock
-from ..wire.http11 import Request, json_response, valid_request_id
+from ..wire.http11 import TIMEOUT_HEADER, Request, json_response, valid_request_id
 from ..wire.upstream import UpstreamPool
 from .flow import (
     Answered,
@@ -49,8 +49,6 @@ _NO_REPLICA_HEADER = b"x-steady-replica: none\r\n"
 _PUBLIC_PATHS = frozenset({b"/v2/health/live", b"/v2/health/ready"})  # for load balancers' checks
 DEPLOYMENT_HEADER = b"x-steady-deployment"
 _INTERNAL_ROUTES = frozenset({"healthz", "readyz"})
-# The time left of a call, passed to the replica; a caller may ask for less than timeout_s.
-TIMEOUT_HEADER = b"x-steady-timeout-ms"
 
 
 class Gateway:
@@ -178,7 +176,7 @@ class Gateway:
                                " and /v2/health/ready")
         now = self.clock()
         timeout_s = service.route.timeout_s
-        asked = _asked_timeout_s(request)
+        asked = request.timeout_s()  # a caller may ask for less than the deployment's timeout_s
         if asked is not None:
             timeout_s = min(timeout_s, asked)
         # Replicas serve /<handler>; V2 paths go through as they are.
@@ -294,18 +292,6 @@ def _is_v2(request: Request) -> bool:
 def _handler_url(request: Request, handler: str) -> bytes:
     _, sep, query = request.url.partition(b"?")
     return b"/" + handler.encode() + sep + query
-
-
-def _asked_timeout_s(request: Request) -> float | None:
-    """A caller may ask for a shorter deadline than the deployment's timeout_s."""
-    value = request.header(TIMEOUT_HEADER)
-    if value is None:
-        return None
-    try:
-        asked_ms = int(value)
-    except ValueError:
-        return None
-    return asked_ms / 1000.0 if asked_ms > 0 else None
 
 
 def _encode_upstream(request: Request, url: bytes) -> tuple[bytes, bytes]:

@@ -44,7 +44,6 @@ class Reply:
 
 DRAINING_HEADER = b"x-steady-draining: 1\r\nretry-after: 1\r\n"
 OVERLOADED_HEADER = b"x-steady-overloaded: 1\r\nretry-after: 1\r\n"
-TIMEOUT_HEADER = b"x-steady-timeout-ms"  # the time left of the call, set by the gateway
 WATCHDOG_INTERVAL_S = 0.05
 HANDBACK_MARGIN_S, HANDBACK_SHARE = 1.0, 0.25  # before its deadline, an unstarted call is handed back
 REPLY_MARGIN_S = 0.15  # a call bound by the gateway's deadline is answered this much before it
@@ -307,7 +306,7 @@ class ReplicaApp:
 
     def _timed_out(self, spec: HandlerSpec, request_id: bytes, by_deadline: bool, waited_s: float) -> Reply:
         if by_deadline:
-            message = f"handler {spec.name!r} did not return before the call's deadline ({waited_s:.3g}s left)"
+            message = f"handler {spec.name!r} did not return before the call's deadline (waited {waited_s:.3g}s)"
         else:
             message = f"handler {spec.name!r} did not return within handler_timeout_s ({self.handler_timeout_s:g}s)"
         rid = request_id.decode("ascii", "replace")
@@ -507,11 +506,5 @@ class ReplicaApp:
 
 def _deadline(request: Request) -> float | None:
     """The call's deadline (``time.monotonic()``), from the time the gateway says is left."""
-    value = request.header(TIMEOUT_HEADER)
-    if value is None:
-        return None
-    try:
-        left_ms = int(value)
-    except ValueError:
-        return None
-    return time.monotonic() + left_ms / 1000.0
+    left_s = request.timeout_s()
+    return None if left_s is None else time.monotonic() + left_s

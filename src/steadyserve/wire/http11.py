@@ -23,6 +23,9 @@ def valid_request_id(value: bytes) -> bool:
     return _REQUEST_ID.fullmatch(value) is not None
 
 
+TIMEOUT_HEADER = b"x-steady-timeout-ms"  # the time left of a call: set by callers and by the gateway
+
+
 @dataclass(slots=True)
 class Request:
     """A fully received request. Header names are lower-cased."""
@@ -44,6 +47,17 @@ class Request:
             if key == name:
                 return value
         return None
+
+    def timeout_s(self) -> float | None:
+        """The time left of the call (``x-steady-timeout-ms``, a positive whole number), if given."""
+        value = self.header(TIMEOUT_HEADER)
+        if value is None:
+            return None
+        try:
+            left_ms = int(value)
+        except ValueError:
+            return None
+        return left_ms / 1000.0 if left_ms > 0 else None
 
 
 def response(
