@@ -29,3 +29,12 @@ def test_gateway_http_settings_reach_the_gateway_process():
     limits = limits_from_flags(parsed)
     assert (limits.header_timeout_s, limits.max_connections, limits.max_body_bytes) == (2.5, 50, 1000)
     assert limits.max_url_bytes == ServerLimits().max_url_bytes
+
+
+def test_replicas_get_one_math_library_thread_unless_told_otherwise():
+    from steadyserve.control.launch import replica_env
+
+    assert replica_env({}, {})["OMP_NUM_THREADS"] == "1"
+    assert replica_env({"OMP_NUM_THREADS": "8"}, {})["OMP_NUM_THREADS"] == "8"  # the deployment's env wins
+    assert "MKL_NUM_THREADS" not in replica_env({}, {"MKL_NUM_THREADS": "4"})  # the operator's is inherited
+    assert replica_env({"MODEL_DIR": "/m"}, {})["MODEL_DIR"] == "/m"

@@ -31,7 +31,7 @@ from ..gateway.routes import (
 from ..types import Clock
 from . import reports
 from .config import DeploymentConfig, PlatformConfig, resolve_deployment
-from .launch import GATEWAY_MODULE, REPLICA_MODULE, gateway_args, replica_args
+from .launch import GATEWAY_MODULE, REPLICA_MODULE, gateway_args, replica_args, replica_env
 from .probes import HttpProber, Prober, ProbeResult
 from .processes import AdoptedProcess, Launcher, ProcessHandle, is_steady_process, pid_alive
 from .publish import build_table, canary_route
@@ -506,7 +506,7 @@ class Controller:
         else:
             module = GATEWAY_MODULE
             args = gateway_args(cfg.gateway, managed.slot.id, self.routes_path, endpoint, cfg.grace_s)
-        env = managed.config.spec.env if managed.config is not None else {}
+        env = replica_env(managed.config.spec.env, os.environ) if managed.config is not None else {}
         proc = self.launcher.start_module(module, args, cfg.logs_dir / f"{managed.label}.log", env)
         managed.proc, managed.endpoint = proc, endpoint
         managed.stats = {}
