@@ -159,6 +159,9 @@ class Controller:
 
     # --- recovery after the previous controller died ----------------------------------
     def _config_of(self, name: str, revision: int) -> DeploymentConfig | None:
+        recorded = self.db.revision_config(name, revision)
+        if recorded is not None:
+            return DeploymentConfig.model_validate_json(recorded)
         stored = self.db.revision_spec(name, revision)
         if stored is None:
             return None
@@ -220,7 +223,7 @@ class Controller:
         """Create or update a deployment; an update rolls out a new revision. Returns (revision, changed)."""
         spec_json = json.dumps({"target": config.target, "spec": config.spec.model_dump(mode="json")},
                                sort_keys=True)
-        revision, created = self.db.record_revision(config.name, spec_json)
+        revision, created = self.db.record_revision(config.name, spec_json, config.model_dump_json())
         current = self.deployments.get(config.name)
         if current is not None and current.revision == revision and not current.deleting:
             return revision, False

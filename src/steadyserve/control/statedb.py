@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS processes (
@@ -36,11 +36,18 @@ CREATE TABLE IF NOT EXISTS tokens (
 );
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
-    target TEXT NOT NULL, source TEXT NOT NULL, result TEXT NOT NULL
+    target TEXT NOT NULL, source TEXT NOT NULL, result TEXT NOT NULL,
+    count INTEGER NOT NULL DEFAULT 1, last_ts REAL  -- aggregated refusals: how many, and the last one's time
 );
 CREATE TABLE IF NOT EXISTS revisions (
     deployment TEXT NOT NULL, revision INTEGER NOT NULL, spec TEXT NOT NULL,
-    created_at REAL NOT NULL, PRIMARY KEY (deployment, revision)
+    created_at REAL NOT NULL,
+    config TEXT,  -- the resolved DeploymentConfig (JSON): recovery needs no import of the service
+    PRIMARY KEY (deployment, revision)
+);
+CREATE TABLE IF NOT EXISTS secrets (
+    deployment TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, value TEXT NOT NULL,
+    created_at REAL NOT NULL, PRIMARY KEY (deployment, name, version)
 );
 """
 
@@ -129,6 +136,12 @@ class StateDB:
                                  (deployment, revision)).fetchone()
         return None if row is None else str(row["spec"])
 
+    def revision_config(self, deployment: str, revision: int) -> str | None:
+        """The resolved DeploymentConfig (JSON) recorded with a revision, if any."""
+        row = self._conn.execute("SELECT config FROM revisions WHERE deployment = ? AND revision = ?",
+                                 (deployment, revision)).fetchone()
+        return None if row is None or row["config"] is None else str(row["config"])
+
     # --- tokens and audit -------------------------------------------------------------
     def add_token(self, token_id: str, name: str, role: str, digest: str,
                   rate_per_s: float | None, burst: int | None) -> None:
@@ -175,8 +188,11 @@ class StateDB:
         )
         return Event(int(cur.lastrowid or 0), ts, kind, deployment, subject, type, message)
 
-    def record_revision(self, deployment: str, spec_json: str) -> tuple[int, bool]:
-        """The revision number for this spec; a new one only if it differs from the latest."""
+    def record_revision(self, deployment: str, spec_json: str, config_json: str | None = None) -> tuple[int, bool]:
+        """The revision number for this spec; a new one only if it differs from the latest.
+
+        ``config_json`` (the resolved DeploymentConfig) lets recovery skip importing the service.
+        """
         row = self._conn.execute(
             "SELECT revision, spec FROM revisions WHERE deployment = ? ORDER BY revision DESC LIMIT 1",
             (deployment,),
@@ -185,8 +201,8 @@ class StateDB:
             return int(row["revision"]), False
         revision = 1 if row is None else int(row["revision"]) + 1
         self._conn.execute(
-            "INSERT INTO revisions(deployment, revision, spec, created_at) VALUES(?, ?, ?, ?)",
-            (deployment, revision, spec_json, time.time()),
+            "INSERT INTO revisions(deployment, revision, spec, created_at, config) VALUES(?, ?, ?, ?, ?)",
+            (deployment, revision, spec_json, time.time(), config_json),
         )
         return revision, True
 
