@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -16,12 +17,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 STEADY = [sys.executable, "-m", "steadyserve.cli"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Everything the tests and their instances put in the temp dir goes in one directory that is
+    removed at the end: a killed controller's socket directory is never left behind in /tmp."""
+    import tempfile
+
+    config._steady_tmp = tempfile.mkdtemp(prefix="steady-tests-")  # type: ignore[attr-defined]
+    os.environ["TMPDIR"] = config._steady_tmp  # type: ignore[attr-defined]
+    tempfile.tempdir = None  # re-read TMPDIR
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    tmp = getattr(config, "_steady_tmp", None)
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 60.0, what: str = "condition") -> Any:
@@ -116,6 +136,17 @@ class Instance:
     def post_json(self, path: str, payload: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
         status, hdrs, body = self.request("POST", path, json.dumps(payload).encode(), headers)
         return status, hdrs, json.loads(body)
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A control API call over the instance's private Unix socket, as the CLI makes it."""
+        with httpx.Client(transport=httpx.HTTPTransport(uds=self.meta()["api_socket"]), timeout=60) as client:
+            return client.request(method, f"http://steady{path}", **kwargs)
+
+    def meta(self) -> dict[str, str]:
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(self.state_dir / "state.db")) as db:
+            return dict(db.execute("SELECT key, value FROM meta"))
 
 
 def _drain_output(inst: Instance) -> None:

@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from .caller import Caller, current_caller  # noqa: E402
 from .errors import (  # noqa: E402
     Forbidden,
     GatewayError,
@@ -26,7 +27,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
-    "Batch", "Client", "Forbidden", "GatewayError", "HandlerFailed", "InvalidInput", "RateLimited",
+    "Batch", "Caller", "Client", "Forbidden", "GatewayError", "HandlerFailed", "InvalidInput", "RateLimited",
     "Service", "ServiceUnavailable", "SteadyError", "Unauthorized", "UnknownHandler", "__version__",
-    "handler",
+    "current_caller", "handler",
 ]

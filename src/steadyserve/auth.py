@@ -1,4 +1,4 @@
-"""API tokens, roles and rate limits: pure pieces used by the gateway and the control API.
+"""API tokens and roles: pure pieces used by the gateway and the control API.
 
 A token reads ``st_<id>_<secret>``. Only ``sha256(secret)`` is stored; the id
 finds the row and the digests are compared in constant time.
@@ -43,6 +43,9 @@ def allows(role: str, action: Action) -> bool:
 
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+_NO_DIGEST = digest("no token has this secret")
 
 
 def new_token() -> tuple[str, str, str]:
@@ -93,29 +96,12 @@ def check(header_value: bytes | str | None, tokens: dict[str, TokenRecord], acti
         return Verdict(401, "missing bearer token (send 'authorization: Bearer <token>')")
     parts = split_token(token)
     record = tokens.get(parts[0]) if parts else None
-    if parts is None or record is None or not hmac.compare_digest(record.digest, digest(parts[1])):
+    # The same work whether or not the id is known: timing must not tell which token ids exist.
+    presented = digest(parts[1] if parts else token)
+    matches = hmac.compare_digest(record.digest if record is not None else _NO_DIGEST, presented)
+    if record is None or not matches:
         return Verdict(401, "invalid or revoked token")
     if not allows(record.role, action):
         return Verdict(403, f"role {record.role!r} may not {action.value}", record)
     return Verdict(200, "ok", record)
 
-
-class TokenBucket:
-    """``rate_per_s`` tokens a second, up to ``burst`` saved; time passed in."""
-
-    __slots__ = ("rate_per_s", "burst", "_level", "_at")
-
-    def __init__(self, rate_per_s: float, burst: int, now: float) -> None:
-        self.rate_per_s = rate_per_s
-        self.burst = burst
-        self._level = float(burst)
-        self._at = now
-
-    def take(self, now: float) -> float:
-        """0 if allowed now; else the seconds until one token is available."""
-        self._level = min(self.burst, self._level + (now - self._at) * self.rate_per_s)
-        self._at = now
-        if self._level >= 1:
-            self._level -= 1
-            return 0.0
-        return (1 - self._level) / self.rate_per_s

@@ -6,8 +6,6 @@ import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +75,16 @@ def serve(target: str, state_dir: Path, no_batching: bool, api_port: int, auth: 
     """Serve TARGET (PATH[:Class]) with replicas behind the gateway."""
     from .control.serve import check_gateway_port, check_port, serve_spec
 
-    def build(recovering: bool) -> tuple[Any, Any]:
+    def build(recovering: bool) -> tuple[Any, Any, dict[str, dict[str, str]]]:
         options["port"] = check_gateway_port(options["host"], options["port"], recovering)
         name, spec = serve_spec(target, batching=not no_batching, **options)
         if not auth and not _is_loopback(options["host"]):
             raise ConfigError(f"--host {options['host']} exposes the service beyond this machine;"
                               " add --auth (and create tokens with `steady token create`)")
-        return _resolve(spec, Path.cwd(), state_dir, check_port("127.0.0.1", api_port),
-                        default_deployment=name, auth_required=auth)
+        config, specs = _resolve(spec, Path.cwd(), state_dir, check_port("127.0.0.1", api_port),
+                                 default_deployment=name, auth_required=auth)
+        hint = "stop this instance (Ctrl-C) and start `steady serve` again"
+        return config.model_copy(update={"apply_hint": hint}), specs, {}
 
     _run_platform(build, state_dir)
 
@@ -103,10 +103,11 @@ def serve(target: str, state_dir: Path, no_batching: bool, api_port: int, auth: 
 def up(spec_file: Path, port: int | None, api_port: int, no_auth: bool, tls_cert: Path | None,
        tls_key: Path | None, state_dir: Path) -> None:
     """Run every deployment of a spec file behind one gateway."""
+    from .control.secrets import read_secret_values
     from .control.serve import check_gateway_port, check_port
     from .control.spec import GatewaySpec, load_spec
 
-    def build(recovering: bool) -> tuple[Any, Any]:
+    def build(recovering: bool) -> tuple[Any, Any, dict[str, dict[str, str]]]:
         spec = load_spec(spec_file)
         wanted = spec.gateway.port if port is None else port
         update: dict[str, Any] = {"port": check_gateway_port(spec.gateway.host, wanted, recovering)}
@@ -117,8 +118,13 @@ def up(spec_file: Path, port: int | None, api_port: int, no_auth: bool, tls_cert
         if no_auth and not _is_loopback(spec.gateway.host):
             raise ConfigError(f"{spec_file}: --no-auth is only allowed when gateway.host is a loopback"
                               f" address, not {spec.gateway.host}")
-        return _resolve(spec, spec_file.resolve().parent, state_dir, check_port("127.0.0.1", api_port),
-                        auth_required=not no_auth)
+        base_dir = spec_file.resolve().parent
+        secrets = {name: read_secret_values(name, dep, base_dir, os.environ, str(spec_file))
+                   for name, dep in spec.deployments.items()}
+        config, specs = _resolve(spec, base_dir, state_dir, check_port("127.0.0.1", api_port),
+                                 auth_required=not no_auth)
+        hint = f"steady deploy -f {spec_file} --state-dir {state_dir}"
+        return config.model_copy(update={"apply_hint": hint}), specs, secrets
 
     _run_platform(build, state_dir)
 
@@ -145,7 +151,7 @@ def _run_platform(build: Any, state_dir: Path) -> None:
 
     try:
         recovering = check_state_dir_free(state_dir)
-        config, specs = build(recovering)
+        config, specs, secrets = build(recovering)
     except ConfigError as exc:
         fail(str(exc))
     except ValidationError as exc:
@@ -153,33 +159,42 @@ def _run_platform(build: Any, state_dir: Path) -> None:
     ui = ServeConsole(console, config, specs, state_dir)
     ui.start()
     try:
-        run_platform(config, ui.on_event, ui.on_all_ready, recover=recovering)
+        run_platform(config, ui.on_event, ui.on_all_ready, recover=recovering, secrets=secrets)
     finally:
         ui.stop()
 
 
 API_URL_OPTION = click.option("--api-url", help="Control API (default: $STEADY_API_URL, else the running instance's).")
+CACERT_OPTION = click.option(
+    "--cacert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM CA bundle to trust for HTTPS, e.g. a self-signed server certificate"
+         " (default: $STEADY_CA_BUNDLE, else the default CA store).",
+)
 
 
-def _api(method: str, path: str, state_dir: Path, api_url: str | None, body: Any = None) -> Any:
+def _api(method: str, path: str, state_dir: Path, api_url: str | None, body: Any = None,
+         cacert: Path | None = None) -> Any:
+    """A control API call: over TCP with $STEADY_TOKEN when a URL is named, else over the
+    running instance's private Unix socket (its file permissions stand for a token)."""
     import httpx
 
     if api_url is None:
         api_url = os.environ.get("STEADY_API_URL")
+    headers: dict[str, str] = {}
     if api_url is None:
-        db = _open_db(state_dir)
-        try:
-            api_url = db.meta().get("api_url")
-        finally:
-            db.close()
-        if not api_url:
-            fail(f"no control API recorded in {state_dir}/; pass --api-url")
-    token = os.environ.get("STEADY_TOKEN")
-    headers = {"authorization": f"Bearer {token}"} if token else {}
+        local = _local_api_socket(state_dir)
+        client = httpx.Client(transport=httpx.HTTPTransport(uds=str(local)), timeout=120)
+        base, where, url = "http://steady", f"the control socket {local}", None
+    else:
+        token = os.environ.get("STEADY_TOKEN")
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        client = httpx.Client(timeout=120, verify=_verify(cacert))
+        base, where, url = api_url.rstrip("/"), f"the control API at {api_url}", api_url
     try:
-        response = httpx.request(method, f"{api_url.rstrip('/')}{path}", json=body, headers=headers, timeout=120)
+        with client:
+            response = client.request(method, f"{base}{path}", json=body, headers=headers)
     except httpx.HTTPError as exc:
-        fail(f"cannot reach the control API at {api_url}: {exc} (is `steady up` running?)")
+        fail(_unreachable(exc, where, url, cacert))
     if response.status_code >= 400:
         try:
             doc = response.json()
@@ -190,6 +205,40 @@ def _api(method: str, path: str, state_dir: Path, api_url: str | None, body: Any
             message = response.text
         fail(f"{response.status_code}: {message}")
     return response.json()
+
+
+def _local_api_socket(state_dir: Path) -> Path:
+    from .control.private_dirs import check_private_dir
+
+    db = _open_db(state_dir)
+    try:
+        meta = db.meta()
+    finally:
+        db.close()
+    recorded = meta.get("api_socket")
+    if not recorded or meta.get("status") != "running":
+        fail(f"no running steadyserve instance in {state_dir}/ (start one with `steady up` or `steady serve`,"
+             " or name a remote one with --api-url and $STEADY_TOKEN)")
+    local = Path(recorded)
+    try:
+        check_private_dir(local.parent)  # a socket someone else could have put there is not ours
+    except ConfigError as exc:
+        fail(f"refusing the control socket {local}: {exc}")
+    return local
+
+
+def _verify(cacert: Path | None) -> Any:
+    """What httpx verifies a TLS server with: --cacert, else $STEADY_CA_BUNDLE, else the system's."""
+    from .trust import httpx_verify
+
+    return httpx_verify(cacert)
+
+
+def _unreachable(exc: Exception, where: str, url: str | None, cacert: Path | None) -> str:
+    from .trust import tls_failure_message
+
+    message = tls_failure_message(exc, url, cacert) if url is not None else None
+    return message or f"cannot reach {where}: {exc} (is `steady up` running?)"
 
 
 def _open_db(state_dir: Path) -> Any:
@@ -206,9 +255,9 @@ def _remote(api_url: str | None) -> str | None:
     return api_url or os.environ.get("STEADY_API_URL")
 
 
-def status_rows(state_dir: Path, api_url: str | None = None) -> list[dict[str, Any]]:
+def status_rows(state_dir: Path, api_url: str | None = None, cacert: Path | None = None) -> list[dict[str, Any]]:
     if _remote(api_url):
-        rows = _api("GET", "/v1/replicas", state_dir, _remote(api_url))
+        rows = _api("GET", "/v1/replicas", state_dir, _remote(api_url), cacert=cacert)
     else:
         db = _open_db(state_dir)
         try:
@@ -236,10 +285,11 @@ def _format_uptime(seconds: float | None) -> str:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects.")
 @API_URL_OPTION
+@CACERT_OPTION
 @STATE_DIR_OPTION
-def status(state_dir: Path, as_json: bool, api_url: str | None) -> None:
+def status(state_dir: Path, as_json: bool, api_url: str | None, cacert: Path | None) -> None:
     """Replicas and gateway processes of the running instance."""
-    rows = status_rows(state_dir, api_url)
+    rows = status_rows(state_dir, api_url, cacert)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -261,14 +311,16 @@ def status(state_dir: Path, as_json: bool, api_url: str | None) -> None:
 @click.option("--type", "event_type", help="Only events of this type (e.g. crash_loop).")
 @click.option("--json", "as_json", is_flag=True)
 @API_URL_OPTION
+@CACERT_OPTION
 @STATE_DIR_OPTION
-def events(state_dir: Path, limit: int, event_type: str | None, as_json: bool, api_url: str | None) -> None:
+def events(state_dir: Path, limit: int, event_type: str | None, as_json: bool, api_url: str | None,
+           cacert: Path | None) -> None:
     """The event log: every state change, oldest first."""
     from .control.statedb import Event
 
     if _remote(api_url):
         query = f"/v1/events?limit={limit}" + (f"&type={event_type}" if event_type else "")
-        items = [Event(**e) for e in _api("GET", query, state_dir, _remote(api_url))]
+        items = [Event(**e) for e in _api("GET", query, state_dir, _remote(api_url), cacert=cacert)]
     else:
         db = _open_db(state_dir)
         try:
@@ -305,8 +357,10 @@ def _resolve_url(url: str | None, state_dir: Path) -> str:
 @click.option("--json", "payload", default="{}", show_default=True, help="JSON object body.")
 @click.option("--url", help="Gateway URL (default: $STEADY_URL, else the running instance's).")
 @click.option("--timeout-s", type=float, default=60.0, show_default=True)
+@CACERT_OPTION
 @STATE_DIR_OPTION
-def call(names: tuple[str, ...], payload: str, url: str | None, timeout_s: float, state_dir: Path) -> None:
+def call(names: tuple[str, ...], payload: str, url: str | None, timeout_s: float, cacert: Path | None,
+         state_dir: Path) -> None:
     """Call a handler through the gateway and print the JSON answer.
 
     With `steady serve` the deployment may be left out.
@@ -320,28 +374,36 @@ def call(names: tuple[str, ...], payload: str, url: str | None, timeout_s: float
         fail(f"--json is not valid JSON: {exc}")
     if not isinstance(body, dict):
         fail("--json must be a JSON object, e.g. '{\"message\": \"hi\"}'")
+    import httpx
+
+    from .trust import httpx_verify, tls_failure_message
+
     base = _resolve_url(url, state_dir)
     headers = {"content-type": "application/json"}
     if os.environ.get("STEADY_TOKEN"):
         headers["authorization"] = f"Bearer {os.environ['STEADY_TOKEN']}"
-    request = urllib.request.Request(
-        f"{base}/{handler.lstrip('/')}", data=json.dumps(body).encode(), headers=headers, method="POST",
-    )
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
-            click.echo(json.dumps(json.loads(resp.read()), indent=2))
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")
+        response = httpx.post(f"{base}/{handler.lstrip('/')}", content=json.dumps(body).encode(), headers=headers,
+                              timeout=timeout_s, verify=httpx_verify(cacert))
+    except httpx.HTTPError as exc:
+        fail(tls_failure_message(exc, base, cacert) or f"cannot reach {base}: {exc} (is `steady serve` running?)")
+    if response.status_code >= 400:
+        detail = response.text
         try:
             detail = json.dumps(json.loads(detail))
         except ValueError:
             pass
-        fail(f"{exc.code} {exc.reason}: {detail}")
-    except urllib.error.URLError as exc:
-        fail(f"cannot reach {base}: {exc.reason} (is `steady serve` running?)")
+        fail(f"{response.status_code} {response.reason_phrase}: {detail}")
+    try:
+        click.echo(json.dumps(response.json(), indent=2))
+    except ValueError:
+        fail(f"{base} answered {response.status_code} with a body that is not JSON: {response.text[:200]!r}")
 
 
 def run() -> None:
+    # Everything steady writes (state DB, logs, sockets, backups) and every process it starts
+    # is private to the operator: other local users must not read tokens, secrets or audit rows.
+    os.umask(0o077)
     try:
         main()
     except SteadyError as exc:
@@ -352,7 +414,7 @@ def run() -> None:
 
 
 # Registers the management commands on `main`; imported last because it uses the above.
-from . import cli_admin  # noqa: E402,F401
+from . import cli_admin, cli_state  # noqa: E402,F401
 
 if __name__ == "__main__":
     # Run through the package module, on which cli_admin registered its commands.

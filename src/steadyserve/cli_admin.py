@@ -4,6 +4,7 @@ revisions (through the control API), tokens and the audit log (on the state DB).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from .cli import (
     API_URL_OPTION,
+    CACERT_OPTION,
     STATE_DIR_OPTION,
     _api,
     _open_db,
@@ -30,37 +32,98 @@ from .errors import ConfigError
 @main.command()
 @click.option("--file", "-f", "spec_file", type=click.Path(path_type=Path), default=Path("steady.yaml"),
               show_default=True)
+@click.option("--wait", is_flag=True, help="Return when every rollout has finished; exit 1 if one was"
+              " rolled back or did not finish (a CI gate).")
+@click.option("--timeout-s", type=click.FloatRange(min=1), default=600.0, show_default=True,
+              help="With --wait: give up after this long.")
 @API_URL_OPTION
+@CACERT_OPTION
 @STATE_DIR_OPTION
-def deploy(spec_file: Path, api_url: str | None, state_dir: Path) -> None:
-    """Create or update (rolling update) every deployment of a spec file."""
+def deploy(spec_file: Path, wait: bool, timeout_s: float, api_url: str | None, cacert: Path | None,
+           state_dir: Path) -> None:
+    """Create or update (rolling update) every deployment of a spec file.
+
+    An unchanged spec changes nothing; one that changes only the replica count scales.
+    """
+    import os
+
+    from .control.secrets import read_secret_values
     from .control.spec import load_spec
 
     try:
         spec = load_spec(spec_file)
+        base = spec_file.resolve().parent
+        secrets = {name: read_secret_values(name, dep, base, os.environ, str(spec_file))
+                   for name, dep in spec.deployments.items()}
     except ConfigError as exc:
         fail(str(exc))
-    base = spec_file.resolve().parent
+    since = _last_event_seq(state_dir, api_url, cacert) if wait else 0
     table = Table()
-    for column in ("deployment", "revision", "result"):
+    for column in ("deployment", "revision", "replicas", "result"):
         table.add_column(column)
+    rolling: dict[str, int] = {}
     for name, dep in spec.deployments.items():
         path, sep, cls = dep.service.partition(":")
         service = str(Path(path) if Path(path).is_absolute() else base / path) + sep + cls
-        body = {"spec": dep.model_copy(update={"service": service}).model_dump(mode="json")}
-        result = _api("PUT", f"/v1/deployments/{name}", state_dir, api_url, body)
-        table.add_row(name, str(result["revision"]), "rolling out" if result["changed"] else "unchanged")
+        body = {"spec": dep.model_copy(update={"service": service}).model_dump(mode="json"),
+                "secrets": secrets[name]}
+        result = _api("PUT", f"/v1/deployments/{name}", state_dir, api_url, body, cacert=cacert)
+        outcome = ("created" if result["created"] else "rolling out" if result["rolling_out"]
+                   else "scaled" if result["changed"] else "unchanged")
+        table.add_row(name, str(result["revision"]), str(result["replicas"]), outcome)
+        rolling[name] = result["revision"]
     console.print(table)
+    if wait and not _wait_for_rollouts(rolling, since, timeout_s, state_dir, api_url, cacert):
+        sys.exit(1)
+
+
+def _last_event_seq(state_dir: Path, api_url: str | None, cacert: Path | None) -> int:
+    events = _api("GET", "/v1/events?limit=1", state_dir, api_url, cacert=cacert)
+    return int(events[-1]["seq"]) if events else 0
+
+
+def _wait_for_rollouts(revisions: dict[str, int], since: int, timeout_s: float, state_dir: Path,
+                       api_url: str | None, cacert: Path | None) -> bool:
+    """Poll until each deployment's rollout is done or failed; print why any failed."""
+    from .deploy_wait import Done, Failed, Verdict, Waiting, judge
+
+    deadline = time.monotonic() + timeout_s
+    verdicts: dict[str, Verdict] = {}
+    with console.status("waiting for the rollouts") as status:
+        while True:
+            deployments = {d["name"]: d for d in _api("GET", "/v1/deployments", state_dir, api_url, cacert=cacert)}
+            events = [e for e in _api("GET", "/v1/events?limit=10000", state_dir, api_url, cacert=cacert)
+                      if e["seq"] > since]
+            verdicts = {name: judge(name, rev, deployments.get(name), events) for name, rev in revisions.items()}
+            waiting = {n: v for n, v in verdicts.items() if isinstance(v, Waiting)}
+            if not waiting or time.monotonic() > deadline:
+                break
+            status.update("waiting: " + "; ".join(f"{n}: {v.progress}" for n, v in waiting.items()))
+            time.sleep(0.5)
+    ok = True
+    for name, verdict in verdicts.items():
+        if isinstance(verdict, Done):
+            console.print(f"{name}: rolled out ({verdict.message})")
+        elif isinstance(verdict, Failed):
+            ok = False
+            err_console.print(f"[red]{escape(name)}: rollout failed:[/red] {escape(verdict.reason)}")
+        else:
+            ok = False
+            err_console.print(f"[red]{escape(name)}: not rolled out within {timeout_s:g}s:[/red]"
+                              f" {escape(verdict.progress)}")
+    return ok
 
 
 @main.command()
 @click.argument("name")
 @click.argument("replicas", type=click.IntRange(1, 64))
 @API_URL_OPTION
+@CACERT_OPTION
 @STATE_DIR_OPTION
-def scale(name: str, replicas: int, api_url: str | None, state_dir: Path) -> None:
+def scale(name: str, replicas: int, api_url: str | None, cacert: Path | None, state_dir: Path) -> None:
     """Set the number of replicas of deployment NAME."""
-    result = _api("POST", f"/v1/deployments/{name}/scale", state_dir, api_url, {"replicas": replicas})
+    result = _api("POST", f"/v1/deployments/{name}/scale", state_dir, api_url, {"replicas": replicas},
+                  cacert=cacert)
     console.print(f"{name}: scaling to {result['replicas']} replicas ({result['ready']} ready now)")
 
 
@@ -68,20 +131,24 @@ def scale(name: str, replicas: int, api_url: str | None, state_dir: Path) -> Non
 @click.argument("name")
 @click.option("--to", "to_revision", type=click.IntRange(1), help="Revision (default: the one before).")
 @API_URL_OPTION
+@CACERT_OPTION
 @STATE_DIR_OPTION
-def rollback(name: str, to_revision: int | None, api_url: str | None, state_dir: Path) -> None:
+def rollback(name: str, to_revision: int | None, api_url: str | None, cacert: Path | None,
+             state_dir: Path) -> None:
     """Roll deployment NAME back to an earlier revision (as a new revision)."""
-    result = _api("POST", f"/v1/deployments/{name}/rollback", state_dir, api_url, {"to_revision": to_revision})
+    result = _api("POST", f"/v1/deployments/{name}/rollback", state_dir, api_url, {"to_revision": to_revision},
+                  cacert=cacert)
     console.print(f"{name}: rolling out revision {result['revision']}")
 
 
 @main.command()
 @click.argument("name")
 @API_URL_OPTION
+@CACERT_OPTION
 @STATE_DIR_OPTION
-def delete(name: str, api_url: str | None, state_dir: Path) -> None:
+def delete(name: str, api_url: str | None, cacert: Path | None, state_dir: Path) -> None:
     """Delete deployment NAME (its replicas drain first)."""
-    _api("DELETE", f"/v1/deployments/{name}", state_dir, api_url)
+    _api("DELETE", f"/v1/deployments/{name}", state_dir, api_url, cacert=cacert)
     console.print(f"{name}: deleting")
 
 
@@ -89,19 +156,22 @@ def delete(name: str, api_url: str | None, state_dir: Path) -> None:
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True)
 @API_URL_OPTION
+@CACERT_OPTION
 @STATE_DIR_OPTION
-def revisions(name: str, as_json: bool, api_url: str | None, state_dir: Path) -> None:
+def revisions(name: str, as_json: bool, api_url: str | None, cacert: Path | None, state_dir: Path) -> None:
     """Revisions of deployment NAME."""
-    rows = _api("GET", f"/v1/deployments/{name}/revisions", state_dir, api_url)
+    rows = _api("GET", f"/v1/deployments/{name}/revisions", state_dir, api_url, cacert=cacert)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     table = Table()
     for column in ("revision", "active", "created", "service"):
         table.add_column(column)
+    table.add_column("changes", overflow="fold")
     for r in rows:
         table.add_row(str(r["revision"]), "*" if r["active"] else "",
-                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created_at"])), r["target"])
+                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created_at"])), r["target"],
+                      escape("\n".join(r.get("changes", []))))
     console.print(table)
 
 
@@ -208,7 +278,7 @@ def token_list(state_dir: Path) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @STATE_DIR_OPTION
 def audit(limit: int, as_json: bool, state_dir: Path) -> None:
-    """Who changed what, and every refused call."""
+    """Who changed what, and every refused call (a row with a count stands for that many calls)."""
     db = _open_db(state_dir)
     try:
         rows = db.audit(limit)
@@ -220,7 +290,19 @@ def audit(limit: int, as_json: bool, state_dir: Path) -> None:
     table = Table()
     for column in ("time", "actor", "action", "target", "from", "result"):
         table.add_column(column, overflow="fold")
+    table.add_column("count", justify="right")
+    refused: dict[str, int] = {}
     for r in rows:
-        table.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["ts"])), r["actor"], r["action"],
-                      escape(r["target"]), r["source"], escape(r["result"]))
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["ts"]))
+        if r.get("last_ts") and int(r["last_ts"]) != int(r["ts"]):
+            when += time.strftime(" to %H:%M:%S", time.localtime(r["last_ts"]))
+        count = int(r.get("count") or 1)
+        table.add_row(when, r["actor"], r["action"], escape(r["target"]), r["source"], escape(r["result"]),
+                      str(count))
+        if r["action"] == "invoke":
+            status = r["result"].partition(":")[0]
+            refused[status] = refused.get(status, 0) + count
     console.print(table)
+    if refused:
+        console.print("refused calls in these rows: "
+                      + ", ".join(f"{status}: {n}" for status, n in sorted(refused.items())))

@@ -8,13 +8,17 @@ Idempotent calls are retried on retryable failures (503, 429, 502/504,
 connection errors) with exponential backoff and full jitter, waiting at least
 what ``Retry-After`` asks. Non-idempotent calls are retried only when the
 failure proves the request was not executed (no connection, 503, 429).
+
+For a gateway with a self-signed or private-CA certificate, ``Client(cacert="ca.pem")`` or
+``$STEADY_CA_BUNDLE`` names the CA bundle to trust. A TLS failure (untrusted certificate, name
+mismatch, http:// vs https://) is a ConfigError saying so, and is not retried: it would fail
+the same way again.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +42,7 @@ from .errors import (
     Unauthorized,
     UnknownHandler,
 )
+from .trust import httpx_verify, tls_failure_message
 
 _BY_STATUS: dict[int, type[RequestError]] = {
     401: Unauthorized, 403: Forbidden, 404: UnknownHandler, 405: MethodNotAllowed,
@@ -86,6 +91,15 @@ def error_from_response(response: httpx.Response) -> SteadyError:
     return GatewayError(message, None, **details)
 
 
+def _transport_error(exc: httpx.TransportError, url: str) -> SteadyError:
+    """A failure short of an HTTP answer (TLS failures are told apart before this)."""
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return ConnectionFailed(f"cannot connect to {url}: {exc}", before_sending=True)
+    if isinstance(exc, httpx.TimeoutException):
+        return GatewayError(f"no answer from {url} in time: {exc}")
+    return ConnectionFailed(f"connection to {url} failed: {exc}")
+
+
 def _never_executed(error: SteadyError) -> bool:
     return isinstance(error, (ServiceUnavailable, RateLimited)) or (
         isinstance(error, ConnectionFailed) and bool(error.details.get("before_sending")))
@@ -103,6 +117,7 @@ class Client:
         backoff_base_s: float = 0.1,
         backoff_max_s: float = 5.0,
         transport: httpx.BaseTransport | None = None,
+        cacert: str | os.PathLike[str] | None = None,
         verify: bool | str = True,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
@@ -118,8 +133,13 @@ class Client:
         self._backoff = (backoff_base_s, backoff_max_s)
         self._sleep = sleep
         self._rng = rng or random.Random()
-        # verify: a CA bundle path for a self-signed gateway certificate (or $SSL_CERT_FILE).
-        tls: bool | ssl.SSLContext = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        if isinstance(verify, str):  # the older spelling of cacert=
+            if cacert is not None:
+                raise ConfigError("pass the CA bundle as cacert= only, not also as verify=")
+            cacert = verify
+        # cacert > $STEADY_CA_BUNDLE > the default store; verify=False turns checking off.
+        self._cacert = cacert
+        tls = httpx_verify(cacert) if verify is not False else False
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s, transport=transport,
                                   verify=tls)
 
@@ -144,15 +164,17 @@ class Client:
         timeout = httpx.USE_CLIENT_DEFAULT if timeout_s is None else timeout_s
         try:
             response = self._http.post(path, json=inputs, timeout=timeout)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise ConnectionFailed(f"cannot connect to {self.url}: {exc}", before_sending=True) from exc
-        except httpx.TimeoutException as exc:
-            raise GatewayError(f"no answer from {self.url} in time: {exc}") from exc
         except httpx.TransportError as exc:
-            raise ConnectionFailed(f"connection to {self.url} failed: {exc}") from exc
+            self._raise_if_tls(exc, self.url)
+            raise _transport_error(exc, self.url) from exc
         if response.status_code >= 400:
             raise error_from_response(response)
         return response.json()
+
+    def _raise_if_tls(self, exc: httpx.TransportError, url: str) -> None:
+        message = tls_failure_message(exc, url, self._cacert, option="Client(cacert=...)")
+        if message is not None:
+            raise ConfigError(message) from exc
 
     # --- management: mirrors the control API (needs api_url / STEADY_API_URL) --------------
     def _manage(self, method: str, path: str, body: Any = None) -> Any:
@@ -161,10 +183,12 @@ class Client:
         try:
             response = self._http.request(method, f"{self.api_url}{path}", json=body)
         except httpx.TransportError as exc:
+            self._raise_if_tls(exc, self.api_url)
             raise ConnectionFailed(f"cannot reach the control API at {self.api_url}: {exc}") from exc
         if response.status_code >= 400:
             raise error_from_response(response)
         return response.json()
+
 
     def deployments(self) -> list[dict[str, Any]]:
         return list(self._manage("GET", "/v1/deployments"))

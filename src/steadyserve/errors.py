@@ -10,6 +10,7 @@
     │   ├── MethodNotAllowed        405: GET on a handler with required arguments
     │   ├── Unauthorized            401: missing or invalid token
     │   └── Forbidden               403: the token's role does not allow it
+    ├── StateError                  the state database is damaged, emptied or of an unknown version
     ├── HandlerFailed               500: user code raised (carries an error id)
     ├── DeadlineExceeded            504: the call's deadline passed before (or while) it ran
     ├── RetryableError              try again later (the client retries these)
@@ -81,6 +82,10 @@ class Unauthorized(RequestError):
 
 class Forbidden(RequestError):
     status = 403
+
+
+class StateError(SteadyError):
+    """The state database cannot be used as it is; the message says what to do (one line)."""
 
 
 class HandlerFailed(SteadyError):

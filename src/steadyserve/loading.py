@@ -53,7 +53,7 @@ def _import_file(file: Path) -> object:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
         raise ServiceLoadError(f"{exc.filename}:{exc.lineno}: SyntaxError: {exc.msg}") from exc
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() at import is a load error too, with its line
         frame = _deepest_frame_in(file, exc)
         raise ServiceLoadError(f"{frame}: {type(exc).__name__}: {exc}") from exc
     return module

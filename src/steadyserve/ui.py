@@ -13,7 +13,7 @@ from rich.status import Status
 
 from .control.config import PlatformConfig
 from .control.statedb import Event
-from .service import HandlerSpec
+from .description import ServiceDescription
 
 _COLOURS = {"ready": "green", "recovered": "green", "crash_loop": "red", "killed": "red",
             "exited": "yellow", "unhealthy": "yellow", "ejected": "yellow"}
@@ -21,12 +21,12 @@ _NOT_READY = {"exited", "unhealthy", "killed", "crash_loop"}
 
 
 class ServeConsole:
-    def __init__(self, console: Console, config: PlatformConfig, specs: dict[str, dict[str, HandlerSpec]],
+    def __init__(self, console: Console, config: PlatformConfig, services: dict[str, ServiceDescription],
                  state_dir: Path) -> None:
         self.console = console
         self.config = config
         self.state_dir = state_dir
-        self.specs = specs
+        self.services = services
         self._ready: set[str] = set()
         self._total = sum(d.spec.desired_replicas for d in config.deployments) + config.gateway.processes
         self._started = time.monotonic()
@@ -67,10 +67,10 @@ class ServeConsole:
         lines = [f"\n[bold green]up[/bold green] at [bold]{cfg.url}[/bold]"
                  f" ({cfg.gateway.processes} gateway processes)"]
         for dep in cfg.deployments:
-            specs = self.specs[dep.name]
+            handlers = self.services[dep.name].handlers
             # The call to suggest: the first handler with an example, else the first one.
-            first = next((s for s in specs.values() if s.options.example), next(iter(specs.values())))
-            example = json.dumps(first.options.example or {p: "..." for p in first.required_params})
+            first = next((h for h in handlers.values() if h.example), next(iter(handlers.values())))
+            example = json.dumps(first.example or {p: "..." for p in first.required_params})
             path = first.name if cfg.default_deployment == dep.name else f"{dep.name}/{first.name}"
             lines.append(
                 f"  [bold]{dep.name}[/bold]: {dep.spec.desired_replicas} replicas, lb={dep.spec.lb}\n"

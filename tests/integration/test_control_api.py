@@ -41,14 +41,14 @@ def test_crud_through_the_cli(serve, tmp_path):
     extra.write_text(f"deployments:\n  echo:\n    service: {EXAMPLES / 'echo'}\n    replicas: 1\n")
     result = inst.cli("deploy", "-f", str(extra))
     assert result.returncode == 0, result.stderr
-    assert "echo" in result.stdout and "rolling out" in result.stdout
+    assert "echo" in result.stdout and "created" in result.stdout
     wait_for(lambda: inst.post_json("/echo/echo", {"message": "new"})[0] == 200, 60, "echo to serve")
 
     assert inst.cli("scale", "echo", "3").returncode == 0
     wait_for(lambda: sum(r["state"] == "ready" for r in inst.status() if r["deployment"] == "echo") == 3,
              60, "3 ready echo replicas")
 
-    listed = httpx.get(f"{api_url(inst)}/v1/deployments").json()
+    listed = inst.api("GET", "/v1/deployments").json()
     assert [(d["name"], d["replicas"]) for d in listed] == [("echo", 3), ("slow", 1)]
 
     assert inst.cli("delete", "echo").returncode == 0
@@ -66,15 +66,14 @@ def test_api_validates_and_documents_itself(serve, tmp_path):
     spec = tmp_path / "steady.yaml"
     spec.write_text(spec_text(replicas=1))
     inst = serve(str(spec), command="up")
-    base = api_url(inst)
-    doc = httpx.get(f"{base}/openapi.json").json()
+    doc = inst.api("GET", "/openapi.json").json()
     assert "/v1/deployments/{name}/rollback" in doc["paths"]
-    assert "/v1/deployments" in httpx.get(f"{base}/docs").text
-    bad = httpx.put(f"{base}/v1/deployments/x", json={"spec": {"service": "nowhere", "replicas": "many"}})
+    assert "/v1/deployments" in httpx.get(f"{api_url(inst)}/docs").text  # public, like /openapi.json
+    bad = inst.api("PUT", "/v1/deployments/x", json={"spec": {"service": "nowhere", "replicas": "many"}})
     assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "spec.replicas"
-    missing = httpx.put(f"{base}/v1/deployments/x", json={"spec": {"service": "/nowhere/at/all"}})
+    missing = inst.api("PUT", "/v1/deployments/x", json={"spec": {"service": "/nowhere/at/all"}})
     assert missing.status_code == 422 and "no such file or directory" in missing.json()["error"]
-    exists = httpx.post(f"{base}/v1/deployments/slow", json={"spec": {"service": str(FIXTURES / "slow")}})
+    exists = inst.api("POST", "/v1/deployments/slow", json={"spec": {"service": str(FIXTURES / "slow")}})
     assert exists.status_code == 409
 
 
@@ -131,10 +130,13 @@ def test_client_sdk_manages_deployments(serve, tmp_path):
     spec = tmp_path / "steady.yaml"
     spec.write_text(spec_text(replicas=1))
     inst = serve(str(spec), command="up")
-    with Client(inst.url, api_url=api_url(inst)) as client:
+    created = inst.cli("token", "create", "--role", "admin", "--name", "sdk")
+    assert created.returncode == 0, created.stderr
+    with Client(inst.url, api_url=api_url(inst), token=created.stdout.strip()) as client:
         assert [d["name"] for d in client.deployments()] == ["slow"]
         created = client.deploy("echo", {"service": str(EXAMPLES / "echo"), "replicas": 1})
-        assert created == {"name": "echo", "revision": 1, "changed": True}
+        assert created == {"name": "echo", "revision": 1, "changed": True, "created": True, "rolling_out": False,
+                           "replicas": 1}
         wait_for(lambda: client.get_deployment("echo")["ready"] == 1, 60, "echo ready")
         assert client.call("echo", "echo", message="managed") == {"message": "managed"}
         assert client.scale("echo", 2)["replicas"] == 2

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
-
-import httpx
 import pytest
 from conftest import EXAMPLES, run_cli, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _api_url(inst) -> str:
-    with sqlite3.connect(inst.state_dir / "state.db") as db:
-        return dict(db.execute("SELECT key, value FROM meta"))["api_url"]
 
 
 def _echo_spec(tmp_path, name: str = "echo") -> str:
@@ -42,8 +34,7 @@ def test_up_reports_an_env_that_cannot_reach_a_process_with_file_and_line(tmp_pa
 def test_the_control_api_rejects_such_an_env_with_422_naming_the_field(serve, tmp_path):
     inst = serve(_echo_spec(tmp_path), command="up")
     for env in ({"V": "a\u0000b"}, {"A=B": "x"}, {"": "x"}):
-        answer = httpx.put(f"{_api_url(inst)}/v1/deployments/bad",
-                           json={"spec": {"service": str(EXAMPLES / "echo"), "env": env}})
+        answer = inst.api("PUT", "/v1/deployments/bad", json={"spec": {"service": str(EXAMPLES / "echo"), "env": env}})
         assert answer.status_code == 422, answer.text
         assert answer.json()["fields"][0]["field"] == "spec.env", answer.json()
     assert [r["deployment"] for r in inst.status() if r["kind"] == "replica"] == ["echo"]

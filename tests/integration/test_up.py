@@ -47,16 +47,23 @@ def test_up_routes_each_deployment_and_records_revisions(serve, tmp_path):
     assert sorted(e["deployment"] for e in revisions) == ["echo", "slow"]
 
 
-def test_up_again_with_a_changed_spec_makes_a_new_revision(tmp_path):
+def test_up_again_after_a_clean_stop_applies_the_file_a_new_count_is_no_new_revision(tmp_path):
     spec, state_dir = write_spec(tmp_path), tmp_path / "state"
     stop_instance(start_instance(spec, state_dir, command="up"))
     write_spec(tmp_path, echo_replicas=1)
     second = start_instance(spec, state_dir, command="up")
     try:
-        revisions = {(r["deployment"], r["revision"]) for r in second.status() if r["kind"] == "replica"}
-        assert revisions == {("echo", 2), ("slow", 1)}  # slow's spec did not change
+        replicas = [(r["deployment"], r["revision"]) for r in second.status() if r["kind"] == "replica"]
+        assert sorted(replicas) == [("echo", 1), ("slow", 1)]  # one echo replica, still revision 1
     finally:
         stop_instance(second)
+    (tmp_path / "steady.yaml").write_text(open(spec).read().replace("timeout_s: 5", "timeout_s: 6"))
+    third = start_instance(spec, state_dir, command="up")
+    try:
+        revisions = {(r["deployment"], r["revision"]) for r in third.status() if r["kind"] == "replica"}
+        assert revisions == {("echo", 1), ("slow", 2)}  # only slow's spec changed
+    finally:
+        stop_instance(third)
 
 
 def test_spec_errors_name_the_file_and_line(tmp_path):

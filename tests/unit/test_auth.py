@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from steadyserve.auth import Action, TokenBucket, TokenRecord, check, digest, new_token, split_token
+from steadyserve.auth import Action, TokenRecord, check, digest, new_token, split_token
 
 
 def records(*roles: str) -> tuple[dict[str, TokenRecord], dict[str, str]]:
@@ -46,10 +46,3 @@ def test_only_the_digest_is_kept():
     value, token_id, hashed = new_token()
     assert value.startswith(f"st_{token_id}_") and hashed == digest(split_token(value)[1])
     assert split_token(value)[1] not in hashed
-
-
-def test_token_bucket_allows_burst_then_rate():
-    bucket = TokenBucket(rate_per_s=2, burst=3, now=0.0)
-    assert [bucket.take(0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert bucket.take(0.0) == pytest.approx(0.5)
-    assert bucket.take(0.5) == 0.0  # one token refilled

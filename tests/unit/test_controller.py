@@ -351,11 +351,74 @@ def test_a_healthy_revision_is_promoted_after_bake_s_and_min_requests(tmp_path):
     assert {m.revision for k, m in h.controller.managed.items() if k[0] == "replica"} == {2}
 
 
-def test_a_changed_replica_count_in_the_spec_is_applied_on_deploy(tmp_path):
+def test_a_changed_replica_count_in_the_spec_is_applied_on_deploy_without_a_new_revision(tmp_path):
     h = Harness(tmp_path)
     h.tick(3)
     h.controller.scale("d", 3)  # an operator scaled by hand ...
-    revision, _ = h.controller.apply_deployment(h.deployment(replicas=4))  # ... then the spec says 4
-    assert h.controller.deployments["d"].replicas == 4 and revision == 2
+    result = h.controller.apply_deployment(h.deployment(replicas=4))  # ... then the spec says 4
+    assert h.controller.deployments["d"].replicas == 4
+    assert (result.revision, result.rolling_out, result.scaled) == (1, False, True)
     h.controller.apply_deployment(h.deployment(replicas=4, env={"V": "3"}))  # the count did not change
     assert h.controller.deployments["d"].replicas == 4
+
+
+def test_applying_an_unchanged_spec_is_a_no_op(tmp_path):
+    h = Harness(tmp_path)
+    h.tick(3)
+    h.controller.scale("d", 3)
+    started = len(h.launcher.started)
+    result = h.controller.apply_deployment(h.deployment(replicas=2))  # the file still says 2
+    h.tick(3)
+    assert (result.revision, result.rolling_out, result.scaled) == (1, False, False)
+    assert h.controller.deployments["d"].replicas == 3  # a manual scale survives re-applying the same file
+    assert len(h.launcher.started) == started + 1  # only the third replica: no restarts
+    assert [r["revision"] for r in h.db.revisions("d")] == [1]
+
+
+@pytest.mark.parametrize("change", ["deploy", "scale", "delete", "rollback"])
+def test_every_acknowledged_change_is_in_the_state_db_before_it_returns(tmp_path, change):
+    h = Harness(tmp_path)
+    h.tick(3)
+    if change == "deploy":
+        h.controller.apply_deployment(h.deployment(replicas=2, env={"V": "2"}))
+        expected = {"revision": 2, "previous_revision": 1}
+    elif change == "scale":
+        h.controller.scale("d", 5)
+        expected = {"replicas": 5}
+    elif change == "delete":
+        h.controller.delete("d")
+        expected = {"deleting": 1}
+    else:
+        h.controller.apply_deployment(h.deployment(replicas=2, env={"V": "2"}))
+        h.controller.rollback("d", 1)
+        expected = {"revision": 3}
+    other = StateDB(tmp_path / "state.db")  # what a new controller would read after a kill -9 now
+    row = other.desired_deployments()[0]
+    other.close()
+    assert {k: row[k] for k in expected} == expected
+
+
+def test_a_rollback_keeps_the_secret_values_of_the_revision_it_returns_to(tmp_path):
+    from steadyserve.control.spec import SecretRef
+
+    h = Harness(tmp_path)
+    secrets = {"API_KEY": SecretRef(from_env="API_KEY")}
+    h.controller.apply_deployment(h.deployment(replicas=2, secrets=secrets), secrets={"API_KEY": "s3cr3t-old"})
+    h.controller.apply_deployment(h.deployment(replicas=2, secrets=secrets), secrets={"API_KEY": "s3cr3t-new"})
+    assert h.controller.deployments["d"].revision == 3  # revision 1 had no secrets
+    h.controller.rollback("d", 2)
+    config = h.controller.deployments["d"].config
+    assert h.db.secret_values("d", config.secret_versions) == {"API_KEY": "s3cr3t-old"}
+    assert all("s3cr3t" not in r["spec"] + (r["config"] or "") for r in h.db.revisions("d"))
+
+
+def test_a_secret_without_a_value_is_refused_by_name(tmp_path):
+    from steadyserve.control.spec import SecretRef
+    from steadyserve.errors import ConfigError
+
+    h = Harness(tmp_path)
+    with pytest.raises(ConfigError, match="secret API_KEY has no value yet"):
+        h.controller.apply_deployment(h.deployment(secrets={"API_KEY": SecretRef(from_env="K")}))
+    assert h.controller.deployments["d"].revision == 1
+
+

@@ -3,9 +3,9 @@ import steadyserve
 
 def test_public_surface_is_pinned():
     assert steadyserve.__all__ == [
-        "Batch", "Client", "Forbidden", "GatewayError", "HandlerFailed", "InvalidInput", "RateLimited",
+        "Batch", "Caller", "Client", "Forbidden", "GatewayError", "HandlerFailed", "InvalidInput", "RateLimited",
         "Service", "ServiceUnavailable", "SteadyError", "Unauthorized", "UnknownHandler", "__version__",
-        "handler",
+        "current_caller", "handler",
     ]
     for name in steadyserve.__all__:
         assert hasattr(steadyserve, name)

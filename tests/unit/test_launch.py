@@ -32,9 +32,23 @@ def test_gateway_http_settings_reach_the_gateway_process():
 
 
 def test_replicas_get_one_math_library_thread_unless_told_otherwise():
-    from steadyserve.control.launch import replica_env
+    from steadyserve.control.launch import child_base_env, replica_env
 
-    assert replica_env({}, {})["OMP_NUM_THREADS"] == "1"
-    assert replica_env({"OMP_NUM_THREADS": "8"}, {})["OMP_NUM_THREADS"] == "8"  # the deployment's env wins
-    assert "MKL_NUM_THREADS" not in replica_env({}, {"MKL_NUM_THREADS": "4"})  # the operator's is inherited
-    assert replica_env({"MODEL_DIR": "/m"}, {})["MODEL_DIR"] == "/m"
+    def env_of(deployment_env: dict[str, str], operator_env: dict[str, str]) -> dict[str, str]:
+        return {**child_base_env(operator_env), **replica_env(deployment_env)}
+
+    assert env_of({}, {})["OMP_NUM_THREADS"] == "1"
+    assert env_of({"OMP_NUM_THREADS": "8"}, {})["OMP_NUM_THREADS"] == "8"  # the deployment's env wins
+    assert env_of({}, {"MKL_NUM_THREADS": "4"})["MKL_NUM_THREADS"] == "4"  # the operator's is inherited
+    assert env_of({"MODEL_DIR": "/m"}, {})["MODEL_DIR"] == "/m"
+
+
+def test_children_keep_only_the_allow_listed_part_of_the_operators_environment():
+    from steadyserve.control.launch import child_base_env, replica_env
+
+    operator = {"PATH": "/usr/bin", "HOME": "/root", "LC_ALL": "C.UTF-8", "VIRTUAL_ENV": "/v",
+                "STEADY_TOKEN": "st_admin_secret", "AWS_SECRET_ACCESS_KEY": "x", "STEADY_API_URL": "http://h"}
+    base = child_base_env(operator)
+    assert {"PATH", "HOME", "LC_ALL", "VIRTUAL_ENV"} <= set(base)
+    assert not {"STEADY_TOKEN", "AWS_SECRET_ACCESS_KEY", "STEADY_API_URL"} & set(base)
+    assert replica_env({"A": "1"}, {"A": "secret"})["A"] == "secret"  # a secret wins over a plain env value

@@ -33,7 +33,9 @@ def test_each_gateway_enforces_its_share_of_the_admission_limits():
     assert admission_route(batched, gateway_processes=1).max_ongoing_per_replica == 64
 
 
-def test_token_rate_limits_are_shared_between_gateway_processes():
+def test_token_routes_carry_the_whole_rate_limit_not_a_share_per_gateway_process():
     routes = token_routes([{"id": "a1", "name": "n", "role": "invoker", "digest": "d", "rate_per_s": 10.0,
-                            "burst": 3}], gateway_processes=2)
-    assert routes["a1"].rate_per_s == 5.0 and routes["a1"].burst == 1
+                            "burst": 3}, {"id": "b2", "name": "m", "role": "admin", "digest": "e",
+                                          "rate_per_s": None, "burst": None}])
+    assert (routes["a1"].rate_per_s, routes["a1"].burst) == (10.0, 3)
+    assert (routes["b2"].rate_per_s, routes["b2"].burst) == (None, None)

@@ -23,7 +23,8 @@ from .. import __version__
 from ..auth import Action, TokenRecord, check
 from ..errors import ConfigError
 from .config import resolve_deployment
-from .controller import Controller
+from .controller import ApplyResult, Controller
+from .revisions import revision_changes
 from .spec import NAME_PATTERN, DeploymentSpec
 from .supervision import ProcState
 
@@ -37,6 +38,9 @@ class _In(BaseModel):
 class DeploymentIn(_In):
     spec: DeploymentSpec
     replicas: int | None = Field(default=None, ge=1, le=64, description="override spec.replicas")
+    secrets: dict[str, str] = Field(
+        default={}, description="write-only: values of spec.secrets (omitted ones keep their stored value);"
+        " never returned by any call", json_schema_extra={"writeOnly": True})
 
 
 class ScaleIn(_In):
@@ -61,7 +65,10 @@ class DeploymentOut(BaseModel):
 class ApplyOut(BaseModel):
     name: str
     revision: int
-    changed: bool
+    changed: bool = Field(description="created, a new revision is rolling out, or the replica count changed")
+    created: bool
+    rolling_out: bool
+    replicas: int
 
 
 class ApiError(Exception):
@@ -70,7 +77,9 @@ class ApiError(Exception):
         self.status, self.message, self.details = status, message, details
 
 
-def build_api(controller: Controller, base_dir: Path) -> FastAPI:
+def build_api(controller: Controller, base_dir: Path, local_actor: str | None = None) -> FastAPI:
+    """The control API app. ``local_actor``: served on the private Unix socket, whose file
+    permissions are the authentication (as Docker's socket); otherwise every call needs a token."""
     app = FastAPI(title="steadyserve control API", version=__version__, docs_url=None, redoc_url=None)
     db = controller.db
 
@@ -81,10 +90,10 @@ def build_api(controller: Controller, base_dir: Path) -> FastAPI:
         if path in _PUBLIC_PATHS:
             return await call_next(request)
         action = Action.READ if request.method in ("GET", "HEAD") else Action.DEPLOY
-        source = f"{request.client.host}:{request.client.port}" if request.client else "-"
+        source = f"{request.client.host}:{request.client.port}" if request.client else "local socket"
         target = f"{request.method} {path}"
-        actor = "-"
-        if controller.config.auth_required:
+        actor = local_actor or "-"
+        if local_actor is None:
             tokens = {t["id"]: TokenRecord(t["id"], t["name"], t["role"], t["digest"]) for t in db.tokens()}
             verdict = check(request.headers.get("authorization"), tokens, action)
             if verdict.status != 200:
@@ -101,6 +110,10 @@ def build_api(controller: Controller, base_dir: Path) -> FastAPI:
     @app.exception_handler(ApiError)
     async def _api_error(_: Any, exc: ApiError) -> JSONResponse:
         return JSONResponse({"error": exc.message, **exc.details}, status_code=exc.status)
+
+    @app.exception_handler(ConfigError)
+    async def _config_error(_: Any, exc: ConfigError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=422)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Any, exc: RequestValidationError) -> JSONResponse:
@@ -151,14 +164,18 @@ def build_api(controller: Controller, base_dir: Path) -> FastAPI:
     async def create_deployment(name: str, body: DeploymentIn) -> ApplyOut:
         if name in controller.deployments and not controller.deployments[name].deleting:
             raise ApiError(409, f"deployment {name!r} exists; update it with PUT")
-        revision, changed = controller.apply_deployment(await _resolve(name, body.spec), body.replicas)
-        return ApplyOut(name=name, revision=revision, changed=changed)
+        return _applied(name, controller.apply_deployment(await _resolve(name, body.spec), body.replicas,
+                                                          body.secrets))
 
     @app.put("/v1/deployments/{name}", response_model=ApplyOut)
     async def apply_deployment(name: str, body: DeploymentIn) -> ApplyOut:
-        """Create, or update with a rolling update to a new revision."""
-        revision, changed = controller.apply_deployment(await _resolve(name, body.spec), body.replicas)
-        return ApplyOut(name=name, revision=revision, changed=changed)
+        """Create, or update with a rolling update to a new revision (an unchanged spec changes nothing)."""
+        return _applied(name, controller.apply_deployment(await _resolve(name, body.spec), body.replicas,
+                                                          body.secrets))
+
+    def _applied(name: str, result: ApplyResult) -> ApplyOut:
+        return ApplyOut(name=name, revision=result.revision, changed=result.changed, created=result.created,
+                        rolling_out=result.rolling_out, replicas=result.replicas)
 
     @app.delete("/v1/deployments/{name}", status_code=202)
     async def delete_deployment(name: str) -> dict[str, str]:
@@ -178,22 +195,18 @@ def build_api(controller: Controller, base_dir: Path) -> FastAPI:
         if not rows:
             _get(name)
         active = controller.deployments[name].revision if name in controller.deployments else None
+        previous = [None, *(r["spec"] for r in rows)]
         return [{"revision": r["revision"], "created_at": r["created_at"], "active": r["revision"] == active,
-                 **json.loads(r["spec"])} for r in rows]
+                 "changes": revision_changes(before, r["spec"]), **json.loads(r["spec"])}
+                for r, before in zip(rows, previous, strict=False)]
 
     @app.post("/v1/deployments/{name}/rollback", response_model=ApplyOut)
     async def rollback(name: str, body: RollbackIn) -> ApplyOut:
-        dep = _get(name)
-        rows = {r["revision"]: r for r in controller.db.revisions(name)}
-        target = body.to_revision or max((r for r in rows if r < dep.revision), default=None)
-        if target is None or target not in rows:
-            raise ApiError(404, f"no revision {target} of {name!r} to roll back to;"
-                           f" revisions: {', '.join(map(str, sorted(rows)))}")
-        stored = json.loads(rows[target]["spec"])
-        spec = DeploymentSpec.model_validate({**stored["spec"], "service": stored["target"]})
-        controller.record("deployment", name, "rollback_requested", f"rollback to revision {target}", name)
-        revision, changed = controller.apply_deployment(await _resolve(name, spec))
-        return ApplyOut(name=name, revision=revision, changed=changed)
+        _get(name)
+        try:
+            return _applied(name, controller.rollback(name, body.to_revision))
+        except LookupError as exc:
+            raise ApiError(404, str(exc).strip("'\"")) from exc
 
     @app.get("/v1/replicas")
     async def replicas() -> list[dict[str, Any]]:

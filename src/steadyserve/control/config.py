@@ -2,24 +2,26 @@
 
 ``steady serve PATH`` and ``steady up -f steady.yaml`` both end here: a
 ``PlatformConfig`` holding the gateway settings and one resolved
-``DeploymentConfig`` per deployment (its service class found and introspected).
+``DeploymentConfig`` per deployment (its service class found and introspected in a child
+process: see ``describer.py``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import tempfile
+import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..loading import load_service_class, parse_target
-from ..service import HandlerSpec, handler_specs
+from ..description import ServiceDescription
+from ..errors import ConfigError
+from ..loading import parse_target
+from .describer import ChildDescriber, Describer, DescribeRequest
+from .environment import child_base_env
 from .spec import DeploymentSpec, GatewaySpec, PlatformSpec
 from .supervision import SupervisionPolicy
-
-_MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux
-_SOCKET_NAME_ROOM = 64  # "<deployment>-<id>-<generation>.sock"
 
 
 class _Frozen(BaseModel):
@@ -33,6 +35,7 @@ class DeploymentConfig(_Frozen):
     handlers_idempotent: dict[str, bool]
     v2_handler: str | None = None
     max_batch_size: int = 0  # the largest Batch(max_size=) among its handlers; 0: none batched
+    secret_versions: dict[str, int] = {}  # which stored value of each of spec.secrets this revision uses
 
     @property
     def max_ongoing_requests(self) -> int:
@@ -65,6 +68,10 @@ class PlatformConfig(_Frozen):
     base_dir: Path = Path(".")  # relative service paths in API calls resolve from here
     probe_interval_s: float = Field(default=0.5, gt=0)
     grace_s: float = Field(default=10.0, ge=0)
+    # How to apply a changed spec, told when a recovering controller finds it differs from what runs.
+    apply_hint: str = "steady deploy -f steady.yaml"
+    snapshot_interval_s: float = Field(default=300.0, gt=0)  # state DB snapshots (spec `state:`)
+    snapshot_keep: int = Field(default=12, ge=0)
 
     @property
     def url(self) -> str:
@@ -78,52 +85,64 @@ class PlatformConfig(_Frozen):
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"
 
-    @property
-    def socket_dir(self) -> Path:
-        """Short enough for Unix socket paths; falls back to /tmp for deep state dirs."""
-        preferred = self.state_dir / "sock"
-        if len(str(preferred)) + _SOCKET_NAME_ROOM <= _MAX_SOCKET_PATH:
-            return preferred
-        digest = hashlib.sha1(str(self.state_dir).encode()).hexdigest()[:12]
-        return Path(tempfile.gettempdir()) / f"steady-{digest}"
 
 
 
-def resolve_deployment(name: str, spec: DeploymentSpec, base_dir: Path) -> tuple[DeploymentConfig, dict[str, HandlerSpec]]:
-    """Import the deployment's service (errors name the file) and record what routing needs."""
+def resolve_deployment(name: str, spec: DeploymentSpec, base_dir: Path, describer: Describer | None = None,
+                       env: Mapping[str, str] | None = None,
+                       timeout_s: float | None = None) -> tuple[DeploymentConfig, ServiceDescription]:
+    """Learn the deployment's service from a child that imports it (errors name the file) and
+    record what routing needs. This process never imports the service.
+
+    ``env`` is the child's environment before the deployment's own ``env`` (default: what every
+    child keeps of this process's, see environment.py); ``timeout_s`` bounds the import (default: health.startup_timeout_s).
+    """
     path_part, sep, class_part = spec.service.partition(":")
     path = Path(path_part)
     if not path.is_absolute():
         path = base_dir / path
     target = parse_target(f"{path}{sep}{class_part}")
-    cls = load_service_class(target)
-    specs = handler_specs(cls)
-    unknown = sorted(set(spec.idempotent) - set(specs))
+    base_env = child_base_env(os.environ) if env is None else env
+    request = DescribeRequest(
+        target=target, env={**base_env, **spec.env},
+        timeout_s=spec.health.startup_timeout_s if timeout_s is None else timeout_s,
+        address_space_mb=spec.resources.address_space_mb, memory_mb=spec.resources.memory_mb,
+    )
+    service = (describer or ChildDescriber()).describe(request)
+    handlers = service.handlers
+    unknown = sorted(set(spec.idempotent) - set(handlers))
     if unknown:
-        from ..errors import ConfigError
-
         raise ConfigError(f"deployment {name!r}: idempotent names unknown handlers {', '.join(unknown)};"
-                          f" {cls.__name__} has {', '.join(specs)}")
+                          f" {service.class_name} has {', '.join(handlers)}")
     config = DeploymentConfig(
         name=name,
-        target=f"{target.file}:{cls.__name__}",
+        target=service.target,
         spec=spec,
-        handlers_idempotent={h: spec.idempotent.get(h, s.options.idempotent) for h, s in specs.items()},
-        v2_handler=next((h for h, s in specs.items() if s.options.v2), None),
-        max_batch_size=max((s.options.batch.max_size for s in specs.values() if s.options.batch), default=0),
+        handlers_idempotent={h: spec.idempotent.get(h, d.idempotent) for h, d in handlers.items()},
+        v2_handler=next((h for h, d in handlers.items() if d.v2), None),
+        max_batch_size=max((d.batch_max_size or 0 for d in handlers.values()), default=0),
     )
-    return config, specs
+    return config, service
 
 
 def resolve_platform(spec: PlatformSpec, base_dir: Path, state_dir: Path, api_port: int,
-                     default_deployment: str | None = None,
-                     auth_required: bool = False) -> tuple[PlatformConfig, dict[str, dict[str, HandlerSpec]]]:
-    deployments, all_specs = [], {}
-    for name, dep in spec.deployments.items():
-        config, specs = resolve_deployment(name, dep, base_dir)
-        deployments.append(config)
-        all_specs[name] = specs
+                     default_deployment: str | None = None, auth_required: bool = False,
+                     describer: Describer | None = None,
+                     env: Mapping[str, str] | None = None) -> tuple[PlatformConfig, dict[str, ServiceDescription]]:
+    """Every deployment resolved, their services imported in parallel children; the first error
+    (in the spec's order) is raised."""
+    describer = describer or ChildDescriber()
+    names = list(spec.deployments)
+    with ThreadPoolExecutor(max_workers=max(1, len(names)), thread_name_prefix="describe") as pool:
+        futures = [pool.submit(resolve_deployment, name, spec.deployments[name], base_dir, describer, env)
+                   for name in names]
+        try:
+            resolved = [future.result() for future in futures]
+        except BaseException:  # Ctrl-C, or one failed: the others' imports are not waited for
+            describer.cancel()
+            raise
     platform = PlatformConfig(state_dir=state_dir.resolve(), gateway=spec.gateway, api_port=api_port,
-                              base_dir=base_dir.resolve(), deployments=tuple(deployments),
-                              default_deployment=default_deployment, auth_required=auth_required)
-    return platform, all_specs
+                              base_dir=base_dir.resolve(), deployments=tuple(config for config, _ in resolved),
+                              default_deployment=default_deployment, auth_required=auth_required,
+                              snapshot_interval_s=spec.state.snapshot_interval_s, snapshot_keep=spec.state.snapshot_keep)
+    return platform, {config.name: service for config, service in resolved}

@@ -17,24 +17,27 @@ import functools
 import json
 import logging
 import os
+import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from ..gateway.routes import (
     CanaryRoute,
     write_table,
 )
 from ..types import Clock
-from . import reports
+from . import private_dirs, reports
 from .config import DeploymentConfig, PlatformConfig, resolve_deployment
 from .launch import GATEWAY_MODULE, REPLICA_MODULE, gateway_args, replica_args, replica_env
 from .probes import HttpProber, Prober, ProbeResult
 from .processes import AdoptedProcess, Launcher, ProcessHandle, is_steady_process, pid_alive
 from .publish import build_table, canary_route
+from .revisions import revision_document, revision_json, spec_changes
 from .rollout import (
     AddSlot,
     DeploymentView,
@@ -46,6 +49,7 @@ from .rollout import (
     SlotView,
     plan,
 )
+from .secrets import SECRETS_DIR_VAR, split_by_mount, write_secret_files
 from .spec import DeploymentSpec
 from .statedb import Event, StateDB
 from .supervision import (
@@ -84,10 +88,24 @@ class DeploymentState:
     previous_revision: int | None = None  # rollback target while a rollout is under way
     deleting: bool = False
     next_index: int = 0
+    spec_replicas: int | None = None  # what the last applied spec asked for; a later scale overrides it
     baked: bool = False  # the current rollout's canary has passed its bake
     bake_since: float | None = None  # a replica of the new revision first became ready in this rollout
     # Gateway-observed totals per revision when the rollout began: judged are the calls since.
     baseline: dict[int, Outcomes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    revision: int
+    rolling_out: bool  # a new revision is being rolled out
+    replicas: int
+    scaled: bool  # the same revision, with the replica count the spec changed
+    created: bool = False  # a new deployment
+
+    @property
+    def changed(self) -> bool:
+        return self.created or self.rolling_out or self.scaled
 
 
 @dataclass
@@ -136,11 +154,14 @@ class Controller:
         self._routed: frozenset[tuple[str, str, int]] = frozenset()  # (deployment, id, generation) in the table
         # (kind, deployment, subject, stage) -> the failure last recorded: one event while it repeats every tick
         self._failing: dict[tuple[str, str, str, str], str] = {}
+        self.socket_dir = config.state_dir / "sock"  # prepare() finds the private one
 
     # --- set-up ---------------------------------------------------------------------
-    def prepare(self, recover: bool = False) -> None:
-        for d in (self.config.state_dir, self.config.logs_dir, self.config.socket_dir):
-            d.mkdir(parents=True, exist_ok=True)
+    def prepare(self, recover: bool = False, secrets: dict[str, dict[str, str]] | None = None) -> None:
+        private_dirs.ensure_private_dir(self.config.state_dir, tighten=True)
+        private_dirs.tighten_files(self.config.state_dir)
+        private_dirs.ensure_private_dir(self.config.logs_dir, tighten=True)
+        self.socket_dir = private_dirs.socket_dir(self.config.state_dir)
         if recover:
             self._recover()
         self.db.reset_processes()
@@ -149,8 +170,11 @@ class Controller:
             status="running", routes_file=str(self.routes_path),
             deployments=",".join(d.name for d in self.config.deployments),
         )
-        for dep in self.config.deployments:
-            self.apply_deployment(dep)
+        if recover:  # what was acknowledged since the file was applied stays; the file is compared only
+            self._report_drift(secrets or {})
+        else:
+            for dep in self.config.deployments:
+                self.apply_deployment(dep, secrets=(secrets or {}).get(dep.name))
         self._plan_deployments(self.clock())
         self._publish_routes(force=True)
         names = ", ".join(f"{d.name} ({d.spec.desired_replicas} replicas)" for d in self.config.deployments)
@@ -178,7 +202,7 @@ class Controller:
             self.deployments[row["name"]] = DeploymentState(
                 config, row["revision"], row["replicas"], {row["revision"]: config},
                 previous_revision=row["previous_revision"], deleting=bool(row["deleting"]),
-                next_index=row["next_index"])
+                next_index=row["next_index"], spec_replicas=row["spec_replicas"])
         now = self.clock()
         adopted = 0
         for row in self.db.processes():
@@ -219,25 +243,36 @@ class Controller:
         self.on_event(event)
 
     # --- desired state (called at start-up and by the control API) -----------------
-    def apply_deployment(self, config: DeploymentConfig, replicas: int | None = None) -> tuple[int, bool]:
-        """Create or update a deployment; an update rolls out a new revision. Returns (revision, changed)."""
-        spec_json = json.dumps({"target": config.target, "spec": config.spec.model_dump(mode="json")},
-                               sort_keys=True)
-        revision, created = self.db.record_revision(config.name, spec_json, config.model_dump_json())
+    # Each change is committed to the state DB before it returns: an acknowledged change
+    # survives a kill -9 of the controller right after.
+    def apply_deployment(self, config: DeploymentConfig, replicas: int | None = None,
+                         secrets: Mapping[str, str] | None = None) -> ApplyResult:
+        """Create or update a deployment. A changed spec (or secret value) rolls out a new revision;
+        the same spec is a no-op, except that a changed replica count in it is applied."""
+        config = self._with_secret_versions(config, secrets or {})
+        revision, created = self.db.record_revision(config.name, revision_json(config), config.model_dump_json())
         current = self.deployments.get(config.name)
-        if current is not None and current.revision == revision and not current.deleting:
-            return revision, False
+        spec_count = config.spec.desired_replicas
         if created:
             self.record("deployment", config.name, "revision", f"revision {revision} of {config.target}", config.name)
+        if current is not None and current.revision == revision and not current.deleting:
+            count = replicas if replicas is not None else (
+                spec_count if spec_count != current.spec_replicas else current.replicas)
+            current.spec_replicas = spec_count
+            current.config = current.configs[revision] = config
+            scaled = self.scale(config.name, count)
+            return ApplyResult(revision, rolling_out=False, replicas=count, scaled=scaled)
         if current is None or current.deleting:
-            count = replicas if replicas is not None else config.spec.desired_replicas
+            count = replicas if replicas is not None else spec_count
             next_index = current.next_index if current is not None else 0
             self.deployments[config.name] = DeploymentState(config, revision, count, {revision: config},
-                                                            next_index=next_index)
+                                                            next_index=next_index, spec_replicas=spec_count)
+            self.record("deployment", config.name, "created", f"revision {revision}, {count} replicas", config.name)
         else:
             current.configs[revision] = config
-            if replicas is None and config.spec.desired_replicas != current.config.spec.desired_replicas:
-                replicas = config.spec.desired_replicas  # the spec's count changed: it wins over an earlier scale
+            if replicas is None and spec_count != current.spec_replicas:
+                replicas = spec_count  # the spec's count changed: it wins over an earlier scale
+            current.spec_replicas = spec_count
             current.previous_revision, current.revision, current.config = current.revision, revision, config
             current.baked, current.bake_since = False, None
             current.baseline = {rev: self.ledger.total(config.name, rev) for rev in (revision, current.previous_revision)}
@@ -245,18 +280,90 @@ class Controller:
                 current.replicas = replicas
             self.record("deployment", config.name, "rollout",
                         f"rolling out revision {revision} (from {current.previous_revision})", config.name)
-        return revision, True
+        self._save_desired()
+        dep = self.deployments[config.name]
+        return ApplyResult(revision, rolling_out=dep.previous_revision is not None, replicas=dep.replicas,
+                           scaled=False, created=current is None or current.deleting)
 
-    def scale(self, name: str, replicas: int) -> None:
+    def _with_secret_versions(self, config: DeploymentConfig, values: Mapping[str, str]) -> DeploymentConfig:
+        """Store new secret values; the config names the version of each that its revision uses."""
+        if not values and set(config.secret_versions) == set(config.spec.secrets):
+            return config  # a recorded revision (rollback): it keeps the values it ran with
+        unknown = sorted(set(values) - set(config.spec.secrets))
+        if unknown:
+            raise ConfigError(f"deployment {config.name!r}: values for undeclared secrets {', '.join(unknown)};"
+                              " declare them under secrets: in the spec")
+        versions = {}
+        for name in config.spec.secrets:
+            if name in values:
+                versions[name] = self.db.put_secret(config.name, name, values[name])
+            else:
+                latest = self.db.latest_secret_version(config.name, name)
+                if latest is None:
+                    raise ConfigError(f"deployment {config.name!r}: secret {name} has no value yet; deploy with"
+                                      " `steady deploy -f FILE` (it reads the value where the spec says)")
+                versions[name] = latest
+        return config.model_copy(update={"secret_versions": versions})
+
+    def rollback(self, name: str, to_revision: int | None) -> ApplyResult:
+        """Roll out an earlier revision again (as a new revision), with its secret values."""
         dep = self.deployments[name]
-        if dep.replicas != replicas:
-            self.record("deployment", name, "scaled", f"replicas {dep.replicas} -> {replicas}", name)
-            dep.replicas = replicas
+        known = [r["revision"] for r in self.db.revisions(name)]
+        target = to_revision or max((r for r in known if r < dep.revision), default=None)
+        config = self._config_of(name, target) if target is not None and target in known else None
+        if target is None or config is None:
+            raise LookupError(f"no revision {target} of {name!r} to roll back to;"
+                              f" revisions: {', '.join(map(str, known))}")
+        self.record("deployment", name, "rollback_requested", f"rollback to revision {target}", name)
+        return self.apply_deployment(config, replicas=dep.replicas)
+
+    def scale(self, name: str, replicas: int) -> bool:
+        dep = self.deployments[name]
+        if dep.replicas == replicas:
+            return False
+        self.record("deployment", name, "scaled", f"replicas {dep.replicas} -> {replicas}", name)
+        dep.replicas = replicas
+        self._save_desired()
+        return True
 
     def delete(self, name: str) -> None:
         dep = self.deployments[name]
         dep.deleting = True
         self.record("deployment", name, "deleting", "retiring all replicas", name)
+        self._save_desired()
+
+    def _report_drift(self, secrets: dict[str, dict[str, str]]) -> None:
+        """After a crash the recorded state wins; say exactly how the file differs from it."""
+        running = {n: d for n, d in self.deployments.items() if not d.deleting}
+        differences = []
+        for config in self.config.deployments:
+            dep = running.get(config.name)
+            if dep is None:
+                differences.append(f"{config.name}: in the file, not running (deleted since, or new)")
+                continue
+            try:
+                wanted = self._with_secret_versions(config, secrets.get(config.name, {}))
+            except ConfigError as exc:
+                differences.append(str(exc))
+                continue
+            changes = spec_changes(revision_document(dep.config), revision_document(wanted))
+            if dep.replicas != config.spec.desired_replicas:
+                changes.append(f"replicas: {dep.replicas} running -> {config.spec.desired_replicas} in the file")
+            differences += [f"{config.name}: {c}" for c in changes]
+        in_file = {c.name for c in self.config.deployments}
+        differences += [f"{n}: running (revision {d.revision}), not in the file" for n, d in running.items()
+                        if n not in in_file]
+        if differences:
+            self.record("controller", "controller", "drift",
+                        "kept the recorded state; the spec file differs from it: " + "; ".join(differences)
+                        + f". To apply the file: {self.config.apply_hint}")
+
+    def _save_desired(self) -> None:
+        self.db.save_deployments([
+            {"name": n, "revision": d.revision, "replicas": d.replicas, "previous_revision": d.previous_revision,
+             "deleting": int(d.deleting), "next_index": d.next_index, "spec_replicas": d.spec_replicas}
+            for n, d in self.deployments.items()
+        ])
 
     # --- the loop ---------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -494,13 +601,20 @@ class Controller:
         self._record(notes)
 
     def _record_auth_failures(self, gateway: Managed) -> None:
-        refused, gateway.auth_failures_seen = reports.refused_calls(gateway.stats, gateway.auth_failures_seen)
-        for r in refused:
-            self.db.add_audit(r.actor, "invoke", r.target, r.source, r.result, ts=r.ts)
+        windows = gateway.stats.get("refusals") or []
+        latest = max((int(w["seq"]) for w in windows), default=0)
+        if latest == gateway.auth_failures_seen:  # nothing new from this process: skip the DB
+            return
+        # The cursor lives in the state DB, written with the rows: exact across controller restarts.
+        cursor = reports.AuditCursor.from_json(self.db.audit_cursor(gateway.slot.id))
+        refused, new = reports.refused_calls(gateway.slot.id, gateway.stats, cursor, time.time())
+        if new is not None and new != cursor:
+            self.db.record_refusals([r.row() for r in refused], gateway.slot.id, new.to_json())
+        gateway.auth_failures_seen = latest
 
     def _start(self, managed: Managed, generation: int) -> None:
         cfg = self.config
-        endpoint = f"unix:{cfg.socket_dir / f'{managed.label}-{generation}.sock'}"
+        endpoint = f"unix:{self.socket_dir / f'{managed.label}-{generation}.sock'}"
         error_file = self._error_file(managed)
         error_file.unlink(missing_ok=True)
         if managed.config is not None:
@@ -509,7 +623,7 @@ class Controller:
         else:
             module = GATEWAY_MODULE
             args = gateway_args(cfg.gateway, managed.slot.id, self.routes_path, endpoint, cfg.grace_s)
-        env = replica_env(managed.config.spec.env, os.environ) if managed.config is not None else {}
+        env = self._replica_env(managed) if managed.config is not None else {}
         proc = self.launcher.start_module(module, args, cfg.logs_dir / f"{managed.label}.log", env)
         managed.proc, managed.endpoint = proc, endpoint
         managed.stats = {}
@@ -518,7 +632,24 @@ class Controller:
         managed.auth_failures_seen = 0
         managed.timeouts_seen = 0
 
+    def _replica_env(self, managed: Managed) -> dict[str, str]:
+        """The deployment's env and its revision's secrets (files for mount: file)."""
+        assert managed.config is not None
+        spec = managed.config.spec
+        values = self.db.secret_values(managed.deployment, managed.config.secret_versions)
+        env_secrets, file_secrets = split_by_mount(spec, values)
+        env = replica_env(spec.env, env_secrets)
+        if file_secrets:
+            directory = self._secrets_dir(managed)
+            write_secret_files(directory, file_secrets)
+            env[SECRETS_DIR_VAR] = str(directory)
+        return env
+
+    def _secrets_dir(self, managed: Managed) -> Path:
+        return self.socket_dir / f"secrets-{managed.label}"
+
     def _forget_process(self, managed: Managed) -> None:
+        shutil.rmtree(self._secrets_dir(managed), ignore_errors=True)
         if managed.proc is not None:
             managed.proc.stop_leftovers()  # children a replica forked must not outlive it
         if managed.endpoint:
@@ -528,7 +659,7 @@ class Controller:
         managed.stats = {}
 
     def _error_file(self, managed: Managed) -> Path:
-        return self.config.socket_dir / f"{managed.label}.error"
+        return self.socket_dir / f"{managed.label}.error"
 
     def _read_error(self, managed: Managed) -> str | None:
         try:
@@ -566,11 +697,7 @@ class Controller:
         return canary_route(dep.revision, dep.previous_revision, dep.config.spec.rollout, new_ready, dep.baked)
 
     def _persist(self) -> None:
-        self.db.save_deployments([
-            {"name": n, "revision": d.revision, "replicas": d.replicas, "previous_revision": d.previous_revision,
-             "deleting": int(d.deleting), "next_index": d.next_index}
-            for n, d in self.deployments.items()
-        ])
+        self._save_desired()
         for (kind, deployment, id_), m in self.managed.items():
             self.db.upsert_process({
                 "kind": kind, "deployment": deployment, "id": id_, "pid": m.proc.pid if m.proc else None,
@@ -604,4 +731,5 @@ class Controller:
                               restarts=m.slot.restarts, last_error=m.slot.last_error)
         self._persist()
         self.db.set_meta(status="stopped")
+        private_dirs.remove_socket_dir(self.config.state_dir, self.socket_dir)
         self.record("controller", "controller", "stopped", "all processes stopped")

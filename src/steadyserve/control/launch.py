@@ -6,7 +6,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .config import DeploymentConfig
+from .environment import BLAS_THREAD_VARS, INHERITED_ENV, child_base_env
 from .spec import GatewaySpec
+
+__all__ = ["BLAS_THREAD_VARS", "INHERITED_ENV", "child_base_env", "gateway_args", "replica_args", "replica_env"]
 
 REPLICA_MODULE = "steadyserve.replica.main"
 GATEWAY_MODULE = "steadyserve.gateway.main"
@@ -30,21 +33,26 @@ def replica_args(dep: DeploymentConfig, replica_id: str, endpoint: str, error_fi
     return args
 
 
-# Math libraries start a thread per core in every replica; on a small machine these fight the
-# event loop (and each other) and batched calls stall for milliseconds. One thread each, as Ray
-# does for actors, unless the deployment's env or the operator's environment says otherwise.
-BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+def replica_env(deployment_env: Mapping[str, str], secrets: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What a replica's environment adds to the base one: its deployment's env, then its secrets."""
+    return {**deployment_env, **(secrets or {})}
 
 
-def replica_env(deployment_env: Mapping[str, str], inherited: Mapping[str, str]) -> dict[str, str]:
-    """What a replica's environment adds to the one it inherits."""
-    defaults = {name: "1" for name in BLAS_THREAD_VARS if name not in inherited}
-    return {**defaults, **deployment_env}
+RATE_LIMITS_FILE = "ratelimits.cells"  # in the state directory, next to the routing table
+
+
+def refusal_counts_file(gateway_id: str) -> str:
+    return f"refusals-{gateway_id}.counts"
 
 
 def gateway_args(gw: GatewaySpec, gateway_id: str, routes_path: Path, endpoint: str, grace_s: float) -> list[str]:
+    state_dir = routes_path.parent
     args = ["--id", gateway_id, "--host", gw.host, "--port", str(gw.port), "--routes", str(routes_path),
-            "--admin-endpoint", endpoint, "--max-body-bytes", str(gw.max_body_bytes), "--grace-s", str(grace_s)]
+            "--admin-endpoint", endpoint, "--max-body-bytes", str(gw.max_body_bytes), "--grace-s", str(grace_s),
+            # Shared by every gateway process: a token's rate holds across them, not per process.
+            "--rate-limits", str(state_dir / RATE_LIMITS_FILE),
+            # Per slot, kept across restarts: the audit accounts for what a killed process refused.
+            "--refusal-counts", str(state_dir / refusal_counts_file(gateway_id))]
     for name, value in gw.http.model_dump().items():
         args += ["--" + name.replace("_", "-"), str(value)]
     if gw.tls_cert is not None and gw.tls_key is not None:

@@ -30,15 +30,11 @@ def canary_route(revision: int, previous_revision: int | None, settings: Rollout
     return CanaryRoute(revision=revision, percent=settings.canary_percent)
 
 
-def token_routes(tokens: Sequence[dict[str, Any]], gateway_processes: int) -> dict[str, TokenRoute]:
-    """Active tokens by id; each gateway process enforces its share of a token's rate limit."""
-    share = gateway_processes
+def token_routes(tokens: Sequence[dict[str, Any]]) -> dict[str, TokenRoute]:
+    """Active tokens by id, with their whole rate limit: the gateway processes share one state per token."""
     return {
-        t["id"]: TokenRoute(
-            name=t["name"], role=t["role"], digest=t["digest"],
-            rate_per_s=t["rate_per_s"] / share if t["rate_per_s"] else None,
-            burst=max(1, int(t["burst"] / share)) if t["burst"] else None,
-        )
+        t["id"]: TokenRoute(name=t["name"], role=t["role"], digest=t["digest"],
+                            rate_per_s=t["rate_per_s"] or None, burst=t["burst"] or None)
         for t in tokens
     }
 
@@ -67,8 +63,9 @@ def build_table(*, version: int, default_deployment: str | None, deployments: Se
             handlers={h: HandlerRoute(idempotent=i) for h, i in dep.handlers_idempotent.items()},
             v2_handler=dep.v2_handler,
             canary=canaries.get(dep.name),
+            forward_identity=spec.forward_identity,
             replicas=tuple(ReplicaRoute(id=i, generation=g, endpoint=e, revision=r)
                            for d, i, g, e, r in ready if d == dep.name),
         )
     return RoutingTable(version=version, default_service=default_deployment, services=services,
-                        auth_required=auth_required, tokens=token_routes(tokens, gateway_processes))
+                        auth_required=auth_required, tokens=token_routes(tokens))

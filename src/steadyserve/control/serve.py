@@ -17,12 +17,16 @@ import uvicorn
 from ..errors import ConfigError
 from ..loading import parse_target
 from .api import build_api
+from .backup import keep_snapshots
 from .config import PlatformConfig
 from .controller import Controller
+from .launch import child_base_env
 from .processes import ProcessLauncher, pid_alive
 from .spec import AdmissionSettings, DeploymentSpec, GatewaySpec, PlatformSpec
 from .statedb import DB_NAME, Event, StateDB
 from .supervision import ProcState
+
+CONTROL_SOCKET = "control.sock"  # in the private socket directory
 
 
 def check_port(host: str, port: int) -> int:
@@ -42,7 +46,7 @@ def check_port(host: str, port: int) -> int:
 
 def check_state_dir_free(state_dir: Path) -> bool:
     """Whether a previous controller died while running here (then its state is recovered)."""
-    if not (state_dir / DB_NAME).exists():
+    if not StateDB.check(state_dir / DB_NAME):  # damaged or emptied: StateError, before ports are checked
         return False
     db = StateDB(state_dir / DB_NAME)
     try:
@@ -101,16 +105,41 @@ class _ApiServer(uvicorn.Server):
         yield
 
 
+def local_actor() -> str:
+    """Who the audit log names for calls on the local control socket."""
+    import getpass
+
+    try:
+        return f"local:{getpass.getuser()}"
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return f"local:uid{os.geteuid()}"
+
+
+def _unix_listener(path: Path) -> socket.socket:
+    """A listening socket only this user can connect to (0600, in a 0700 directory)."""
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    previous = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(previous)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    return sock
+
+
 def run_platform(
     config: PlatformConfig,
     on_event: Callable[[Event], None],
     on_all_ready: Callable[[], None],
     recover: bool = False,
+    secrets: dict[str, dict[str, str]] | None = None,
 ) -> None:
     config.state_dir.mkdir(parents=True, exist_ok=True)
     db = StateDB(config.state_dir / DB_NAME)
-    controller = Controller(config, db, ProcessLauncher(), on_event=on_event)
-    controller.prepare(recover=recover)
+    controller = Controller(config, db, ProcessLauncher(child_base_env(os.environ)), on_event=on_event)
+    controller.prepare(recover=recover, secrets=secrets)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -130,17 +159,28 @@ def run_platform(
 
         controller.on_event = announce
         tls = config.gateway
+        # Over TCP every call needs a token; the Unix socket in the private socket dir needs none.
         api = _ApiServer(uvicorn.Config(
             build_api(controller, config.base_dir), host=config.api_host, port=config.api_port,
             log_level="warning", lifespan="off",
             ssl_certfile=str(tls.tls_cert) if tls.tls_cert else None,
             ssl_keyfile=str(tls.tls_key) if tls.tls_key else None))
-        api_task = asyncio.create_task(api.serve())
+        local_path = controller.socket_dir / CONTROL_SOCKET
+        local = _ApiServer(uvicorn.Config(build_api(controller, config.base_dir, local_actor=local_actor()),
+                                          log_level="warning", lifespan="off"))
+        local_socket = _unix_listener(local_path)
+        db.set_meta(api_socket=str(local_path))
+        api_tasks = [asyncio.create_task(api.serve()), asyncio.create_task(local.serve(sockets=[local_socket]))]
+        snapshots = asyncio.create_task(keep_snapshots(
+            db.path, config.snapshot_interval_s, config.snapshot_keep,
+            lambda message: controller.record("controller", "state", "snapshot_failed", message)))
         try:
             await controller.run(stop)
         finally:
-            api.should_exit = True
-            await api_task
+            snapshots.cancel()
+            api.should_exit = local.should_exit = True
+            await asyncio.gather(*api_tasks)
+            local_path.unlink(missing_ok=True)
 
     try:
         import uvloop

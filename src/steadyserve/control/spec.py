@@ -14,6 +14,7 @@ Input should be a valid integer``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -113,6 +114,24 @@ class ResourceLimits(_Strict):
     cpu_share: float | None = Field(default=None, gt=0, le=1, description="1 = normal priority; lower = nicer")
 
 
+SECRET_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+
+class SecretRef(_Strict):
+    """Where the deploying user's `steady` reads a secret's value; the value never enters a spec."""
+
+    from_env: str | None = Field(default=None, description="an environment variable of the deploying user")
+    from_file: str | None = Field(default=None, description="a file (relative paths: from the spec's directory)")
+    mount: Literal["env", "file"] = Field(
+        default="env", description="env: an environment variable of its name; file: $STEADY_SECRETS_DIR/<name>")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretRef:
+        if (self.from_env is None) == (self.from_file is None):
+            raise ValueError("give exactly one of from_env or from_file")
+        return self
+
+
 class DeploymentSpec(_Strict):
     service: str
     replicas: int | ReplicaRange = Field(default=2)
@@ -128,7 +147,11 @@ class DeploymentSpec(_Strict):
     health: HealthSettings = HealthSettings()
     rollout: RolloutSettings = RolloutSettings()
     resources: ResourceLimits = ResourceLimits()
-    env: dict[str, str] = {}
+    env: dict[str, str] = Field(default={}, description="plain settings, visible to viewers: use secrets for secrets")
+    secrets: dict[str, SecretRef] = Field(
+        default={}, description="write-only values delivered to replicas; the API shows their names only")
+    forward_identity: bool = Field(
+        default=False, description="tell replicas who called (x-steady-caller: name and role of the token)")
     idempotent: dict[str, bool] = Field(default={}, description="per-handler override of @handler(idempotent=)")
     batching: bool = True
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
@@ -159,6 +182,21 @@ class DeploymentSpec(_Strict):
             if "\0" in item:
                 raise ValueError(f"the value of {key} must not contain a NUL byte")
         return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: dict[str, SecretRef]) -> dict[str, SecretRef]:
+        for name in value:
+            if not re.match(SECRET_NAME_PATTERN, name):
+                raise ValueError(f"secret name {name!r} must look like an environment variable name (A-Z, 0-9, _)")
+        return value
+
+    @model_validator(mode="after")
+    def _secrets_apart_from_env(self) -> DeploymentSpec:
+        both = sorted(set(self.env) & set(self.secrets))
+        if both:
+            raise ValueError(f"{', '.join(both)} is both in env and in secrets; keep it in secrets only")
+        return self
 
     @field_validator("service")
     @classmethod
@@ -216,15 +254,21 @@ class GatewaySpec(_Strict):
         return "https" if self.tls_cert else "http"
 
 
+class StateSpec(_Strict):
+    """Snapshots of the state database the controller keeps in ``<state-dir>/snapshots``."""
+
+    snapshot_interval_s: float = Field(default=300.0, gt=0, description="one snapshot at start, then one this often")
+    snapshot_keep: int = Field(default=12, ge=0, le=10_000, description="newest snapshots kept; 0: none taken")
+
+
 class PlatformSpec(_Strict):
     deployments: dict[str, DeploymentSpec]
     gateway: GatewaySpec = GatewaySpec()
+    state: StateSpec = StateSpec()
 
     @field_validator("deployments")
     @classmethod
     def _names(cls, value: dict[str, DeploymentSpec]) -> dict[str, DeploymentSpec]:
-        import re
-
         if not value:
             raise ValueError("declare at least one deployment")
         for name in value:

@@ -1,17 +1,29 @@
 """The state database: one SQLite file (WAL) in the state directory.
 
-The controller is the only writer; the CLI reads through the same queries.
+The controller is the only writer; the CLI reads through the same queries. Every
+opener checks the file first (``integrity``): a damaged, emptied or unknown-version
+database raises ``StateError`` naming the newest good snapshot; it is never replaced.
+A version-3 database is migrated in place, after a copy of it is kept aside.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import StateError
+from .integrity import Action, Schema, inspect_db, judge, state_history, write_marker
+
 SCHEMA_VERSION = 4
+# Audit retention (README, "Access control"): pruned by the controller on every audit write.
+AUDIT_MAX_AGE_S = 90 * 24 * 3600.0
+AUDIT_MAX_ROWS = 100_000  # a refusal row stands for up to thousands of calls (``count``)
+_AUDIT_CURSOR = "audit_cursor:"  # meta key prefix: how far a gateway slot's refusals are recorded
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS processes (
@@ -28,7 +40,8 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE TABLE IF NOT EXISTS deployments (
     name TEXT PRIMARY KEY, revision INTEGER NOT NULL, replicas INTEGER NOT NULL,
-    previous_revision INTEGER, deleting INTEGER NOT NULL DEFAULT 0, next_index INTEGER NOT NULL DEFAULT 0
+    previous_revision INTEGER, deleting INTEGER NOT NULL DEFAULT 0, next_index INTEGER NOT NULL DEFAULT 0,
+    spec_replicas INTEGER  -- the count the last applied spec asked for (a later `steady scale` overrides it)
 );
 CREATE TABLE IF NOT EXISTS tokens (
     id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, role TEXT NOT NULL, digest TEXT NOT NULL,
@@ -53,6 +66,14 @@ CREATE TABLE IF NOT EXISTS secrets (
 
 DB_NAME = "state.db"
 
+# The tables a database of each version must hold. Fixed lists, not parsed from SCHEMA:
+# a table added to SCHEMA later is created on open and must not make older files "damaged".
+_V3_TABLES = frozenset({"meta", "processes", "events", "deployments", "tokens", "audit", "revisions"})
+STATE_SCHEMA = Schema(version=SCHEMA_VERSION, tables=_V3_TABLES | {"secrets"}, migrations={3: _V3_TABLES})
+# Version 3 -> 4, besides the new tables of SCHEMA: (table, column, declaration).
+_V4_COLUMNS = (("audit", "count", "INTEGER NOT NULL DEFAULT 1"), ("audit", "last_ts", "REAL"),
+               ("revisions", "config", "TEXT"), ("deployments", "spec_replicas", "INTEGER"))
+
 
 @dataclass(frozen=True)
 class Event:
@@ -66,33 +87,54 @@ class Event:
 
 
 class StateDB:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, create: bool = True) -> None:
+        """Open (after checking) the state database at ``path``.
+
+        ``create``: make a new one where the state dir never had state; else FileNotFoundError.
+        """
         self.path = path
+        action = self.check_file(path)
+        if action == "create" and not create:
+            raise FileNotFoundError(path)
+        if action == "migrate":
+            _migrate(path)
         self._conn = self._connect(path)
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        has_tables = self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if has_tables and version != SCHEMA_VERSION:
-            # A state dir from an older steadyserve: keep it aside, start afresh.
-            self._conn.close()
-            path.rename(path.with_name(f"{path.name}.schema-v{version}-{int(time.time())}"))
-            self._conn = self._connect(path)
         self._conn.executescript(SCHEMA)
         self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        write_marker(path.parent)
+
+    @staticmethod
+    def check_file(path: Path) -> Action:
+        """What to do with the file (use, create or migrate); StateError, one line saying what to do, otherwise."""
+        verdict = judge(inspect_db(path), STATE_SCHEMA, state_history(path.parent))
+        if verdict.action == "refuse":
+            from .backup import refusal
+
+            raise refusal(path, verdict.problem)
+        return verdict.action
+
+    @classmethod
+    def check(cls, path: Path) -> bool:
+        """Whether a usable state database is at ``path`` (False: none yet); raises StateError."""
+        return cls.check_file(path) != "create"
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
-        conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as exc:  # damaged between the check and now
+            from .backup import refusal
+
+            raise refusal(path, f"is damaged: {exc}") from exc
         return conn
 
     @classmethod
     def open_existing(cls, state_dir: Path) -> StateDB:
-        path = state_dir / DB_NAME
-        if not path.exists():
-            raise FileNotFoundError(path)
-        return cls(path)
+        """The state database of ``state_dir``; FileNotFoundError where it never had one."""
+        return cls(state_dir / DB_NAME, create=False)
 
     def close(self) -> None:
         self._conn.close()
@@ -125,8 +167,9 @@ class StateDB:
             self._conn.execute("BEGIN")
             self._conn.execute("DELETE FROM deployments")
             self._conn.executemany(
-                "INSERT INTO deployments(name, revision, replicas, previous_revision, deleting, next_index)"
-                " VALUES(:name, :revision, :replicas, :previous_revision, :deleting, :next_index)", rows)
+                "INSERT INTO deployments(name, revision, replicas, previous_revision, deleting, next_index,"
+                " spec_replicas) VALUES(:name, :revision, :replicas, :previous_revision, :deleting, :next_index,"
+                " :spec_replicas)", rows)
 
     def desired_deployments(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._conn.execute("SELECT * FROM deployments ORDER BY name")]
@@ -168,8 +211,48 @@ class StateDB:
 
     def add_audit(self, actor: str, action: str, target: str, source: str, result: str,
                   ts: float | None = None) -> None:
-        self._conn.execute("INSERT INTO audit(ts, actor, action, target, source, result) VALUES(?,?,?,?,?,?)",
-                           (time.time() if ts is None else ts, actor, action, target, source, result))
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.execute("INSERT INTO audit(ts, actor, action, target, source, result) VALUES(?,?,?,?,?,?)",
+                               (time.time() if ts is None else ts, actor, action, target, source, result))
+            self.prune_audit()
+
+    def record_refusals(self, rows: Sequence[dict[str, Any]], reporter: str, cursor: str) -> None:
+        """Aggregated rows of refused calls and how far ``reporter``'s reports are recorded, in one
+        transaction: a controller killed in between records them again neither twice nor never.
+
+        A row: ts, actor, action, target, source, result, count, last_ts.
+        """
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.executemany(
+                "INSERT INTO audit(ts, actor, action, target, source, result, count, last_ts)"
+                " VALUES(:ts, :actor, :action, :target, :source, :result, :count, :last_ts)", rows)
+            self._conn.execute(
+                "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (_AUDIT_CURSOR + reporter, cursor))
+            self.prune_audit()
+
+    def audit_cursor(self, reporter: str) -> str | None:
+        """What ``record_refusals`` last stored for ``reporter`` (a gateway slot)."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (_AUDIT_CURSOR + reporter,)).fetchone()
+        return None if row is None else str(row["value"])
+
+    def prune_audit(self, now: float | None = None, max_age_s: float = AUDIT_MAX_AGE_S,
+                    max_rows: int = AUDIT_MAX_ROWS) -> int:
+        """Keep the newest ``max_rows`` rows, none older than ``max_age_s``; how many went.
+
+        Both deletes walk the primary key from the oldest row and stop at the first one to
+        keep, so a call that deletes nothing costs next to nothing (it runs on every write).
+        Rows are in about time order (a refusal row is written seconds after its ``ts``).
+        """
+        cutoff = (time.time() if now is None else now) - max_age_s
+        by_count = self._conn.execute(
+            "DELETE FROM audit WHERE seq <= (SELECT max(seq) FROM audit) - ?", (max_rows,)).rowcount
+        by_age = self._conn.execute(
+            "DELETE FROM audit WHERE seq < coalesce((SELECT seq FROM audit WHERE ts >= ? ORDER BY seq LIMIT 1),"
+            " (SELECT max(seq) + 1 FROM audit))", (cutoff,)).rowcount
+        return int(by_count) + int(by_age)
 
     def audit(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self._conn.execute("SELECT * FROM audit ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
@@ -206,6 +289,34 @@ class StateDB:
         )
         return revision, True
 
+    # --- secrets (values never leave through the API; see control/secrets.py) ------------------
+    def put_secret(self, deployment: str, name: str, value: str) -> int:
+        """The version holding ``value``: the latest if it holds the same value, else a new one."""
+        row = self._conn.execute(
+            "SELECT version, value FROM secrets WHERE deployment = ? AND name = ? ORDER BY version DESC LIMIT 1",
+            (deployment, name)).fetchone()
+        if row is not None and row["value"] == value:
+            return int(row["version"])
+        version = 1 if row is None else int(row["version"]) + 1
+        self._conn.execute("INSERT INTO secrets(deployment, name, version, value, created_at) VALUES(?,?,?,?,?)",
+                           (deployment, name, version, value, time.time()))
+        return version
+
+    def latest_secret_version(self, deployment: str, name: str) -> int | None:
+        row = self._conn.execute("SELECT max(version) FROM secrets WHERE deployment = ? AND name = ?",
+                                 (deployment, name)).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def secret_values(self, deployment: str, versions: dict[str, int]) -> dict[str, str]:
+        values = {}
+        for name, version in versions.items():
+            row = self._conn.execute("SELECT value FROM secrets WHERE deployment = ? AND name = ? AND version = ?",
+                                     (deployment, name, version)).fetchone()
+            if row is None:
+                raise KeyError(f"secret {name} version {version} of {deployment} is not in the state DB")
+            values[name] = str(row["value"])
+        return values
+
     def revisions(self, deployment: str) -> list[dict[str, Any]]:
         rows = self._conn.execute(
             "SELECT * FROM revisions WHERE deployment = ? ORDER BY revision", (deployment,))
@@ -235,3 +346,31 @@ class StateDB:
         sql += " ORDER BY seq DESC LIMIT ?"
         rows = self._conn.execute(sql, [*args, limit]).fetchall()
         return [Event(**dict(r)) for r in reversed(rows)]
+
+
+def _migrate(path: Path) -> None:
+    """Version 3 -> 4 in place, in one transaction; the version-3 file is kept aside first."""
+    from .backup import backup
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    backup(path, path.with_name(f"{path.name}.schema-v3-{stamp}"))
+    conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        if int(conn.execute("PRAGMA user_version").fetchone()[0]) == 3:  # not migrated by another opener meanwhile
+            for table, column, declaration in _V4_COLUMNS:
+                columns = {str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            for statement in SCHEMA.split(";"):  # new tables, inside this transaction
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise StateError(f"state DB {path}: migrating schema version 3 to {SCHEMA_VERSION} failed ({exc});"
+                         " the file is unchanged") from exc
+    finally:
+        conn.close()

@@ -21,10 +21,14 @@ from ..wire.http11 import Request, json_response
 from ..wire.limits import ServerLimits, add_limit_flags, limits_from_flags
 from ..wire.server import HttpServer
 from .proxy import Gateway
+from .ratelimit import LocalLimiter, RateLimiter
+from .refusals import STATUS_NAMES
 from .routes import TableFile
+from .sharedcells import Counters, LocalCounters, SharedCounters, SharedLimiter
 
 log = logging.getLogger("steadyserve.gateway")
 TABLE_POLL_S = 0.1
+REFUSAL_WINDOW_S = 5.0  # refused calls are counted per key over this long, then reported
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -39,6 +43,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--grace-s", type=float, default=10.0)
     p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS")
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    p.add_argument("--rate-limits", type=Path,
+                   help="file of token rate-limit cells shared by the gateway processes (else per process)")
+    p.add_argument("--refusal-counts", type=Path,
+                   help="this slot's refusal counters, kept across restarts (else in memory)")
     return p.parse_args(argv)
 
 
@@ -62,9 +70,18 @@ async def _follow_table(gateway: Gateway, table_file: TableFile) -> None:
         await asyncio.sleep(TABLE_POLL_S)
 
 
+async def _roll_refusals(gateway: Gateway) -> None:
+    while True:
+        gateway.roll_refusals(REFUSAL_WINDOW_S)
+        await asyncio.sleep(REFUSAL_WINDOW_S / 10)
+
+
 async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     table_file = TableFile(args.routes)
+    limiter: RateLimiter = SharedLimiter(args.rate_limits) if args.rate_limits else LocalLimiter()
+    counts: Counters = (SharedCounters(args.refusal_counts, STATUS_NAMES) if args.refusal_counts
+                        else LocalCounters(STATUS_NAMES))
 
     def refresh() -> bool:
         table = table_file.poll()
@@ -72,11 +89,12 @@ async def _serve(args: argparse.Namespace) -> int:
             gateway.apply_table(table)
         return table is not None
 
-    gateway = Gateway(args.id, refresh=refresh)
+    gateway = Gateway(args.id, refresh=refresh, limiter=limiter, refusal_counts=counts)
     initial = table_file.poll()
     if initial is not None:
         gateway.apply_table(initial)
     follower = loop.create_task(_follow_table(gateway, table_file))
+    roller = loop.create_task(_roll_refusals(gateway))
 
     public = HttpServer(gateway.handle, limits_from_flags(args))
     tls = None
@@ -106,6 +124,7 @@ async def _serve(args: argparse.Namespace) -> int:
     public.close_all_connections()
     admin_server.close()
     follower.cancel()
+    roller.cancel()
     return 0
 
 

@@ -17,7 +17,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..auth import Action, TokenBucket, TokenRecord, check
+from ..auth import Action, TokenRecord, bearer, check, split_token
+from ..caller import CALLER_HEADER
 from ..errors import UpstreamError
 from ..types import Clock
 from ..wire.http11 import TIMEOUT_HEADER, Request, json_response, valid_request_id
@@ -37,8 +38,11 @@ from .flow import (
     call_flow,
 )
 from .outcomes import RevisionOutcomes
+from .ratelimit import LocalLimiter, RateLimiter
+from .refusals import STATUS_NAMES, RefusalKey, RefusalLog, source_host, status_name
 from .routes import RoutingTable
 from .runtime import ServiceRuntime, UpstreamReplica
+from .sharedcells import Counters, LocalCounters
 from .v2 import Answer, route_v2
 
 _HOP_BY_HOP = frozenset(
@@ -58,6 +62,9 @@ class Gateway:
         clock: Clock = time.monotonic,
         refresh: Callable[[], bool] = lambda: False,
         pool_factory: Callable[[str], UpstreamPool] = UpstreamPool,
+        limiter: RateLimiter | None = None,
+        refusal_counts: Counters | None = None,
+        wall_clock: Clock = time.time,
     ) -> None:
         self.gateway_id = gateway_id
         self._pool_factory = pool_factory  # a unit test passes a fake
@@ -75,12 +82,17 @@ class Gateway:
         # turns them into events (it stays the only writer of the state DB).
         self.ejections: deque[dict[str, Any]] = deque(maxlen=64)
         self._ejection_seq = itertools.count(1)
-        # Refused calls, reported the same way; the controller writes them to the audit log.
-        self.auth_failures: deque[dict[str, Any]] = deque(maxlen=256)
-        self._auth_seq = itertools.count(1)
         self.tokens: dict[str, TokenRecord] = {}
         self._rng = random.Random()
-        self._buckets: dict[str, TokenBucket] = {}
+        # Token rate limits: shared by all gateway processes on the machine when main.py passes
+        # a SharedLimiter; this process's own otherwise.
+        self.limiter: RateLimiter = limiter if limiter is not None else LocalLimiter()
+        # Refused calls: counted in windows, reported through stats() like ejections; the controller
+        # writes them to the audit log. The counters (shared memory, per slot) outlive this process.
+        self.wall_clock = wall_clock
+        self.refusal_counts: Counters = refusal_counts if refusal_counts is not None else LocalCounters(STATUS_NAMES)
+        self.refusals = RefusalLog()
+        self.refusals.close(self.refusal_counts.read())  # tells the controller where this process starts
         self.instance = os.urandom(4).hex()  # tells the controller this process from its successor
         self._id_prefix = f"{gateway_id}-{self.instance}-"
         # What this process saw of each revision, for rollout judgement: deployment -> revision -> counts.
@@ -106,7 +118,7 @@ class Gateway:
         self.table = table
         self.tokens = {i: TokenRecord(i, t.name, t.role, t.digest, t.rate_per_s, t.burst)
                        for i, t in table.tokens.items()}
-        self._buckets = {i: b for i, b in self._buckets.items() if i in self.tokens}
+        self.limiter.forget(set(self.tokens))
         for runtime in services.values():
             runtime.wake_all()  # queued calls look again: there may be new replicas or limits
 
@@ -157,10 +169,12 @@ class Gateway:
 
     async def _proxy(self, request: Request) -> bytes:
         request_id = self._request_id(request)
+        caller: TokenRecord | None = None
         if self.table.auth_required and request.path not in _PUBLIC_PATHS:
-            refused = self._authorize(request, request_id)
-            if refused is not None:
-                return refused
+            allowed = self._authorize(request, request_id)
+            if isinstance(allowed, bytes):
+                return allowed
+            caller = allowed
         if request.path.startswith(b"/v2"):
             service, handler, answer = self._resolve_v2(request)
             if answer is not None:
@@ -181,7 +195,8 @@ class Gateway:
             timeout_s = min(timeout_s, asked)
         # Replicas serve /<handler>; V2 paths go through as they are.
         upstream_url = request.url if _is_v2(request) else _handler_url(request, handler)
-        head, tail = _encode_upstream(request, upstream_url)
+        head, tail = _encode_upstream(request, upstream_url, self.table.auth_required,
+                                      caller if service.route.forward_identity else None)
         call = Call(key=service.key_of(request) if service.key_of is not None else None,
                     idempotent=service.idempotent.get(handler, True), started_at=now, deadline=now + timeout_s)
         result = await self._run(call_flow(service, call, self._on_ejected, self._rng.random() * 100), head, tail)
@@ -242,28 +257,31 @@ class Gateway:
         except UpstreamError as err:
             return Failed(err, self.clock(), self.services.get(send.service.name))
         return Answered(response.status, response.raw, self.clock())
-    def _authorize(self, request: Request, request_id: bytes) -> bytes | None:
-        """None if the call may proceed; else the 401/403/429 answer."""
+    def _authorize(self, request: Request, request_id: bytes) -> bytes | TokenRecord | None:
+        """The caller's token if the call may proceed; else the 401/403/429 answer."""
         verdict = check(request.header(b"authorization"), self.tokens, Action.INVOKE)
         if verdict.status != 200:
-            self.auth_failures.append({
-                "seq": next(self._auth_seq), "ts": time.time(), "status": verdict.status,
-                "actor": verdict.token.name if verdict.token else "-", "reason": verdict.reason,
-                "target": request.path.decode("utf-8", "replace")[:200], "source": request.peer,
-            })
+            self._refused(request, verdict.status, verdict.token.name if verdict.token else "-", verdict.reason)
             extra = b"www-authenticate: Bearer\r\n" if verdict.status == 401 else b""
             return self._error(verdict.status, request_id, verdict.reason, extra=extra)
         token = verdict.token
         if token is not None and token.rate_per_s:
-            bucket = self._buckets.get(token.id)
-            now = self.clock()
-            if bucket is None:
-                bucket = self._buckets[token.id] = TokenBucket(token.rate_per_s, token.burst or 1, now)
-            wait_s = bucket.take(now)
+            wait_s = self.limiter.take(token.id, token.rate_per_s, token.burst or 1, self.clock())
             if wait_s > 0:
+                self._refused(request, 429, token.name, "rate limit exceeded")
                 return self._error(429, request_id, f"rate limit of token {token.name!r} exceeded",
-                                   extra=b"retry-after: %d\r\n" % math.ceil(wait_s))
-        return None
+                                   extra=b"retry-after: %d\r\n" % max(1, math.ceil(wait_s)))
+        return token
+
+    def _refused(self, request: Request, status: int, actor: str, reason: str) -> None:
+        self.refusal_counts.add(status_name(status))  # first: it is what the audit's totals rest on
+        key = RefusalKey(actor, source_host(request.peer), status, reason)
+        self.refusals.add(key, request.path.decode("utf-8", "replace")[:200], self.wall_clock(), self.clock())
+
+    def roll_refusals(self, window_s: float) -> None:
+        """Close the window of refused calls once it is ``window_s`` old (main.py calls this often)."""
+        if self.refusals.due(self.clock(), window_s):
+            self.refusals.close(self.refusal_counts.read())
 
     def _error(self, status: int, request_id: bytes, message: str, extra: bytes = b"",
                replica: str | None = None, **details: object) -> bytes:
@@ -282,7 +300,12 @@ class Gateway:
                 "limits": {s: {r.id: rt.limit_of(r) for r in rt.replicas} for s, rt in self.services.items()},
                 "revisions": {s: {str(rev): o.to_json() for rev, o in by_rev.items()}
                               for s, by_rev in self.outcomes.items()},
-                "ejections": list(self.ejections), "auth_failures": list(self.auth_failures)}
+                "ejections": list(self.ejections), "refusals": self.refusals.report()}
+
+
+def _is_platform_token(value: bytes) -> bool:
+    token = bearer(value)
+    return token is not None and split_token(token) is not None
 
 
 def _is_v2(request: Request) -> bool:
@@ -294,10 +317,22 @@ def _handler_url(request: Request, handler: str) -> bytes:
     return b"/" + handler.encode() + sep + query
 
 
-def _encode_upstream(request: Request, url: bytes) -> tuple[bytes, bytes]:
-    """The upstream request in two parts; each attempt puts its own deadline header between them."""
+def _encode_upstream(request: Request, url: bytes, auth_required: bool = False,
+                     caller: TokenRecord | None = None) -> tuple[bytes, bytes]:
+    """The upstream request in two parts; each attempt puts its own deadline header between them.
+
+    Platform tokens never reach replica code: with auth on, the authorization header is one;
+    with auth off, one that looks like a platform token is dropped too. ``caller``: the
+    deployment asked to know who called (name and role; never the token).
+    """
     parts = [request.method, b" ", url, b" HTTP/1.1\r\n"]
     for name, value in request.headers:
-        if name not in _HOP_BY_HOP and name != TIMEOUT_HEADER:
-            parts += (name, b": ", value, b"\r\n")
+        if name in _HOP_BY_HOP or name == TIMEOUT_HEADER or name == CALLER_HEADER:
+            continue
+        if name == b"authorization" and (auth_required or _is_platform_token(value)):
+            continue
+        parts += (name, b": ", value, b"\r\n")
+    if caller is not None:
+        parts += (CALLER_HEADER, b": name=", caller.name.encode("latin-1", "replace"), b"; role=",
+                  caller.role.encode(), b"\r\n")
     return b"".join(parts), b"content-length: %d\r\n\r\n" % len(request.body) + request.body

@@ -69,6 +69,7 @@ class ServiceRoute(_Frozen):
     handlers: dict[str, HandlerRoute] = {}
     v2_handler: str | None = None  # the Open Inference Protocol entry point, if any
     canary: CanaryRoute | None = None
+    forward_identity: bool = False  # tell replicas the caller's token name and role (never the token)
     replicas: tuple[ReplicaRoute, ...] = ()
 
 
@@ -76,7 +77,8 @@ class TokenRoute(_Frozen):
     name: str
     role: str
     digest: str  # sha256 of the secret part; the token itself is never written
-    rate_per_s: float | None = None  # this gateway process's share of the token's limit
+    # The token's whole limit: every gateway process on the machine updates one shared GCRA cell.
+    rate_per_s: float | None = None
     burst: int | None = None
 
 

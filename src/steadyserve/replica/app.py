@@ -17,6 +17,7 @@ import orjson
 from pydantic import ValidationError
 
 from ..batching import Batcher, split_outputs
+from ..caller import CALLER_HEADER, parse_caller_header, set_caller
 from ..errors import (
     DeadlineExceeded,
     HandlerFailed,
@@ -233,6 +234,8 @@ class ReplicaApp:
             return Reply(err.status, orjson.dumps(err.to_json()), headers=b"allow: " + allow + b"\r\n")
         except RequestError as err:
             return Reply(err.status, orjson.dumps(err.to_json()))
+        # The handler's task (and the worker thread it may run on) sees who called.
+        set_caller(parse_caller_header(request.header(CALLER_HEADER)))
         return await self._bounded(spec, request_id, deadline, self._invoke(spec, kwargs, deadline),
                                    functools.partial(self._serialise, spec))
 

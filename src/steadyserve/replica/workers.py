@@ -10,6 +10,7 @@ that the controller replaces it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -49,7 +50,8 @@ class WorkerPool:
         """Run ``fn`` on a worker. It never starts if the deadline passes while it waits for
         a worker, or if this coroutine is cancelled first (the caller went away or timed out):
         then ``NeverStarted`` is raised from the cancellation, so the caller can say so."""
-        job = self.executor.submit(self._call, handler, fn, deadline, marker)
+        context = contextvars.copy_context()  # the handler sees the call's context (e.g. its caller)
+        job = self.executor.submit(context.run, self._call, handler, fn, deadline, marker)
         try:
             return await asyncio.wrap_future(job)
         except asyncio.CancelledError:
