@@ -171,7 +171,9 @@ def start_instance(target: Path | str, state_dir: Path, *args: str, wait_ready: 
     inst = Instance(proc, port, state_dir)
     threading.Thread(target=_drain_output, args=(inst,), daemon=True).start()
     if wait_ready:
-        wait_for(lambda: proc.poll() is None and (state_dir / "state.db").exists() and inst.all_ready(),
+        # This controller's own view: rows a killed predecessor left in the state DB do not count.
+        wait_for(lambda: proc.poll() is None and (state_dir / "state.db").exists()
+                 and inst.meta().get("controller_pid") == str(proc.pid) and inst.all_ready(),
                  90, f"{target} to be ready; output so far:\n{''.join(inst.output)}")
     return inst
 

@@ -46,3 +46,23 @@ def test_only_the_digest_is_kept():
     value, token_id, hashed = new_token()
     assert value.startswith(f"st_{token_id}_") and hashed == digest(split_token(value)[1])
     assert split_token(value)[1] not in hashed
+
+
+def test_an_unknown_token_id_costs_the_same_work_as_a_known_one(monkeypatch):
+    """No timing difference tells an attacker which token ids exist: both hash once and compare once."""
+    import hmac
+
+    import steadyserve.auth as auth
+
+    tokens, values = records("invoker")
+    token_id = next(iter(tokens))
+    work: list[str] = []
+    real_digest, real_compare = auth.digest, hmac.compare_digest
+    monkeypatch.setattr(auth, "digest", lambda s: work.append("digest") or real_digest(s))
+    monkeypatch.setattr(auth.hmac, "compare_digest", lambda a, b: work.append(f"compare{len(a)}") or real_compare(a, b))
+    seen = []
+    for header in (f"Bearer st_{token_id}_wrongsecret", "Bearer st_00000000_wrongsecret"):
+        work.clear()
+        assert check(header, tokens, Action.INVOKE).status == 401
+        seen.append(list(work))
+    assert seen[0] == seen[1] == ["digest", "compare64"]

@@ -134,3 +134,25 @@ def test_a_valid_request_id_is_kept():
         assert b"x-request-id: trace-42.a:b_c\r\n" in pool.sent[0]
 
     asyncio.run(scenario())
+
+
+def test_platform_tokens_never_reach_a_replica_and_caller_identity_cannot_be_spoofed():
+    from steadyserve.auth import TokenRecord
+    from steadyserve.gateway.proxy import _encode_upstream
+    from steadyserve.wire.http11 import Request
+
+    def upstream(headers, auth_required, caller=None):
+        request = Request(b"POST", b"/echo", headers, b"{}", True)
+        head, _ = _encode_upstream(request, b"/echo", auth_required, caller)
+        return head.lower()
+
+    spoof = (b"x-steady-caller", b"name=admin; role=admin")
+    platform = (b"authorization", b"Bearer st_abcd1234_secret")
+    own = (b"authorization", b"Bearer app-level-token")
+    assert b"st_abcd1234" not in upstream([platform, spoof], auth_required=True)
+    assert b"st_abcd1234" not in upstream([platform], auth_required=False)
+    assert b"authorization" not in upstream([own], auth_required=True)  # with auth on it is the platform's
+    assert b"app-level-token" in upstream([own], auth_required=False)  # without, it is the service's own
+    assert b"role=admin" not in upstream([spoof], auth_required=False)
+    alice = TokenRecord("abcd1234", "alice", "invoker", "d")
+    assert b"x-steady-caller: name=alice; role=invoker\r\n" in upstream([platform, spoof], True, alice)

@@ -50,7 +50,7 @@ def revision_changes(old_json: str | None, new_json: str) -> list[str]:
     if old_json is None:
         return ["first revision"]
     old = json.loads(old_json)
-    changes = spec_changes(old.get("spec", {}), new.get("spec", {}))
+    changes = spec_changes(old.get("spec", {}), new.get("spec", {}), "spec.")
     changes += [f"secret {c.split(':', 1)[0]}: new value" for c in
                 spec_changes(old.get("secret_versions", {}), new.get("secret_versions", {}))]
     return changes
