@@ -77,7 +77,7 @@ class ServeConsole:
                 f"    try:  curl -s {cfg.url}/{path} -H 'content-type: application/json' -d '{example}'\n"
                 f"    or:   steady call {dep.name} {first.name} --json '{example}' --state-dir {self.state_dir}"
             )
-        lines.append(f"  status: steady status --state-dir {self.state_dir}    api: {cfg.api_url}/docs    stop: Ctrl-C")
+        lines.append(f"  status: steady status --state-dir {self.state_dir}    api: {cfg.api_url}/docs (with a token)    stop: Ctrl-C")
         if cfg.auth_required:
             lines.append(f"  [yellow]access control is on[/yellow]: calls need a token; make one with\n"
                          f"    steady token create --role admin --name you --state-dir {self.state_dir}\n"

@@ -68,7 +68,10 @@ def test_api_validates_and_documents_itself(serve, tmp_path):
     inst = serve(str(spec), command="up")
     doc = inst.api("GET", "/openapi.json").json()
     assert "/v1/deployments/{name}/rollback" in doc["paths"]
-    assert "/v1/deployments" in httpx.get(f"{api_url(inst)}/docs").text  # public, like /openapi.json
+    assert "/v1/deployments" in inst.api("GET", "/docs").text
+    assert httpx.get(f"{api_url(inst)}/docs").status_code == 401  # over TCP, only with a token
+    assert httpx.get(f"{api_url(inst)}/openapi.json").status_code == 401
+    assert httpx.get(f"{api_url(inst)}/healthz").status_code == 200  # for load balancers
     bad = inst.api("PUT", "/v1/deployments/x", json={"spec": {"service": "nowhere", "replicas": "many"}})
     assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "spec.replicas"
     missing = inst.api("PUT", "/v1/deployments/x", json={"spec": {"service": "/nowhere/at/all"}})
