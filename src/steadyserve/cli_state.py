@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import click
@@ -39,7 +38,7 @@ def backup_command(file: Path | None, state_dir: Path) -> None:
 def _running_controller(state_dir: Path) -> int | None:
     """The pid of a controller serving from ``state_dir``: as its database says, else as `ps` shows."""
     from .control.leftovers import running_from
-    from .control.processes import pid_alive
+    from .control.serve import live_controller_pid
     from .control.statedb import StateDB
     from .errors import StateError
 
@@ -52,8 +51,8 @@ def _running_controller(state_dir: Path) -> int | None:
             meta = db.meta()
         finally:
             db.close()
-    pid = int(meta.get("controller_pid", "0") or 0)
-    if meta.get("status") == "running" and pid and pid != os.getpid() and pid_alive(pid):
+    pid = live_controller_pid(meta)
+    if pid is not None:
         return pid
     return next((p.pid for p in running_from(state_dir) if p.kind == "controller"), None)
 

@@ -23,7 +23,8 @@ from .. import __version__
 from ..auth import Action, TokenRecord, check
 from ..errors import ConfigError
 from .config import resolve_deployment
-from .controller import ApplyResult, Controller
+from .controller import Controller
+from .desired import ApplyResult
 from .revisions import revision_changes
 from .spec import NAME_PATTERN, DeploymentSpec
 from .supervision import ProcState

@@ -44,6 +44,14 @@ def check_port(host: str, port: int) -> int:
         return int(sock.getsockname()[1])
 
 
+def live_controller_pid(meta: dict[str, str]) -> int | None:
+    """Another controller that the state DB's meta says is running, and is alive."""
+    pid = int(meta.get("controller_pid", "0") or 0)
+    if meta.get("status") == "running" and pid and pid != os.getpid() and pid_alive(pid):
+        return pid
+    return None
+
+
 def check_state_dir_free(state_dir: Path) -> bool:
     """Whether a previous controller died while running here (then its state is recovered)."""
     if not StateDB.check(state_dir / DB_NAME):  # damaged or emptied: StateError, before ports are checked
@@ -53,8 +61,8 @@ def check_state_dir_free(state_dir: Path) -> bool:
         meta = db.meta()
     finally:
         db.close()
-    pid = int(meta.get("controller_pid", "0") or 0)
-    if meta.get("status") == "running" and pid and pid != os.getpid() and pid_alive(pid):
+    pid = live_controller_pid(meta)
+    if pid is not None:
         raise ConfigError(
             f"another steady controller (pid {pid}) is running with state dir {state_dir};"
             " stop it or pass a different --state-dir"
