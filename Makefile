@@ -25,7 +25,7 @@ demo: $(STAMP_EXAMPLES)  ## serve examples/digits with 2 replicas (Ctrl-C stops 
 test: $(STAMP_TEST)  ## the whole test suite
 	$(VENV)/bin/python -m pytest -q
 
-bench: $(STAMP_TEST)  ## throughput/latency figures -> bench/RESULTS.md (installs wrk, nginx)
+bench: $(STAMP_TEST)  ## throughput/latency figures -> bench/out/RESULTS.md (installs wrk, nginx)
 	$(VENV)/bin/python bench/run.py
 
 clean:

@@ -5,8 +5,10 @@ Measures, in one run on this machine:
   (b) the gateway with 1 and 2 echo replicas,
   (c) nginx as reverse proxy to the same 2 replicas (the cost of one proxy hop),
   (d) examples/digits through the gateway with batching on and off.
-Writes the table and the targets to bench/RESULTS.md. Installs wrk and nginx
-from Debian if they are missing. Usage: python bench/run.py [--duration-s 8]
+Writes the table and the targets to bench/out/RESULTS.md (untracked; pass
+--output bench/RESULTS.md to update the figures kept in git). Installs wrk and nginx
+from Debian if they are missing. Ctrl-C stops every process it started and removes
+its temporary directories. Usage: python bench/run.py [--duration-s 8] [--output FILE]
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LUA = ROOT / "bench" / "post.lua"
 CONCURRENCY = (1, 16, 64)
 STARTED: list[subprocess.Popen] = []  # killed on the way out, whatever happens
+TEMP_DIRS: list[Path] = []  # removed on the way out, whatever happens
+DEFAULT_OUTPUT = ROOT / "bench" / "out" / "RESULTS.md"
 ECHO_BODY = '{"message": "hello"}'
 
 
@@ -92,6 +96,7 @@ class Serve:
     def __init__(self, target: str, replicas: int, *extra: str) -> None:
         self.port = free_port()
         self.state_dir = Path(tempfile.mkdtemp(prefix="steady-bench-"))
+        TEMP_DIRS.append(self.state_dir)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "steadyserve.cli", "serve", target, "--replicas", str(replicas),
              "--port", str(self.port), "--state-dir", str(self.state_dir), *extra],
@@ -125,6 +130,7 @@ class Serve:
 def nginx_proxy(endpoints: list[str]) -> tuple[subprocess.Popen[bytes], str, Path]:
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="steady-nginx-"))
+    TEMP_DIRS.append(workdir)
     servers = "\n".join(f"    server {e};" for e in endpoints)
     # As root, nginx workers drop to an unprivileged user that cannot open the
     # replicas' sockets in the private state dir; keep the bench's own user.
@@ -168,6 +174,8 @@ def measure(label: str, url: str, path: str, body: str, duration_s: float, resul
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration-s", type=int, default=8)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
+                        help="Markdown file for the results (default: bench/out/RESULTS.md, untracked)")
     args = parser.parse_args()
     ensure_tools()
     os.chdir(ROOT)
@@ -214,11 +222,11 @@ def main() -> int:
         measure(label + ", 2 replicas", digits.url, "/predict", digits_body, args.duration_s, results)
         digits.stop()
 
-    write_results(results, args.duration_s)
+    write_results(results, args.duration_s, args.output.resolve())
     return 0
 
 
-def write_results(results: dict, duration_s: float) -> None:
+def write_results(results: dict, duration_s: float, results_file: Path) -> None:
     def get(label: str, c: int) -> dict[str, float]:
         return next(v for (k, cc), v in results.items() if k.startswith(label) and cc == c)
 
@@ -245,7 +253,7 @@ def write_results(results: dict, duration_s: float) -> None:
         lines.append(f"| {label} | {c} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['non_2xx']} |")
     lines += ["", "## Targets (ratios from this one run)", "", "| target | measured | met |", "|---|---:|---|"]
     lines += [f"| {t} | {m} | {'yes' if ok else 'NO'} |" for t, m, ok in targets]
-    results_file = ROOT / "bench" / "RESULTS.md"
+    results_file.parent.mkdir(parents=True, exist_ok=True)
     # Sections other scripts write (bench/batching.py, bench/overload.py) stay as they are.
     kept = ""
     if results_file.exists():
@@ -254,12 +262,17 @@ def write_results(results: dict, duration_s: float) -> None:
         kept = old[others[0]:] if others else ""
     results_file.write_text("\n".join(lines) + "\n" + ("\n" + kept if kept else ""))
     print("\n".join(lines[-5:]))
+    print(f"results written to {results_file}")
 
 
 def run() -> int:
     try:
         return main()
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping what the benchmark started", file=sys.stderr)
+        return 130
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
         for proc in STARTED:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
@@ -267,6 +280,8 @@ def run() -> int:
                     proc.wait(30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        for directory in TEMP_DIRS:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

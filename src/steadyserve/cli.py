@@ -76,7 +76,7 @@ def serve(target: str, state_dir: Path, no_batching: bool, api_port: int, auth: 
     from .control.serve import check_gateway_port, check_port, serve_spec
 
     def build(recovering: bool) -> tuple[Any, Any, dict[str, dict[str, str]]]:
-        options["port"] = check_gateway_port(options["host"], options["port"], recovering)
+        options["port"] = check_gateway_port(options["host"], options["port"], recovering, state_dir)
         name, spec = serve_spec(target, batching=not no_batching, **options)
         if not auth and not _is_loopback(options["host"]):
             raise ConfigError(f"--host {options['host']} exposes the service beyond this machine;"
@@ -110,7 +110,7 @@ def up(spec_file: Path, port: int | None, api_port: int, no_auth: bool, tls_cert
     def build(recovering: bool) -> tuple[Any, Any, dict[str, dict[str, str]]]:
         spec = load_spec(spec_file)
         wanted = spec.gateway.port if port is None else port
-        update: dict[str, Any] = {"port": check_gateway_port(spec.gateway.host, wanted, recovering)}
+        update: dict[str, Any] = {"port": check_gateway_port(spec.gateway.host, wanted, recovering, state_dir)}
         if tls_cert is not None or tls_key is not None:
             update |= {"tls_cert": tls_cert, "tls_key": tls_key}
         gateway = GatewaySpec.model_validate({**spec.gateway.model_dump(), **update})
@@ -147,7 +147,7 @@ def _resolve(spec: Any, base_dir: Path, state_dir: Path, api_port: int,
 
 def _run_platform(build: Any, state_dir: Path) -> None:
     from .control.serve import check_state_dir_free, run_platform
-    from .ui import ServeConsole
+    from .ui import ServeConsole, recorded_state
 
     try:
         recovering = check_state_dir_free(state_dir)
@@ -156,7 +156,9 @@ def _run_platform(build: Any, state_dir: Path) -> None:
         fail(str(exc))
     except ValidationError as exc:
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
-    ui = ServeConsole(console, config, specs, state_dir)
+    # A recovering controller keeps the recorded state, not the file's: the console shows what runs.
+    shown, services = recorded_state(config, specs, state_dir) if recovering else (config, specs)
+    ui = ServeConsole(console, shown, services, state_dir)
     ui.start()
     try:
         run_platform(config, ui.on_event, ui.on_all_ready, recover=recovering, secrets=secrets)

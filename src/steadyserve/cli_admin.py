@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,6 @@ from .cli import (
     err_console,
     fail,
     main,
-    status_rows,
 )
 from .errors import ConfigError
 
@@ -192,9 +192,12 @@ def _state_db(state_dir: Path) -> Any:
 @click.option("--name", required=True, help="Who or what holds it; shown in the audit log.")
 @click.option("--rate", "rate_per_s", type=click.FloatRange(min=0.001), help="Gateway calls per second.")
 @click.option("--burst", type=click.IntRange(min=1), help="Calls allowed at once above the rate.")
+@click.option("--timeout-s", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Wait at most this long for every running gateway to accept the token.")
 @STATE_DIR_OPTION
-def token_create(role: str, name: str, rate_per_s: float | None, burst: int | None, state_dir: Path) -> None:
-    """Create a token and print it once (only its hash is kept)."""
+def token_create(role: str, name: str, rate_per_s: float | None, burst: int | None, timeout_s: float,
+                 state_dir: Path) -> None:
+    """Create a token and print it once (only its hash is kept), once every running gateway accepts it."""
     from .auth import new_token
 
     value, token_id, digest = new_token()
@@ -203,11 +206,22 @@ def token_create(role: str, name: str, rate_per_s: float | None, burst: int | No
         db.add_token(token_id, name, role, digest, rate_per_s,
                      burst if burst is not None else (max(1, int(rate_per_s)) if rate_per_s else None))
         db.add_audit(_local_actor(), "token create", f"token {name} ({role})", "local", "ok")
+        meta = db.meta()
     except ValueError as exc:
         fail(str(exc))
     finally:
         db.close()
+    # The gateways learn tokens from the routing table the controller republishes: a token used
+    # before they serve that table is refused (401).
+    late = None
+    if meta.get("status") == "running" and not _controller_alive(meta):
+        late = "no controller is running here: the gateways learn it when `steady up` runs again"
+    elif meta.get("status") == "running" and not _wait_gateways(
+            state_dir, timeout_s, lambda tokens: token_id in tokens):
+        late = f"not every gateway confirmed it within {timeout_s:g}s: calls with it may get 401 for a while"
     err_console.print(f"token {name!r} ({role}) created; it is shown once, store it now:")
+    if late is not None:  # the token exists either way: it must still be shown
+        err_console.print(f"[yellow]warning:[/yellow] {escape(late)}")
     click.echo(value)
 
 
@@ -225,7 +239,8 @@ def token_revoke(name: str, timeout_s: float, state_dir: Path) -> None:
         running = db.meta().get("status") == "running"
     finally:
         db.close()
-    if running and not _wait_gateways_without(name, state_dir, timeout_s):
+    if running and not _wait_gateways(state_dir, timeout_s,
+                                      lambda tokens: all(t["name"] != name for t in tokens.values())):
         fail(f"token {name!r} is revoked in the state DB, but not every gateway confirmed within {timeout_s:g}s")
     console.print(f"token {name!r} revoked")
 
@@ -239,19 +254,32 @@ def _local_actor() -> str:
         return "local"
 
 
-def _wait_gateways_without(name: str, state_dir: Path, timeout_s: float) -> bool:
+def _controller_alive(meta: dict[str, str]) -> bool:
+    from .control.processes import pid_alive
+
+    pid = int(meta.get("controller_pid", "0") or 0)
+    return pid > 0 and pid_alive(pid)
+
+
+def _wait_gateways(state_dir: Path, timeout_s: float, served: Callable[[dict[str, Any]], bool]) -> bool:
+    """Poll until the routing table's tokens (by id) satisfy ``served`` and every gateway serves
+    that table or a later one; False if that is not so within ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            table = json.loads((state_dir / "routes.json").read_text())
-            if all(t["name"] != name for t in table.get("tokens", {}).values()):
-                rows = status_rows(state_dir)
-                if all((r["routes_version"] or 0) >= table["version"] for r in rows if r["kind"] == "gateway"):
+    db = _open_db(state_dir)  # this instance's gateways, whatever $STEADY_API_URL names
+    try:
+        while True:
+            try:
+                table = json.loads((state_dir / "routes.json").read_text())
+                if served(table.get("tokens", {})) and all(
+                        (r["routes_version"] or 0) >= table["version"] for r in db.processes() if r["kind"] == "gateway"):
                     return True
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.05)
-    return False
+            except (OSError, ValueError, KeyError):  # the table mid-replace: look again
+                pass
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+    finally:
+        db.close()
 
 
 @token.command("list")
@@ -279,6 +307,8 @@ def token_list(state_dir: Path) -> None:
 @STATE_DIR_OPTION
 def audit(limit: int, as_json: bool, state_dir: Path) -> None:
     """Who changed what, and every refused call (a row with a count stands for that many calls)."""
+    from .printable import printable
+
     db = _open_db(state_dir)
     try:
         rows = db.audit(limit)
@@ -297,7 +327,9 @@ def audit(limit: int, as_json: bool, state_dir: Path) -> None:
         if r.get("last_ts") and int(r["last_ts"]) != int(r["ts"]):
             when += time.strftime(" to %H:%M:%S", time.localtime(r["last_ts"]))
         count = int(r.get("count") or 1)
-        table.add_row(when, r["actor"], r["action"], escape(r["target"]), r["source"], escape(r["result"]),
+        # Stored text is shown as stored, but a control character never reaches the terminal (callers
+        # choose paths, and rows written before targets were sanitised may hold escape sequences).
+        table.add_row(when, *(escape(printable(str(r[c]))) for c in ("actor", "action", "target", "source", "result")),
                       str(count))
         if r["action"] == "invoke":
             status = r["result"].partition(":")[0]

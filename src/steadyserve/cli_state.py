@@ -20,7 +20,7 @@ def backup_command(file: Path | None, state_dir: Path) -> None:
     Default FILE: <state-dir>/snapshots/backup-<UTC time>.db (kept by the rotation).
     The file is created 0600: it holds token hashes, the audit log and deployment secrets.
     """
-    from .control.backup import MANUAL_PREFIX, backup, describe_counts, snapshot_name
+    from .control.backup import MANUAL_PREFIX, backup, describe_counts, remove_stale_partials, snapshot_name
     from .control.integrity import SNAPSHOT_DIR
 
     db = _open_db(state_dir)  # checks it: a damaged database is not copied
@@ -29,10 +29,17 @@ def backup_command(file: Path | None, state_dir: Path) -> None:
     dest = file if file is not None else state_dir / SNAPSHOT_DIR / snapshot_name(MANUAL_PREFIX, dt.datetime.now(dt.UTC))
     if dest.exists():
         fail(f"{dest} exists; name a new file")
+    _say_removed(remove_stale_partials(dest.parent, {dest.name}))
     found = backup(db_path, dest)
     console.print(f"backed up {escape(str(db_path))} to {escape(str(dest))}: {describe_counts(found)}")
     err_console.print(f"{escape(str(dest))} is readable by you only (0600): it holds token hashes, the audit log"
                       " and deployment secrets", soft_wrap=True)
+
+
+def _say_removed(paths: list[Path]) -> None:
+    for path in paths:
+        err_console.print(f"removed {escape(str(path))}: an unfinished copy left by an interrupted backup or"
+                          " restore", soft_wrap=True)
 
 
 def _running_controller(state_dir: Path) -> int | None:
@@ -51,7 +58,7 @@ def _running_controller(state_dir: Path) -> int | None:
             meta = db.meta()
         finally:
             db.close()
-    pid = live_controller_pid(meta)
+    pid = live_controller_pid(meta, state_dir)
     if pid is not None:
         return pid
     return next((p.pid for p in running_from(state_dir) if p.kind == "controller"), None)
@@ -64,7 +71,7 @@ def _running_controller(state_dir: Path) -> int | None:
 @STATE_DIR_OPTION
 def restore_command(file: Path, force: bool, state_dir: Path) -> None:
     """Replace the state DB with snapshot FILE (checked first); the replaced file is kept aside."""
-    from .control.backup import describe_counts, restore, verify
+    from .control.backup import describe_counts, remove_stale_partials, restore, verify
     from .control.leftovers import running_from
     from .control.statedb import DB_NAME
 
@@ -76,6 +83,7 @@ def restore_command(file: Path, force: bool, state_dir: Path) -> None:
     if pid is not None and not force:
         fail(f"a steady controller (pid {pid}) is running with state dir {state_dir}; stop it first"
              " (or pass --force: it goes on with the replaced file until restarted)")
+    _say_removed(remove_stale_partials(state_dir, {DB_NAME}))
     result = restore(file, db_path)
     console.print(f"restored {escape(str(file))} into {escape(str(db_path))}: {describe_counts(result.counts)}")
     if result.replaced is not None:

@@ -1,8 +1,9 @@
 """``steadyserve.Client``: call deployments through the gateway.
 
-    client = Client()                       # STEADY_URL / STEADY_TOKEN
+    client = Client()                       # STEADY_URL (else http://127.0.0.1:8080) / STEADY_TOKEN
     client.call("digits", "predict", pixels=[...])
     client.digits.predict(pixels=[...])     # the same, attribute style
+    client.my_svc.coef()                    # deployment "my-svc": names have hyphens, attributes underscores
 
 Idempotent calls are retried on retryable failures (503, 429, 502/504,
 connection errors) with exponential backoff and full jitter, waiting at least
@@ -43,6 +44,8 @@ from .errors import (
     UnknownHandler,
 )
 from .trust import httpx_verify, tls_failure_message
+
+DEFAULT_URL = "http://127.0.0.1:8080"  # where `steady serve` and `steady up` listen by default
 
 _BY_STATUS: dict[int, type[RequestError]] = {
     401: Unauthorized, 403: Forbidden, 404: UnknownHandler, 405: MethodNotAllowed,
@@ -123,8 +126,8 @@ class Client:
         rng: random.Random | None = None,
     ) -> None:
         url = url or os.environ.get("STEADY_URL")
-        if not url:
-            raise ConfigError("no gateway URL: pass Client(url=...) or set STEADY_URL")
+        self._url_hint = "" if url else " (the default gateway address: pass Client(url=...) or set STEADY_URL)"
+        url = url or DEFAULT_URL
         token = token or os.environ.get("STEADY_TOKEN")
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
@@ -166,7 +169,7 @@ class Client:
             response = self._http.post(path, json=inputs, timeout=timeout)
         except httpx.TransportError as exc:
             self._raise_if_tls(exc, self.url)
-            raise _transport_error(exc, self.url) from exc
+            raise _transport_error(exc, self.url + self._url_hint) from exc
         if response.status_code >= 400:
             raise error_from_response(response)
         return response.json()
@@ -218,7 +221,8 @@ class Client:
     def __getattr__(self, deployment: str) -> _Deployment:
         if deployment.startswith("_"):
             raise AttributeError(deployment)
-        return _Deployment(self, deployment)
+        # Deployment names never hold "_" (a folder my_svc serves as my-svc); attributes cannot hold "-".
+        return _Deployment(self, deployment.replace("_", "-"))
 
     def close(self) -> None:
         self._http.close()

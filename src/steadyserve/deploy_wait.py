@@ -2,7 +2,8 @@
 
 Judged from what the control API shows: the deployment (its active revision,
 ready replicas, the revision it is rolling out from) and the events recorded
-since the deploy began.
+since the deploy began. A rollout that fails is rolled back (event ``rollback``);
+where there is none to roll back, a crash-looping replica fails the wait at once.
 """
 
 from __future__ import annotations
@@ -44,10 +45,25 @@ def judge(name: str, revision: int, deployment: Mapping[str, Any] | None,
     if deployment["revision"] != revision:
         return Failed(f"revision {deployment['revision']} replaced revision {revision} meanwhile")
     ready, wanted = deployment["ready"], deployment["replicas"]
-    if deployment.get("rolling_out_from") is None and ready >= wanted:
+    no_rollout = deployment.get("rolling_out_from") is None
+    if no_rollout and ready >= wanted:
         return Done(f"revision {revision}: {ready}/{wanted} replicas ready")
+    looping = _crash_looping(mine)
+    if no_rollout and looping is not None:
+        # No earlier revision to roll back to (a first deployment): nothing will end it but the operator.
+        return Failed(f"replica {looping['subject']} of revision {revision}: {looping['message']}")
     progress = f"revision {revision}: {ready}/{wanted} replicas ready"
     trouble = [e for e in mine if e["type"] in _TROUBLE]
     if trouble:
         progress += f"; {trouble[-1]['subject']} {trouble[-1]['type']}: {trouble[-1]['message']}"
     return Waiting(progress)
+
+
+def _crash_looping(events: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The last ``crash_loop`` event of a replica that has not been ready since, if any."""
+    latest: dict[str, Mapping[str, Any]] = {}
+    for event in events:
+        if event["type"] in ("crash_loop", "ready"):
+            latest[event["subject"]] = event
+    looping = [e for e in latest.values() if e["type"] == "crash_loop"]
+    return looping[-1] if looping else None

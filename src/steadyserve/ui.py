@@ -84,3 +84,36 @@ class ServeConsole:
                          f"  and send it as 'authorization: Bearer <token>' (or STEADY_TOKEN for the CLI and Client)")
         lines.append("")
         self.console.print("\n".join(lines))
+
+
+def recorded_state(config: PlatformConfig, services: dict[str, ServiceDescription],
+                   state_dir: Path) -> tuple[PlatformConfig, dict[str, ServiceDescription]]:
+    """The deployments a recovering controller keeps running, with their recorded revisions and
+    replica counts (read as ``Controller._recover`` reads them), and what the console says of each."""
+    from .control.config import DeploymentConfig
+    from .control.statedb import DB_NAME, StateDB
+    from .description import HandlerDescription
+
+    db = StateDB(state_dir / DB_NAME, create=False)
+    try:
+        rows = [(row, db.revision_config(row["name"], row["revision"]))
+                for row in db.desired_deployments() if not row["deleting"]]
+    finally:
+        db.close()
+    in_file = {dep.name: dep for dep in config.deployments}
+    deployments: list[DeploymentConfig] = []
+    described: dict[str, ServiceDescription] = {}
+    for row, recorded in rows:
+        name = row["name"]
+        dep = DeploymentConfig.model_validate_json(recorded) if recorded else in_file.get(name)
+        if dep is None:  # a revision recorded without its config, not in the file: the drift event names it
+            continue
+        dep = dep.model_copy(update={"spec": dep.spec.model_copy(update={"replicas": row["replicas"]})})
+        service = services.get(name)
+        if service is None or service.target != dep.target:  # not the file's service: its handlers only
+            file, _, class_name = dep.target.rpartition(":")
+            service = ServiceDescription(file=Path(file), class_name=class_name, handlers={
+                h: HandlerDescription(name=h, idempotent=i) for h, i in dep.handlers_idempotent.items()})
+        deployments.append(dep)
+        described[name] = service
+    return config.model_copy(update={"deployments": tuple(deployments)}), described

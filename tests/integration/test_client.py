@@ -38,3 +38,23 @@ def test_unavailable_service_is_retried_then_reported(serve):
     with Client(inst.url, max_retries=2, sleep=waits.append) as client, pytest.raises(ServiceUnavailable):
         client.crashy.noop()
     assert len(waits) == 2 and min(waits) >= 1.0  # honoured the gateway's Retry-After: 1
+
+
+def test_attribute_style_reaches_a_deployment_whose_name_has_hyphens(serve, tmp_path):
+    import shutil
+
+    folder = tmp_path / "my_echo"  # served as deployment "my-echo"
+    shutil.copytree(EXAMPLES / "echo", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    inst = serve(folder, "--replicas", "1", "--gateways", "1")
+    with Client(inst.url) as client:
+        assert client.my_echo.echo(message="hi") == {"message": "hi"}
+        assert client.call("my-echo", "echo", message="hi") == {"message": "hi"}
+
+
+def test_without_url_or_steady_url_the_client_uses_the_default_gateway_address(monkeypatch):
+    monkeypatch.delenv("STEADY_URL", raising=False)
+    with Client() as client:
+        assert client.url == "http://127.0.0.1:8080"  # `steady serve`'s and `steady up`'s default
+    monkeypatch.setenv("STEADY_URL", "http://127.0.0.1:9999/")
+    with Client() as client:
+        assert client.url == "http://127.0.0.1:9999"

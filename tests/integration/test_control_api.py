@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from conftest import EXAMPLES, FIXTURES, LoadStream, wait_for
@@ -60,6 +62,13 @@ def test_crud_through_the_cli(serve, tmp_path):
     assert bad.returncode == 1 and "404: no deployment 'nope'; deployments: slow" in bad.stderr
     invalid = inst.cli("rollback", "slow", "--to", "9")
     assert invalid.returncode == 1 and "no revision 9" in invalid.stderr
+    # The audit log names what each call did, not only that it changed something.
+    audit = json.loads(inst.cli("audit", "--json").stdout)
+    actions = [(r["action"], r["target"]) for r in audit]
+    assert ("deploy", "PUT /v1/deployments/echo") in actions
+    assert ("scale", "POST /v1/deployments/echo/scale") in actions
+    assert ("delete", "DELETE /v1/deployments/echo") in actions
+    assert ("rollback", "POST /v1/deployments/slow/rollback") in actions
 
 
 def test_api_validates_and_documents_itself(serve, tmp_path):
@@ -78,6 +87,14 @@ def test_api_validates_and_documents_itself(serve, tmp_path):
     assert missing.status_code == 422 and "no such file or directory" in missing.json()["error"]
     exists = inst.api("POST", "/v1/deployments/slow", json={"spec": {"service": str(FIXTURES / "slow")}})
     assert exists.status_code == 409
+    secret_spec = {"service": str(FIXTURES / "slow"), "secrets": {"API_KEY": {"from_env": "API_KEY"}}}
+    for value, problem in (("a\u0000b", "NUL"), ("x" * (64 * 1024 + 1), "64 KiB")):
+        refused = inst.api("PUT", "/v1/deployments/withsecret", json={"spec": secret_spec, "secrets": {"API_KEY": value}})
+        assert refused.status_code == 422, refused.text
+        [field] = refused.json()["fields"]
+        assert field["field"] == "secrets" and "API_KEY" in field["problem"] and problem in field["problem"]
+        assert value not in refused.text  # the refusal never echoes the value
+    assert "withsecret" not in [d["name"] for d in inst.api("GET", "/v1/deployments").json()]
 
 
 def test_rolling_update_fails_no_request(serve, tmp_path):

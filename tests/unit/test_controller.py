@@ -422,3 +422,18 @@ def test_a_secret_without_a_value_is_refused_by_name(tmp_path):
     assert h.controller.deployments["d"].revision == 1
 
 
+
+
+# --- what an idle instance writes ----------------------------------------------------------
+
+def test_an_idle_controller_writes_nothing_to_the_state_db(tmp_path):
+    h = Harness(tmp_path)
+    h.tick(3)
+    assert h.replicas() == {"r0": ProcState.READY, "r1": ProcState.READY}
+    written = h.db._conn.total_changes
+    h.tick(20)
+    assert h.db._conn.total_changes == written  # nothing changed, so no row was written
+    h.launcher.current("d-r1").exit_code = -9
+    h.tick()
+    assert h.db._conn.total_changes > written  # a change still is
+    assert h.row("r1")["restarts"] == 1

@@ -135,12 +135,13 @@ def test_resolve_platform_raises_the_first_deployments_error(tmp_path):
 
 def test_the_childs_error_is_raised_as_it_wrote_it():
     with pytest.raises(ServiceLoadError) as caught:
-        outcome(TARGET, 0, json.dumps({"error": "/srv/model/service.py:3: NameError: x"}).encode(), b"")
+        outcome(TARGET, 0, json.dumps({"target": str(TARGET), "error": "/srv/model/service.py:3: NameError: x"}).encode(),
+                b"")
     assert str(caught.value) == "/srv/model/service.py:3: NameError: x"
 
 
 def test_the_childs_description_is_returned():
-    raw = json.dumps({"description": _description().model_dump(mode="json")}).encode()
+    raw = json.dumps({"target": str(TARGET), "description": _description().model_dump(mode="json")}).encode()
     assert outcome(TARGET, 0, raw, b"noise") == _description()
 
 
@@ -160,8 +161,8 @@ def test_a_child_that_ended_without_a_description_is_named_by_how_it_ended(retur
 
 
 def test_a_garbled_description_is_an_error_not_a_crash():
-    with pytest.raises(ServiceLoadError, match="unreadable description"):
-        outcome(TARGET, 0, b'{"description": {"handlers": 3}}', b"")
+    with pytest.raises(ServiceLoadError, match="is invalid: description.file: Field required"):
+        outcome(TARGET, 0, json.dumps({"target": str(TARGET), "description": {"handlers": 3}}).encode(), b"")
     with pytest.raises(ServiceLoadError, match="unreadable description"):
         outcome(TARGET, 0, b"not json", b"")
 

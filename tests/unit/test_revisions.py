@@ -57,3 +57,22 @@ def test_deploy_wait_says_why_a_rollout_failed_and_shows_trouble_while_waiting()
     other = {"deployment": "other", "type": "rollback", "message": "not ours"}
     verdict = judge("echo", 2, deployment(ready=1, rolling_out_from=1), [exited, other])
     assert verdict == Waiting("revision 2: 1/2 replicas ready; r3 exited: exit code 1")
+
+
+def crash_loop(subject: str = "r0") -> dict:
+    return {"deployment": "echo", "type": "crash_loop", "subject": subject,
+            "message": "crash-looping: 3 crashes in a row, last error: ValueError: weights missing; next restart in 2s"}
+
+
+def test_deploy_wait_fails_at_once_when_a_replica_crash_loops_with_nothing_to_roll_back_to():
+    verdict = judge("echo", 1, deployment(revision=1, ready=0), [crash_loop()])
+    assert verdict == Failed("replica r0 of revision 1: " + crash_loop()["message"])
+
+
+@pytest.mark.parametrize("row, events", [
+    (deployment(ready=1, rolling_out_from=1), [crash_loop()]),  # a rollout: its rollback will say why
+    (deployment(ready=1), [crash_loop(), {"deployment": "echo", "type": "ready", "subject": "r0", "message": ""}]),
+    (deployment(ready=1), [{**crash_loop(), "deployment": "other"}]),
+])
+def test_deploy_wait_keeps_waiting_on_a_crash_loop_a_rollback_or_a_recovery_ends(row, events):
+    assert isinstance(judge("echo", 2, row, events), Waiting)

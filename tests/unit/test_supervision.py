@@ -252,3 +252,18 @@ def test_a_replica_being_replaced_that_exits_stays_marked_for_the_planner_to_ret
     marked = advance(ready_slot(), now=20.0, alive=False, replace_reason="stuck").slot
     exited = advance(marked, now=21.0, exit_code=-9)
     assert exited.slot.state == ProcState.BACKOFF and exited.slot.replace_reason == "stuck"
+
+
+def test_a_killed_process_exit_does_not_repeat_the_reason_its_kill_event_gave():
+    policy = SupervisionPolicy()
+    slot = Slot("replica", "r0", ProcState.READY, 1, started_at=0.0, seen_alive=True, ready_at=1.0)
+    for _ in range(policy.failure_threshold):
+        decision = step(slot, Observation(now=100.0, exit_code=None, alive=False, ready=False, has_process=True),
+                        policy)
+        slot = decision.slot
+    [kill_event] = decision.events
+    assert kill_event.type == "killed" and "failed 3 consecutive liveness probes" in kill_event.message
+    exited = step(slot, Observation(now=101.0, exit_code=-9, alive=None, ready=None, has_process=True), policy)
+    [note] = [e for e in exited.events if e.type == "exited"]
+    assert note.message == "killed by signal SIGKILL, as decided"
+    assert "liveness probes" in (exited.slot.last_error or "")  # status still says why

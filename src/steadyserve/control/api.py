@@ -3,12 +3,17 @@
 Every mutating call changes the controller's desired state; the controller's
 loop then reconciles (starts, rolls out, retires replicas). Errors are JSON
 ``{"error": ...}`` like the gateway's.
+
+The audit log gets a row per accepted mutating call, named by what it did (deploy,
+scale, rollback, delete); refused calls are aggregated (api_refusals.py). Targets are
+stored sanitised and capped (``printable``): callers choose paths.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -16,20 +21,31 @@ from typing import Any
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..auth import Action, TokenRecord, check
 from ..errors import ConfigError
+from ..printable import AUDIT_TARGET_MAX_CHARS, printable
+from .api_refusals import RefusalAudit, RefusalKey
 from .config import resolve_deployment
 from .controller import Controller
 from .desired import ApplyResult
 from .revisions import revision_changes
+from .secrets import check_secret_value
 from .spec import NAME_PATTERN, DeploymentSpec
 from .supervision import ProcState
 
+log = logging.getLogger(__name__)
+
 _PUBLIC_PATHS = frozenset({"/healthz"})  # for load balancers; over TCP everything else needs a token
+def audit_verb(method: str, path: str) -> str:
+    """What a mutating call does, as the audit log names it."""
+    if method == "DELETE":
+        return "delete"
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    return last if method == "POST" and last in ("scale", "rollback") else "deploy"
 
 
 class _In(BaseModel):
@@ -42,6 +58,16 @@ class DeploymentIn(_In):
     secrets: dict[str, str] = Field(
         default={}, description="write-only: values of spec.secrets (omitted ones keep their stored value);"
         " never returned by any call", json_schema_extra={"writeOnly": True})
+
+    @field_validator("secrets")
+    @classmethod
+    def _values_fit(cls, secrets: dict[str, str]) -> dict[str, str]:
+        for name, value in secrets.items():
+            try:
+                check_secret_value(name, value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return secrets
 
 
 class ScaleIn(_In):
@@ -83,6 +109,7 @@ def build_api(controller: Controller, base_dir: Path, local_actor: str | None = 
     permissions are the authentication (as Docker's socket); otherwise every call needs a token."""
     app = FastAPI(title="steadyserve control API", version=__version__, docs_url=None, redoc_url=None)
     db = controller.db
+    refusals = app.state.refusals = RefusalAudit(db)
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:
@@ -91,21 +118,23 @@ def build_api(controller: Controller, base_dir: Path, local_actor: str | None = 
         if path in _PUBLIC_PATHS:
             return await call_next(request)
         action = Action.READ if request.method in ("GET", "HEAD") else Action.DEPLOY
-        source = f"{request.client.host}:{request.client.port}" if request.client else "local socket"
-        target = f"{request.method} {path}"
+        verb = audit_verb(request.method, path) if action == Action.DEPLOY else action.value
+        host = request.client.host if request.client else "local socket"
+        source = f"{host}:{request.client.port}" if request.client else host
+        target = printable(f"{request.method} {path}", AUDIT_TARGET_MAX_CHARS)
         actor = local_actor or "-"
         if local_actor is None:
             tokens = {t["id"]: TokenRecord(t["id"], t["name"], t["role"], t["digest"]) for t in db.tokens()}
             verdict = check(request.headers.get("authorization"), tokens, action)
             if verdict.status != 200:
-                db.add_audit(verdict.token.name if verdict.token else "-", action.value, target, source,
-                             f"{verdict.status}: {verdict.reason}")
+                refusals.add(RefusalKey(verdict.token.name if verdict.token else "-", verb, target, host,
+                                        f"{verdict.status}: {verdict.reason}"))
                 headers = {"www-authenticate": "Bearer"} if verdict.status == 401 else {}
                 return JSONResponse({"error": verdict.reason}, status_code=verdict.status, headers=headers)
             actor = verdict.token.name if verdict.token else "-"
         response = await call_next(request)
         if action == Action.DEPLOY:
-            db.add_audit(actor, action.value, target, source, str(response.status_code))
+            db.add_audit(actor, verb, target, source, str(response.status_code))
         return response
 
     @app.exception_handler(ApiError)

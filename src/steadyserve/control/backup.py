@@ -9,6 +9,11 @@
     refusal(db, problem)      the one-line StateError for a database that cannot be used
 
 ``steady backup`` without FILE writes ``snapshots/backup-<UTC>.db``, which rotation keeps.
+
+Copies are written as ``.<name>.partial-<pid>`` (restore stages ``.<db>.restoring-<pid>``) and
+renamed into place once checked. A process killed meanwhile leaves one behind: the next backup
+or restore into that directory removes those whose process is gone (``remove_stale_partials``),
+and none is ever taken for a snapshot (not listed, refused by ``verify``).
 """
 
 from __future__ import annotations
@@ -20,13 +25,15 @@ import logging
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Sequence
+import stat
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import StateError
 from .integrity import SNAPSHOT_DIR, inspect_db, judge, write_marker
 from .leftovers import Leftover, running_from
+from .processes import pid_alive
 from .statedb import STATE_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -36,6 +43,7 @@ ROTATED_PREFIX = "state"  # snapshots the controller takes (rotated)
 MANUAL_PREFIX = "backup"  # `steady backup` without FILE (kept)
 _NAME = re.compile(rf"^(?:{ROTATED_PREFIX}|{MANUAL_PREFIX})-(\d{{8}}T\d{{6}}\.\d{{3}})Z\.db$")
 _STAMP = "%Y%m%dT%H%M%S.%f"
+_UNFINISHED = re.compile(r"^\.(?P<of>.+)\.(?:partial|restoring)-(?P<pid>\d+)$")  # see the module docstring
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,38 @@ def to_prune(names: Sequence[str], keep: int) -> list[str]:
     """The rotated snapshots beyond the newest ``keep`` (manual backups are never pruned)."""
     rotated = sorted(n for n in names if n.startswith(f"{ROTATED_PREFIX}-") and parse_snapshot_name(n))
     return rotated[:-keep] if keep > 0 else rotated
+
+
+def unfinished_copy_of(name: str) -> tuple[str, int] | None:
+    """For a copy still being written (``..state.db.restoring-41.partial-41``): the file it becomes
+    in the end (``state.db``) and the pid writing it; None for any other name."""
+    match = _UNFINISHED.match(name)
+    if match is None:
+        return None
+    inner = _UNFINISHED.match(match.group("of"))  # a restore's staged copy, itself being written
+    return (inner or match).group("of"), int(match.group("pid"))
+
+
+def remove_stale_partials(directory: Path, names: Collection[str]) -> list[Path]:
+    """Remove the unfinished copies a killed backup or restore left in ``directory``; those removed.
+
+    Only files named as this module names them, of one of ``names`` or of a snapshot, owned by
+    this user, whose writing process is gone: another user's files, and a copy a live process
+    (another backup now) is writing, stay.
+    """
+    removed = []
+    with contextlib.suppress(OSError):
+        for path in directory.iterdir():
+            found = unfinished_copy_of(path.name)
+            if found is None or not (found[0] in names or parse_snapshot_name(found[0]) is not None):
+                continue
+            with contextlib.suppress(OSError):
+                info = path.lstat()
+                if stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and not pid_alive(found[1]):
+                    path.unlink()
+                    log.info("removed %s, left by an interrupted backup or restore", path)
+                    removed.append(path)
+    return removed
 
 
 def _create_private(path: Path) -> None:
@@ -89,6 +129,13 @@ def counts(path: Path) -> dict[str, int]:
 
 def verify(path: Path) -> dict[str, int]:
     """Row counts of a usable snapshot; StateError naming the problem otherwise."""
+    if unfinished_copy_of(path.name) is not None:
+        raise StateError(f"{path} is an unfinished copy left by an interrupted backup or restore, not a"
+                         " snapshot: name a finished one (the next backup or restore there removes it)")
+    return _verify_copy(path)
+
+
+def _verify_copy(path: Path) -> dict[str, int]:
     report = inspect_db(path)
     verdict = judge(report, STATE_SCHEMA, history=())
     if verdict.action == "create":
@@ -109,6 +156,7 @@ def backup(db_path: Path, dest: Path) -> dict[str, int]:
     (WAL: writers go on meanwhile); the copy is checked, then renamed into place.
     """
     dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    remove_stale_partials(dest.parent, {dest.name})
     tmp = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
     tmp.unlink(missing_ok=True)
     _create_private(tmp)
@@ -123,7 +171,7 @@ def backup(db_path: Path, dest: Path) -> dict[str, int]:
                 target.close()
         finally:
             source.close()
-        found = verify(tmp)
+        found = _verify_copy(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, dest)
@@ -190,6 +238,7 @@ def restore(snapshot: Path, db_path: Path, now: dt.datetime | None = None) -> Re
     """Put a checked copy of ``snapshot`` at ``db_path``; the file it replaces (with its WAL) is kept aside."""
     verify(snapshot)
     db_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    remove_stale_partials(db_path.parent, {db_path.name})
     staged = db_path.with_name(f".{db_path.name}.restoring-{os.getpid()}")
     found = backup(snapshot, staged)
     stamp = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")

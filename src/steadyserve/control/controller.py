@@ -30,12 +30,13 @@ from ..gateway.routes import (
     write_table,
 )
 from ..types import Clock
-from . import private_dirs, reports
+from . import orphans, private_dirs, reports
 from .config import DeploymentConfig, PlatformConfig
 from .desired import DeploymentState, DesiredState
 from .launch import GATEWAY_MODULE, REPLICA_MODULE, gateway_args, replica_args, replica_env
+from .leftovers import adoptable, command_line
 from .probes import HttpProber, Prober, ProbeResult
-from .processes import AdoptedProcess, Launcher, ProcessHandle, is_steady_process, pid_alive
+from .processes import AdoptedProcess, Launcher, ProcessHandle, pid_alive
 from .publish import build_table, canary_route
 from .rollout import (
     AddSlot,
@@ -48,7 +49,7 @@ from .rollout import (
     SlotView,
     plan,
 )
-from .secrets import SECRETS_DIR_VAR, split_by_mount, write_secret_files
+from .secrets import SECRETS_DIR_VAR, redact, split_by_mount, write_secret_files
 from .statedb import Event, StateDB
 from .supervision import (
     HAS_PROCESS,
@@ -103,8 +104,11 @@ class Controller(DesiredState):
         on_event: Callable[[Event], None] = lambda event: None,
         clock: Clock = time.monotonic,
         prober: Prober | None = None,
+        collect_orphans: bool = False,
     ) -> None:
         self.config = config
+        # Only a controller that made itself its children's subreaper (serve.py) has orphans to collect.
+        self.collect_orphans = collect_orphans
         self.db = db
         self.launcher = launcher
         self.on_event = on_event
@@ -121,6 +125,7 @@ class Controller(DesiredState):
         self._routed: frozenset[tuple[str, str, int]] = frozenset()  # (deployment, id, generation) in the table
         # (kind, deployment, subject, stage) -> the failure last recorded: one event while it repeats every tick
         self._failing: dict[tuple[str, str, str, str], str] = {}
+        self._persisted: dict[Key, dict[str, Any]] = {}  # process rows as last written
         self.socket_dir = config.state_dir / "sock"  # prepare() finds the private one
 
     # --- set-up ---------------------------------------------------------------------
@@ -144,7 +149,9 @@ class Controller(DesiredState):
                 self.apply_deployment(dep, secrets=(secrets or {}).get(dep.name))
         self._plan_deployments(self.clock())
         self._publish_routes(force=True)
-        names = ", ".join(f"{d.name} ({d.spec.desired_replicas} replicas)" for d in self.config.deployments)
+        # What runs: after a recovery, the recorded counts, not the file's.
+        names = ", ".join(f"{name} ({d.replicas} {'replica' if d.replicas == 1 else 'replicas'})"
+                          for name, d in self.deployments.items() if not d.deleting)
         self.record("controller", "controller", "started",
                     f"serving {names} with {self.config.gateway.processes} gateway processes on {self.config.url}")
 
@@ -163,8 +170,8 @@ class Controller(DesiredState):
         adopted = 0
         for row in self.db.processes():
             kind, name, pid = row["kind"], row["deployment"], row["pid"]
-            module = REPLICA_MODULE if kind == "replica" else GATEWAY_MODULE
-            if not pid or not pid_alive(pid) or not is_steady_process(pid, module) or not row["endpoint"]:
+            if not pid or not row["endpoint"] or not pid_alive(pid) or not adoptable(
+                    command_line(pid), kind, row["endpoint"], self.socket_dir, self.routes_path):
                 continue
             dep = self.deployments.get(name)
             config = None
@@ -239,6 +246,20 @@ class Controller(DesiredState):
         self._guarded("controller", "controller", "", "publish routes", self._publish_routes)
         self._guarded("controller", "controller", "", "persist state", self._persist)
         self._guarded("controller", "controller", "", "drop retired slots", self._drop_retired)
+        if self.collect_orphans:
+            self._guarded("controller", "controller", "", "collect orphans", self._collect_orphans)
+
+    def _collect_orphans(self, stopping: bool = False) -> None:
+        found = orphans.find()
+        running = {orphans.replica_mark(m.deployment, m.slot.id, m.slot.generation)
+                   for (kind, _, _), m in self.managed.items()
+                   if kind == "replica" and m.proc is not None and m.proc.poll() is None}
+        for orphan in orphans.to_kill(found, running, stopping):
+            orphans.kill(orphan)
+            why = "the controller is stopping" if stopping else "its replica is gone"
+            self.record("controller", "controller", "orphan_killed",
+                        f"killed {orphan.describe()}, which had left its replica's process group: {why}")
+        orphans.reap(found)
 
     # --- one slot's step, isolated ---------------------------------------------------
     def _step_slot(self, managed: Managed, result: ProbeResult | BaseException | None, now: float,
@@ -394,6 +415,7 @@ class Controller(DesiredState):
     def _drop_retired(self) -> None:
         for key in [k for k, m in self.managed.items() if m.slot.retiring and m.slot.state == ProcState.STOPPED]:
             del self.managed[key]
+            self._persisted.pop(key, None)
             self.db.delete_process(*key)
 
     # --- applying decisions ---------------------------------------------------------
@@ -457,6 +479,8 @@ class Controller(DesiredState):
             module = GATEWAY_MODULE
             args = gateway_args(cfg.gateway, managed.slot.id, self.routes_path, endpoint, cfg.grace_s)
         env = self._replica_env(managed) if managed.config is not None else {}
+        if managed.config is not None:  # inherited by whatever it starts: see orphans.py
+            env[orphans.REPLICA_MARK] = orphans.replica_mark(managed.deployment, managed.slot.id, generation)
         proc = self.launcher.start_module(module, args, cfg.logs_dir / f"{managed.label}.log", env)
         managed.proc, managed.endpoint = proc, endpoint
         managed.stats = {}
@@ -495,10 +519,13 @@ class Controller(DesiredState):
         return self.socket_dir / f"{managed.label}.error"
 
     def _read_error(self, managed: Managed) -> str | None:
+        """What the process reported before it died, with its deployment's secret values masked
+        (viewers read it in events and `status`; an exception message may quote a secret)."""
         try:
-            return str(json.loads(self._error_file(managed).read_text())["error"])
+            error = str(json.loads(self._error_file(managed).read_text())["error"])
         except (OSError, ValueError, KeyError):
             return None
+        return redact(error, self.db.all_secret_values(managed.deployment)) if managed.deployment else error
 
     # --- publishing ----------------------------------------------------------------
     def _publish_routes(self, force: bool = False) -> None:
@@ -530,9 +557,12 @@ class Controller(DesiredState):
         return canary_route(dep.revision, dep.previous_revision, dep.config.spec.rollout, new_ready, dep.baked)
 
     def _persist(self) -> None:
+        """Write what changed since the last tick (an idle instance writes nothing)."""
         self._save_desired()
-        for (kind, deployment, id_), m in self.managed.items():
-            self.db.upsert_process({
+        rows = {}
+        for key, m in self.managed.items():
+            kind, deployment, id_ = key
+            rows[key] = {
                 "kind": kind, "deployment": deployment, "id": id_, "pid": m.proc.pid if m.proc else None,
                 "state": m.slot.state.value, "generation": m.slot.generation, "endpoint": m.endpoint,
                 "inflight": int(m.stats.get("inflight", 0)), "requests": int(m.stats.get("requests", 0)),
@@ -541,7 +571,9 @@ class Controller(DesiredState):
                 # gateways: the routing table version they serve with
                 "routes_version": m.stats.get("table_version") if kind == "gateway" else None,
                 "revision": m.revision,
-            })
+            }
+        self.db.upsert_processes([row for key, row in rows.items() if self._persisted.get(key) != row])
+        self._persisted = rows
 
     # --- shutdown ------------------------------------------------------------------
     async def shutdown(self) -> None:
@@ -562,6 +594,9 @@ class Controller(DesiredState):
                 self._forget_process(m)
                 m.slot = Slot(m.slot.kind, m.slot.id, ProcState.STOPPED, m.slot.generation,
                               restarts=m.slot.restarts, last_error=m.slot.last_error)
+        if self.collect_orphans:
+            self._collect_orphans(stopping=True)
+            await asyncio.to_thread(orphans.wait_reaped, 5.0)
         self._persist()
         self.db.set_meta(status="stopped")
         private_dirs.remove_socket_dir(self.config.state_dir, self.socket_dir)

@@ -8,11 +8,17 @@ Every failure is a ``ServiceLoadError`` whose message is the child's (with
 ``file:line`` where there is one), or says how the child ended: a timeout, an
 exit code, a signal, too much memory, with the last lines it wrote to stderr.
 A unit test passes a fake ``Describer``.
+
+The service module runs in the child and can write an answer of its own, so
+nothing in it is trusted unchecked: at most ``MAX_RESULT_BYTES`` are read, the
+answer must echo the requested target, describe that file (and class, if one
+was named) and pass ``DescribeAnswer`` strictly (no unknown keys, no coerced
+types, route-safe handler names, bounded batch sizes); the child's error text
+is cut short and stripped of control characters before anyone prints it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import selectors
 import signal
@@ -26,13 +32,16 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from ..description import ServiceDescription
+from ..description import DescribeAnswer, ServiceDescription, problems, shown
 from ..errors import ServiceLoadError
 from ..loading import ServiceTarget
-from .processes import kill_group, resident_bytes
+from ..printable import printable
+from .processes import kill_group, resident_bytes, spawn
 
 INTROSPECT_MODULE = "steadyserve.control.introspect"
-_MAX_RESULT_BYTES = 16 * 1024 * 1024
+MAX_RESULT_BYTES = 1024 * 1024  # a description is kilobytes; no more than one byte past this is read
+_MAX_ERROR_CHARS = 8 * 1024
+_MAX_PROBLEMS = 5
 _STDERR_TAIL_BYTES = 8 * 1024
 _TAIL_LINES = 5
 _CHUNK_BYTES = 64 * 1024
@@ -82,22 +91,53 @@ def outcome(target: ServiceTarget, returncode: int, result: bytes, stderr: bytes
     if not result:
         raise ServiceLoadError(_with_output(
             f"importing {target.file} {how_it_ended(returncode)} before describing the service", stderr))
+    if len(result) > MAX_RESULT_BYTES:
+        raise _too_big(target)
     try:
-        document = json.loads(result)
-        if "error" in document:
-            raise ServiceLoadError(str(document["error"]))
-        return ServiceDescription.model_validate(document["description"])
-    except (ValueError, KeyError, TypeError, ValidationError) as exc:  # written over by the service itself?
-        raise ServiceLoadError(_with_output(
-            f"importing {target.file} gave an unreadable description ({type(exc).__name__})", stderr)) from exc
+        answer = DescribeAnswer.model_validate_json(result, strict=True)
+    except ValidationError as exc:
+        kinds = {err["type"] for err in exc.errors()}
+        if kinds & {"json_invalid", "model_type"}:  # written over, or cut short, by the service itself?
+            raise ServiceLoadError(_with_output(
+                f"importing {target.file} gave an unreadable description (not a JSON object)", stderr)) from exc
+        raise invalid_description(target, problems(exc)) from exc
+    if answer.target != str(target):
+        raise invalid_description(target, [f"it answers for {shown(answer.target)}, not for the target requested"])
+    description = answer.description
+    if description is None:  # then it holds the error
+        raise ServiceLoadError(printable(answer.error or "", _MAX_ERROR_CHARS, keep="\n\t"))
+    wrong = []
+    if description.file != target.file:
+        wrong.append(f"it describes the file {shown(str(description.file))}")
+    if target.class_name is not None and description.class_name != target.class_name:
+        wrong.append(f"it describes the class {shown(description.class_name)}")
+    if wrong:
+        raise invalid_description(target, wrong)
+    return description
+
+
+def invalid_description(target: ServiceTarget, found: list[str]) -> ServiceLoadError:
+    more = f"; and {len(found) - _MAX_PROBLEMS} more" if len(found) > _MAX_PROBLEMS else ""
+    return ServiceLoadError(
+        f"service description from {target} is invalid: {'; '.join(found[:_MAX_PROBLEMS])}{more}"
+        " (the child that imports the service wrote this: does the module write to file descriptors"
+        " it does not own?)")
+
+
+def _too_big(target: ServiceTarget) -> ServiceLoadError:
+    return ServiceLoadError(f"importing {target.file} wrote more than {MAX_RESULT_BYTES // 1024} KiB of"
+                            " service description; a real one is a few KiB: does the module write to"
+                            " file descriptors it does not own?")
 
 
 # --- the child process --------------------------------------------------------------------
 class _Outputs:
-    """The child's result pipe and stderr pipe, read without blocking; stderr keeps only its tail."""
+    """The child's result pipe and stderr pipe, read without blocking; stderr keeps only its tail and
+    the result is read to one byte past ``MAX_RESULT_BYTES`` at most (the rest stays in the pipe)."""
 
     def __init__(self, result_fd: int, stderr_fd: int) -> None:
         self.result, self.stderr = bytearray(), bytearray()
+        self._result_fd = result_fd
         self._buffers = {result_fd: self.result, stderr_fd: self.stderr}
         self._open = set(self._buffers)
         self._selector = selectors.DefaultSelector()
@@ -109,6 +149,10 @@ class _Outputs:
     def open(self) -> bool:
         return bool(self._open)
 
+    @property
+    def result_too_big(self) -> bool:
+        return len(self.result) > MAX_RESULT_BYTES
+
     def read(self, timeout_s: float) -> None:
         for key, _ in self._selector.select(timeout_s):
             self._read_chunk(key.fd)
@@ -116,25 +160,34 @@ class _Outputs:
     def drain(self) -> None:
         """What is left in the pipes; bounded, as a process that escaped the kill may still write."""
         for fd in list(self._open):
-            for _ in range(_MAX_RESULT_BYTES // _CHUNK_BYTES + 1):
+            for _ in range(MAX_RESULT_BYTES // _CHUNK_BYTES + 2):
                 if not self._read_chunk(fd):
                     break
 
     def _read_chunk(self, fd: int) -> bool:
-        """One read; False once nothing more is there for now."""
+        """One read; False once nothing more is there for now, or nothing more is wanted."""
+        size = _CHUNK_BYTES
+        if fd == self._result_fd:
+            size = min(size, MAX_RESULT_BYTES + 1 - len(self.result))
+            if size <= 0:
+                self._stop(fd)
+                return False
         try:
-            chunk = os.read(fd, _CHUNK_BYTES)
+            chunk = os.read(fd, size)
         except BlockingIOError:
             return False
         if not chunk:
-            self._selector.unregister(fd)
-            self._open.discard(fd)
+            self._stop(fd)
             return False
         buffer = self._buffers[fd]
         buffer += chunk
         if buffer is self.stderr and len(buffer) > _STDERR_TAIL_BYTES:
             del buffer[:-_STDERR_TAIL_BYTES]
         return True
+
+    def _stop(self, fd: int) -> None:
+        self._selector.unregister(fd)
+        self._open.discard(fd)
 
     def close(self) -> None:
         self._selector.close()
@@ -188,7 +241,7 @@ class ChildDescriber:
                 "--result-fd", str(result_w)]
         if request.address_space_mb is not None:
             args += ["--address-space-mb", str(request.address_space_mb)]
-        return subprocess.Popen(
+        return spawn(  # recorded: not mistaken for an orphan (orphans.py)
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr_w,
             env=dict(request.env), pass_fds=(result_w,),
             start_new_session=True,  # its own process group: one killpg ends all it started
@@ -208,8 +261,8 @@ class ChildDescriber:
                 raise ServiceLoadError(_with_output(
                     f"importing {file} used more than resources.memory_mb ({request.memory_mb} MB)",
                     outputs.stderr))
-            if len(outputs.result) > _MAX_RESULT_BYTES:
-                raise ServiceLoadError(f"importing {file} wrote more than {_MAX_RESULT_BYTES} bytes of description")
+            if outputs.result_too_big:
+                raise _too_big(request.target)
             if outputs.open:
                 outputs.read(min(remaining, _TICK_S))
             else:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from .config import DeploymentConfig, PlatformConfig, resolve_deployment
-from .revisions import revision_document, revision_json, spec_changes
+from .revisions import Drift, drift_changes, drift_message, revision_json
 from .rollout import GatewayLedger, Outcomes
 from .spec import DeploymentSpec
 from .statedb import StateDB
@@ -61,6 +61,7 @@ class DesiredState:
     ledger: GatewayLedger
     deployments: dict[str, DeploymentState]
     record: Callable[..., None]
+    _saved_desired: list[dict[str, Any]] | None = None  # the deployments rows as last written
 
     def _config_of(self, name: str, revision: int) -> DeploymentConfig | None:
         recorded = self.db.revision_config(name, revision)
@@ -161,35 +162,38 @@ class DesiredState:
         self._save_desired()
 
     def _report_drift(self, secrets: dict[str, dict[str, str]]) -> None:
-        """After a crash the recorded state wins; say exactly how the file differs from it."""
+        """After a crash the recorded state wins; say exactly how the file differs from it and how to
+        apply that. Only compares: nothing of the file is stored, a secret value included."""
         running = {n: d for n, d in self.deployments.items() if not d.deleting}
-        differences = []
+        drifts = []
         for config in self.config.deployments:
             dep = running.get(config.name)
             if dep is None:
-                differences.append(f"{config.name}: in the file, not running (deleted since, or new)")
+                drifts.append(Drift(config.name, ("in the file, not running (deleted since, or new)",)))
                 continue
             try:
-                wanted = self._with_secret_versions(config, secrets.get(config.name, {}))
-            except ConfigError as exc:
-                differences.append(str(exc))
-                continue
-            changes = spec_changes(revision_document(dep.config), revision_document(wanted))
-            if dep.replicas != config.spec.desired_replicas:
-                changes.append(f"replicas: {dep.replicas} running -> {config.spec.desired_replicas} in the file")
-            differences += [f"{config.name}: {c}" for c in changes]
+                used = self.db.secret_values(config.name, dep.config.secret_versions)
+            except KeyError:  # a value gone from the state DB: its replicas' start says so; not this report
+                used = {}
+            new_values = [n for n, value in secrets.get(config.name, {}).items() if used.get(n) != value]
+            count = config.spec.desired_replicas
+            drifts.append(Drift(config.name, tuple(drift_changes(dep.config, config, new_values)),
+                                None if dep.replicas == count else (dep.replicas, count)))
         in_file = {c.name for c in self.config.deployments}
-        differences += [f"{n}: running (revision {d.revision}), not in the file" for n, d in running.items()
-                        if n not in in_file]
-        if differences:
-            self.record("controller", "controller", "drift",
-                        "kept the recorded state; the spec file differs from it: " + "; ".join(differences)
-                        + f". To apply the file: {self.config.apply_hint}")
+        drifts += [Drift(n, (f"running (revision {d.revision}), not in the file",)) for n, d in running.items()
+                   if n not in in_file]
+        message = drift_message(drifts, self.config.apply_hint, f" --state-dir {self.config.state_dir}")
+        if message is not None:
+            self.record("controller", "controller", "drift", message)
 
     def _save_desired(self) -> None:
-        self.db.save_deployments([
+        """Committed at once when it changed (an acknowledged change survives a kill -9); else nothing."""
+        rows = [
             {"name": n, "revision": d.revision, "replicas": d.replicas, "previous_revision": d.previous_revision,
              "deleting": int(d.deleting), "next_index": d.next_index, "spec_replicas": d.spec_replicas}
             for n, d in self.deployments.items()
-        ])
+        ]
+        if rows != self._saved_desired:
+            self.db.save_deployments(rows)
+            self._saved_desired = rows
 

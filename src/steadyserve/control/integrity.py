@@ -3,7 +3,10 @@
 ``inspect_db`` reads a file without changing it (no tables are created, nothing is
 recovered); ``judge`` is the pure decision: use it, create it, migrate it, or refuse.
 A refusal is never silent and never replaced by a fresh database: the caller turns it
-into a ``StateError`` naming the newest good snapshot (see ``statedb.damage_error``).
+into a ``StateError`` naming the newest good snapshot (see ``backup.refusal``).
+
+The write-ahead log (state.db-wal) is checked first: SQLite ignores one whose header is
+damaged, losing the commits it holds, and deletes it when the last connection closes.
 
 "Emptied" means a state.db that is missing, zero bytes long or without tables in a
 state directory that shows it had state: the marker file written when the database was
@@ -16,7 +19,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Collection
+import struct
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,6 +30,11 @@ _MARKER_TEXT = ("This state directory has a state database (state.db). If state.
                 "while this file exists, steady refuses to start: restore a snapshot (steady restore).\n")
 _HISTORY_FILES = ("routes.json",)
 SNAPSHOT_DIR = "snapshots"
+PROBLEMS_SHOWN = 3  # of quick_check's lines (up to 100) in the one-line message
+# The write-ahead log's 32-byte header (https://www.sqlite.org/fileformat.html#wal_file_format).
+_WAL_HEADER = struct.Struct(">IIIIIIII")  # magic, version, page size, checkpoint seq, salt 1, 2, checksum 1, 2
+_WAL_MAGIC = (0x377F0682, 0x377F0683)  # checksums over little-, big-endian words
+_WAL_VERSION = 3007000
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,11 @@ def inspect_db(path: Path) -> DbReport:
         return DbReport(path, exists=True, error=f"cannot be read ({exc.strerror})")
     if size == 0:
         return DbReport(path, exists=True)
+    # Before SQLite opens the file: it ignores a WAL whose header is bad (losing the commits in it,
+    # quick_check still "ok") and deletes it when the last connection closes.
+    wal_problem = wal_header_problem(Path(f"{path}-wal"))
+    if wal_problem is not None:
+        return DbReport(path, exists=True, size_bytes=size, error=wal_problem)
     try:
         # mode=rw: never creates the file; nothing below writes.
         conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=5.0, isolation_level=None)
@@ -76,8 +90,7 @@ def inspect_db(path: Path) -> DbReport:
     try:
         problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
         if problems != ["ok"]:
-            more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-            return DbReport(path, exists=True, size_bytes=size, error=f"quick_check: {problems[0]}{more}")
+            return DbReport(path, exists=True, size_bytes=size, error=f"quick_check: {summarise_problems(problems)}")
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         tables = frozenset(str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
         return DbReport(path, exists=True, size_bytes=size, version=version, tables=tables)
@@ -85,6 +98,72 @@ def inspect_db(path: Path) -> DbReport:
         return DbReport(path, exists=True, size_bytes=size, error=str(exc))
     finally:
         conn.close()
+
+
+def summarise_problems(rows: Sequence[str], shown: int = PROBLEMS_SHOWN) -> str:
+    """quick_check's answer on one line: its first ``shown`` problems and how many more.
+
+    It answers a row per problem, or one row of many lines; "*** in database main ***" heads them.
+    """
+    lines = [line.strip() for row in rows for line in row.splitlines()
+             if line.strip() and not line.startswith("*** in database")]
+    more = f" ({len(lines) - shown} more)" if len(lines) > shown else ""
+    return "; ".join(lines[:shown]) + more
+
+
+def wal_header_problem(wal: Path, reads: int = 3) -> str | None:
+    """What is wrong with the header of the write-ahead log ``wal``; None if it is valid, empty or absent.
+
+    A live WAL's header is rewritten when a writer starts it afresh (new salts, new checksum): a
+    read that sees a bad checksum is repeated, and a header that keeps changing is a live one.
+    """
+    seen: set[bytes] = set()
+    problem = None
+    for _ in range(reads):
+        try:
+            with open(wal, "rb") as f:
+                header = f.read(_WAL_HEADER.size)
+        except FileNotFoundError:  # checkpointed and removed meanwhile
+            return None
+        except OSError as exc:
+            return f"its write-ahead log {wal} cannot be read ({exc.strerror})"
+        if not header:
+            return None
+        problem = _header_problem(header)
+        if problem is None or header in seen:
+            break
+        seen.add(header)
+    else:
+        return None  # changing under a writer
+    if problem is None:
+        return None
+    return (f"its write-ahead log {wal} is damaged ({problem}): SQLite would drop the committed changes it"
+            f" holds without a word; to accept losing them, move {wal} aside")
+
+
+def _header_problem(header: bytes) -> str | None:
+    if len(header) < _WAL_HEADER.size:
+        return f"{len(header)} bytes, shorter than a WAL header"
+    magic, version, page_size, _, _, _, checksum_1, checksum_2 = _WAL_HEADER.unpack(header)
+    if magic not in _WAL_MAGIC:
+        return f"no WAL magic number (0x{magic:08x})"
+    if version != _WAL_VERSION:
+        return f"unknown WAL format version {version}"
+    if not 512 <= page_size <= 65536 or page_size & (page_size - 1):
+        return f"invalid page size {page_size}"
+    if _wal_checksum(header[:24], big_endian=magic & 1 == 1) != (checksum_1, checksum_2):
+        return "header checksum mismatch"
+    return None
+
+
+def _wal_checksum(data: bytes, big_endian: bool) -> tuple[int, int]:
+    """SQLite's WAL checksum: Fibonacci-weighted sums of 32-bit words."""
+    words = struct.unpack(f"{'>' if big_endian else '<'}{len(data) // 4}I", data)
+    s0 = s1 = 0
+    for i in range(0, len(words), 2):
+        s0 = (s0 + words[i] + s1) & 0xFFFFFFFF
+        s1 = (s1 + words[i + 1] + s0) & 0xFFFFFFFF
+    return s0, s1
 
 
 def judge(report: DbReport, schema: Schema, history: Collection[str]) -> Verdict:

@@ -3,21 +3,23 @@
 It imports ``--target`` the way a replica does and writes one JSON document to
 ``--result-fd`` (not stdout: user code may print), then exits at once:
 
-    {"description": {...ServiceDescription...}}    or    {"error": "file.py:3: NameError: ..."}
+    {"target": "<--target>", "description": {...ServiceDescription...}}
+    {"target": "<--target>", "error": "file.py:3: NameError: ..."}
 
 It never instantiates the class nor runs ``setup()``. The parent
-(``describer.py``) bounds it in time and memory and reads the document.
+(``describer.py``) bounds it in time and memory and reads the document. The
+service module runs in this process and could write a document of its own:
+the parent trusts none of it before it has validated it (``DescribeAnswer``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sys
-from typing import Any
 
+from ..description import DescribeAnswer, describe_class
 from ..errors import ConfigError
 from ..loading import load_service_class, parse_target
 
@@ -30,17 +32,20 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _describe(target_spec: str) -> dict[str, Any]:
-    from ..description import describe_class
-
+def _describe(target_spec: str) -> DescribeAnswer:
     try:
         target = parse_target(target_spec)
         cls = load_service_class(target)
-        return {"description": describe_class(cls, target.file).model_dump(mode="json")}
+        return DescribeAnswer(target=target_spec, description=describe_class(cls, target.file))
     except ConfigError as exc:  # ServiceLoadError and handler errors carry file:line or Class.handler
-        return {"error": str(exc)}
+        return DescribeAnswer(target=target_spec, error=_utf8(str(exc)))
     except Exception as exc:  # noqa: BLE001 - anything else the service's classes raise while described
-        return {"error": f"{target_spec}: {type(exc).__name__}: {exc}"}
+        return DescribeAnswer(target=target_spec, error=_utf8(f"{target_spec}: {type(exc).__name__}: {exc}"))
+
+
+def _utf8(text: str) -> str:
+    """``text`` as JSON can carry it: a lone surrogate (an undecodable file name) becomes ``\\udc80``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.address_space_mb is not None:
         limit = args.address_space_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    document = _describe(args.target)
-    result.write(json.dumps(document))
+    answer = _describe(args.target)
+    result.write(answer.model_dump_json(exclude_none=True))
     result.close()
     sys.stderr.flush()
     # Skip interpreter shutdown: threads and atexit hooks the service left must not hold up the answer.

@@ -69,7 +69,7 @@ def classify(pid: int, cmdline: Sequence[str], cwd: str | None, dirs: Sequence[P
     return Leftover(pid, "controller", "") if os.path.normpath(state_dir) == str(dirs[0]) else None
 
 
-def _socket_dirs(state_dir: Path) -> list[Path]:
+def socket_dirs(state_dir: Path) -> list[Path]:
     dirs = [state_dir / "sock"]
     with contextlib.suppress(OSError):
         recorded = (state_dir / SOCKET_DIR_RECORD).read_text().strip()
@@ -78,10 +78,47 @@ def _socket_dirs(state_dir: Path) -> list[Path]:
     return dirs
 
 
+def adoptable(cmdline: Sequence[str], kind: str, endpoint: str, socket_dir: Path, routes_path: Path) -> bool:
+    """Whether a process recorded in this state directory's DB is the one the record means.
+
+    A pid and a module name are not enough: a state DB restored from another instance names
+    that instance's processes, and a pid may have been recycled. A replica's or gateway's own
+    command line names its endpoint, which lies in this instance's private socket directory;
+    a gateway's also names this instance's routing table.
+    """
+    module, flag = (REPLICA_MODULE, "--endpoint") if kind == "replica" else (GATEWAY_MODULE, "--admin-endpoint")
+    if module not in cmdline or _option(cmdline, flag) != endpoint:
+        return False
+    scheme, _, path = endpoint.partition(":")
+    if scheme != "unix" or Path(path).parent != socket_dir:
+        return False
+    return kind == "replica" or _option(cmdline, "--routes") == str(routes_path)
+
+
+def command_line(pid: int) -> list[str]:
+    """A process's argv, or [] if it is gone or unreadable."""
+    try:
+        return list(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return []
+
+
+def is_controller_of(pid: int, state_dir: Path) -> bool:
+    """Whether ``pid`` is a `steady serve`/`steady up` working from ``state_dir``."""
+    try:
+        proc = psutil.Process(pid)
+        cmdline = proc.cmdline()
+        cwd = proc.cwd() if _is_cli(cmdline) else None
+    except psutil.Error:
+        return False
+    found = classify(pid, cmdline, cwd, [state_dir.resolve()])
+    return found is not None and found.kind == "controller"
+
+
 def running_from(state_dir: Path) -> list[Leftover]:
     """Controllers, gateways and replicas (other than this process) working from ``state_dir``."""
     resolved = state_dir.resolve()
-    dirs = [resolved, *_socket_dirs(resolved)]
+    dirs = [resolved, *socket_dirs(resolved)]
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         if proc.info["pid"] == os.getpid() or not proc.info["cmdline"]:

@@ -6,9 +6,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import psutil  # type: ignore[import-untyped,unused-ignore]
 
@@ -52,6 +53,32 @@ def resident_bytes(pid: int) -> int | None:
         return total
     except psutil.Error:
         return None
+
+
+# Every child this process starts, by pid: what else is a child of ours was handed to us as an
+# orphan (see orphans.py). The lock spans the fork, so no child is ever seen before it is known.
+_spawn_lock = threading.Lock()
+_spawned: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def spawn(args: list[str], **popen_kwargs: Any) -> subprocess.Popen[bytes]:
+    """subprocess.Popen, recorded as started by us."""
+    with _spawn_lock:
+        popen = subprocess.Popen(args, **popen_kwargs)
+        _spawned[popen.pid] = popen
+        for pid in [pid for pid, p in _spawned.items() if p.returncode is not None]:
+            del _spawned[pid]  # reaped: the pid may be reused by anyone
+        return popen
+
+
+def started_here(pid: int) -> bool:
+    """Whether ``pid`` is a child this process started and has not reaped (call under spawn_lock())."""
+    popen = _spawned.get(pid)
+    return popen is not None and popen.returncode is None
+
+
+def spawn_lock() -> threading.Lock:
+    return _spawn_lock
 
 
 class ManagedProcess:
@@ -98,7 +125,7 @@ class ProcessLauncher:
                      extra_env: dict[str, str] | None = None) -> ManagedProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
-            popen = subprocess.Popen(
+            popen = spawn(
                 [sys.executable, "-m", module, *args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env={**(self._env if self._env is not None else os.environ), **(extra_env or {})},
@@ -124,15 +151,6 @@ def pid_alive(pid: int) -> bool:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(") ", 1)[1][0] != "Z"
     except (FileNotFoundError, IndexError):
-        return False
-
-
-def is_steady_process(pid: int, module: str) -> bool:
-    """Guards adoption against a recycled pid that now belongs to something else."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return module.encode() in f.read()
-    except OSError:
         return False
 
 

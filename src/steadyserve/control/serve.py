@@ -16,11 +16,13 @@ import uvicorn
 
 from ..errors import ConfigError
 from ..loading import parse_target
+from . import orphans
 from .api import build_api
 from .backup import keep_snapshots
 from .config import PlatformConfig
 from .controller import Controller
 from .launch import child_base_env
+from .leftovers import classify, command_line, is_controller_of, socket_dirs
 from .processes import ProcessLauncher, pid_alive
 from .spec import AdmissionSettings, DeploymentSpec, GatewaySpec, PlatformSpec
 from .statedb import DB_NAME, Event, StateDB
@@ -44,10 +46,12 @@ def check_port(host: str, port: int) -> int:
         return int(sock.getsockname()[1])
 
 
-def live_controller_pid(meta: dict[str, str]) -> int | None:
-    """Another controller that the state DB's meta says is running, and is alive."""
+def live_controller_pid(meta: dict[str, str], state_dir: Path) -> int | None:
+    """Another controller that the state DB's meta says is running, is alive, and works from
+    ``state_dir`` (a DB restored from another instance names that instance's controller)."""
     pid = int(meta.get("controller_pid", "0") or 0)
-    if meta.get("status") == "running" and pid and pid != os.getpid() and pid_alive(pid):
+    if meta.get("status") == "running" and pid and pid != os.getpid() and pid_alive(pid) \
+            and is_controller_of(pid, state_dir):
         return pid
     return None
 
@@ -61,7 +65,7 @@ def check_state_dir_free(state_dir: Path) -> bool:
         meta = db.meta()
     finally:
         db.close()
-    pid = live_controller_pid(meta)
+    pid = live_controller_pid(meta, state_dir)
     if pid is not None:
         raise ConfigError(
             f"another steady controller (pid {pid}) is running with state dir {state_dir};"
@@ -70,14 +74,38 @@ def check_state_dir_free(state_dir: Path) -> bool:
     return meta.get("status") == "running"
 
 
-def check_gateway_port(host: str, port: int, recovering: bool) -> int:
-    """Like check_port, but a recovering controller's own surviving gateways may hold the port."""
+def check_gateway_port(host: str, port: int, recovering: bool, state_dir: Path) -> int:
+    """Like check_port, but a recovering controller's own surviving gateways may hold the port.
+
+    Only they: a listener anyone else opened while the controller was down would receive the
+    callers' requests and tokens, so recovery refuses to go on beside it.
+    """
     try:
         return check_port(host, port)
     except ConfigError:
-        if recovering and port != 0:
-            return port
-        raise
+        if not recovering or port == 0:
+            raise
+    strangers = [pid for pid in listeners(port) if not _gateway_of(pid, state_dir)]
+    if strangers:
+        who = ", ".join("a process of another user" if pid is None else f"pid {pid}" for pid in strangers)
+        raise ConfigError(f"port {port} is held by {who}, not by this instance's gateways; stop it"
+                          " (it would receive callers' requests and tokens) or pick another --port")
+    return port
+
+
+def listeners(port: int) -> list[int | None]:
+    """Pids listening on TCP ``port`` (None: a socket whose owner this user cannot see)."""
+    import psutil  # type: ignore[import-untyped,unused-ignore]
+
+    return [c.pid for c in psutil.net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port]
+
+
+def _gateway_of(pid: int | None, state_dir: Path) -> bool:
+    if pid is None:
+        return False
+    found = classify(pid, command_line(pid), None, [state_dir.resolve(), *socket_dirs(state_dir.resolve())])
+    return found is not None and found.kind == "gateway"
 
 
 def deployment_name(raw: str) -> str:
@@ -146,7 +174,8 @@ def run_platform(
 ) -> None:
     config.state_dir.mkdir(parents=True, exist_ok=True)
     db = StateDB(config.state_dir / DB_NAME)
-    controller = Controller(config, db, ProcessLauncher(child_base_env(os.environ)), on_event=on_event)
+    controller = Controller(config, db, ProcessLauncher(child_base_env(os.environ)), on_event=on_event,
+                            collect_orphans=orphans.become_subreaper())
     controller.prepare(recover=recover, secrets=secrets)
 
     async def main() -> None:
@@ -168,8 +197,9 @@ def run_platform(
         controller.on_event = announce
         tls = config.gateway
         # Over TCP every call needs a token; the Unix socket in the private socket dir needs none.
+        tcp_app = build_api(controller, config.base_dir)
         api = _ApiServer(uvicorn.Config(
-            build_api(controller, config.base_dir), host=config.api_host, port=config.api_port,
+            tcp_app, host=config.api_host, port=config.api_port,
             log_level="warning", lifespan="off",
             ssl_certfile=str(tls.tls_cert) if tls.tls_cert else None,
             ssl_keyfile=str(tls.tls_key) if tls.tls_key else None))
@@ -179,6 +209,9 @@ def run_platform(
         local_socket = _unix_listener(local_path)
         db.set_meta(api_socket=str(local_path))
         api_tasks = [asyncio.create_task(api.serve()), asyncio.create_task(local.serve(sockets=[local_socket]))]
+        if all(m.slot.state == ProcState.READY for m in controller.managed.values()):
+            announced = True  # recovered with every process adopted ready: no `ready` event will come
+            on_all_ready()
         snapshots = asyncio.create_task(keep_snapshots(
             db.path, config.snapshot_interval_s, config.snapshot_keep,
             lambda message: controller.record("controller", "state", "snapshot_failed", message)))
@@ -188,6 +221,7 @@ def run_platform(
             snapshots.cancel()
             api.should_exit = local.should_exit = True
             await asyncio.gather(*api_tasks)
+            tcp_app.state.refusals.flush()  # refused calls of the last window, before the DB closes
             local_path.unlink(missing_ok=True)
 
     try:

@@ -131,6 +131,21 @@ class SecretRef(_Strict):
             raise ValueError("give exactly one of from_env or from_file")
         return self
 
+    @field_validator("from_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        # What no environment can hold: say so now, not as "is not set" when the CLI reads it.
+        if value is not None and (not value or "=" in value or "\0" in value):
+            raise ValueError(f"{value!r} is not an environment variable name (empty, or holds '=' or NUL)")
+        return value
+
+    @field_validator("from_file")
+    @classmethod
+    def _file_path(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or "\0" in value):
+            raise ValueError("must be a file path, not empty and without NUL bytes")
+        return value
+
 
 class DeploymentSpec(_Strict):
     service: str
@@ -187,7 +202,7 @@ class DeploymentSpec(_Strict):
     @classmethod
     def _secret_names(cls, value: dict[str, SecretRef]) -> dict[str, SecretRef]:
         for name in value:
-            if not re.match(SECRET_NAME_PATTERN, name):
+            if not re.fullmatch(SECRET_NAME_PATTERN, name):  # "$" alone would let "KEY\n" through
                 raise ValueError(f"secret name {name!r} must look like an environment variable name (A-Z, 0-9, _)")
         return value
 

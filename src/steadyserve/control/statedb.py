@@ -24,6 +24,8 @@ SCHEMA_VERSION = 4
 AUDIT_MAX_AGE_S = 90 * 24 * 3600.0
 AUDIT_MAX_ROWS = 100_000  # a refusal row stands for up to thousands of calls (``count``)
 _AUDIT_CURSOR = "audit_cursor:"  # meta key prefix: how far a gateway slot's refusals are recorded
+_AUDIT_INSERT = ("INSERT INTO audit(ts, actor, action, target, source, result, count, last_ts)"
+                 " VALUES(:ts, :actor, :action, :target, :source, :result, :count, :last_ts)")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS processes (
@@ -150,6 +152,18 @@ class StateDB:
         self._conn.execute("DELETE FROM processes")
 
     def upsert_process(self, row: dict[str, Any]) -> None:
+        self.upsert_processes([row])
+
+    def upsert_processes(self, rows: list[dict[str, Any]]) -> None:
+        """Rows of the processes table, written in one transaction (none: nothing is written)."""
+        if not rows:
+            return
+        with self._conn:
+            self._conn.execute("BEGIN")
+            for row in rows:
+                self._upsert_process(row)
+
+    def _upsert_process(self, row: dict[str, Any]) -> None:
         columns = ["kind", "deployment", "id", "pid", "state", "generation", "endpoint", "inflight",
                    "requests", "restarts", "started_at", "last_error", "routes_version", "revision"]
         values = [row.get(c, "" if c == "deployment" else None) for c in columns] + [time.time()]
@@ -217,6 +231,15 @@ class StateDB:
                                (time.time() if ts is None else ts, actor, action, target, source, result))
             self.prune_audit()
 
+    def add_audit_rows(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Aggregated rows of refused calls (as ``record_refusals`` takes them) in one transaction."""
+        if not rows:
+            return
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.executemany(_AUDIT_INSERT, rows)
+            self.prune_audit()
+
     def record_refusals(self, rows: Sequence[dict[str, Any]], reporter: str, cursor: str) -> None:
         """Aggregated rows of refused calls and how far ``reporter``'s reports are recorded, in one
         transaction: a controller killed in between records them again neither twice nor never.
@@ -225,9 +248,7 @@ class StateDB:
         """
         with self._conn:
             self._conn.execute("BEGIN")
-            self._conn.executemany(
-                "INSERT INTO audit(ts, actor, action, target, source, result, count, last_ts)"
-                " VALUES(:ts, :actor, :action, :target, :source, :result, :count, :last_ts)", rows)
+            self._conn.executemany(_AUDIT_INSERT, rows)
             self._conn.execute(
                 "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                 (_AUDIT_CURSOR + reporter, cursor))
@@ -316,6 +337,11 @@ class StateDB:
                 raise KeyError(f"secret {name} version {version} of {deployment} is not in the state DB")
             values[name] = str(row["value"])
         return values
+
+    def all_secret_values(self, deployment: str) -> list[str]:
+        """Every value any revision of a deployment has held (what to redact from its replicas' errors)."""
+        return [str(r["value"]) for r in self._conn.execute(
+            "SELECT value FROM secrets WHERE deployment = ?", (deployment,))]
 
     def revisions(self, deployment: str) -> list[dict[str, Any]]:
         rows = self._conn.execute(

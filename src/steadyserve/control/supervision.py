@@ -169,11 +169,14 @@ def _down(slot: Slot, now: float, error: str, note: EventNote, policy: Supervisi
 def _exited(slot: Slot, obs: Observation, policy: SupervisionPolicy) -> Step:
     assert obs.exit_code is not None
     how = describe_exit(obs.exit_code)
+    told = how  # the event: the `killed` event before it already gave the reason
     if slot.kill_reason is not None:
         how = f"{how} ({slot.kill_reason})"
+        if obs.exit_code == -signal.SIGKILL:
+            told = "killed by signal SIGKILL, as decided"
     error = obs.error or how
     crashed = slot.state == ProcState.STARTING or obs.now - slot.started_at < policy.min_uptime_s
-    note = EventNote("exited", f"{how}" + (f": {obs.error}" if obs.error else ""))
+    note = EventNote("exited", f"{told}" + (f": {obs.error}" if obs.error else ""))
     return _down(slot, obs.now, error, note, policy, crashed)
 
 

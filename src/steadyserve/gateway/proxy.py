@@ -20,6 +20,7 @@ from typing import Any
 from ..auth import Action, TokenRecord, bearer, check, split_token
 from ..caller import CALLER_HEADER
 from ..errors import UpstreamError
+from ..printable import AUDIT_TARGET_MAX_CHARS, printable
 from ..types import Clock
 from ..wire.http11 import TIMEOUT_HEADER, Request, json_response, valid_request_id
 from ..wire.upstream import UpstreamPool
@@ -276,7 +277,8 @@ class Gateway:
     def _refused(self, request: Request, status: int, actor: str, reason: str) -> None:
         self.refusal_counts.add(status_name(status))  # first: it is what the audit's totals rest on
         key = RefusalKey(actor, source_host(request.peer), status, reason)
-        self.refusals.add(key, request.path.decode("utf-8", "replace")[:200], self.wall_clock(), self.clock())
+        self.refusals.add(key, printable(request.path.decode("utf-8", "replace"), AUDIT_TARGET_MAX_CHARS),
+                          self.wall_clock(), self.clock())
 
     def roll_refusals(self, window_s: float) -> None:
         """Close the window of refused calls once it is ``window_s`` old (main.py calls this often)."""
