@@ -105,7 +105,7 @@ def up(spec_file: Path, port: int | None, api_port: int, no_auth: bool, tls_cert
     """Run every deployment of a spec file behind one gateway."""
     from .control.secrets import read_secret_values
     from .control.serve import check_gateway_port, check_port
-    from .control.spec import GatewaySpec, load_spec
+    from .control.spec import GatewaySpec, key_location, load_spec
 
     def build(recovering: bool) -> tuple[Any, Any, dict[str, dict[str, str]]]:
         spec = load_spec(spec_file)
@@ -122,7 +122,9 @@ def up(spec_file: Path, port: int | None, api_port: int, no_auth: bool, tls_cert
         secrets = {name: read_secret_values(name, dep, base_dir, os.environ, str(spec_file))
                    for name, dep in spec.deployments.items()}
         config, specs = _resolve(spec, base_dir, state_dir, check_port("127.0.0.1", api_port),
-                                 auth_required=not no_auth)
+                                 auth_required=not no_auth, where=lambda name: (
+                                     f"{key_location(spec_file, ('deployments', name, 'service'))}:"
+                                     f" deployments.{name}.service"))
         hint = f"steady deploy -f {spec_file} --state-dir {state_dir}"
         return config.model_copy(update={"apply_hint": hint}), specs, secrets
 
@@ -138,11 +140,11 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _resolve(spec: Any, base_dir: Path, state_dir: Path, api_port: int,
-             default_deployment: str | None = None, auth_required: bool = False) -> tuple[Any, Any]:
+def _resolve(spec: Any, base_dir: Path, state_dir: Path, api_port: int, default_deployment: str | None = None,
+             auth_required: bool = False, where: Any = None) -> tuple[Any, Any]:
     from .control.config import resolve_platform
 
-    return resolve_platform(spec, base_dir, state_dir, api_port, default_deployment, auth_required)
+    return resolve_platform(spec, base_dir, state_dir, api_port, default_deployment, auth_required, where=where)
 
 
 def _run_platform(build: Any, state_dir: Path) -> None:
@@ -175,9 +177,10 @@ CACERT_OPTION = click.option(
 
 
 def _api(method: str, path: str, state_dir: Path, api_url: str | None, body: Any = None,
-         cacert: Path | None = None) -> Any:
+         cacert: Path | None = None, context: str = "") -> Any:
     """A control API call: over TCP with $STEADY_TOKEN when a URL is named, else over the
-    running instance's private Unix socket (its file permissions stand for a token)."""
+    running instance's private Unix socket (its file permissions stand for a token).
+    ``context`` prefixes a refusal (``steady.yaml:3: deployments.echo``)."""
     import httpx
 
     if api_url is None:
@@ -205,7 +208,7 @@ def _api(method: str, path: str, state_dir: Path, api_url: str | None, body: Any
                 message += ": " + "; ".join(f"{f['field']}: {f['problem']}" for f in doc["fields"])
         except ValueError:
             message = response.text
-        fail(f"{response.status_code}: {message}")
+        fail(f"{context + ': ' if context else ''}{response.status_code}: {message}")
     return response.json()
 
 
@@ -295,7 +298,8 @@ def status(state_dir: Path, as_json: bool, api_url: str | None, cacert: Path | N
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"steadyserve — {state_dir}")
+    remote = _remote(api_url)
+    table = Table(title=f"steadyserve — {remote or state_dir}")  # what was asked: a remote API or a state dir
     for column in ("kind", "deployment", "id", "pid", "state", "in-flight", "requests", "restarts", "rev", "uptime"):
         table.add_column(column, no_wrap=True, min_width=min(len(column), 8))
     table.add_column("last error", overflow="fold")

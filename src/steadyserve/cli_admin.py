@@ -48,7 +48,7 @@ def deploy(spec_file: Path, wait: bool, timeout_s: float, api_url: str | None, c
     import os
 
     from .control.secrets import read_secret_values
-    from .control.spec import load_spec
+    from .control.spec import key_location, load_spec
 
     try:
         spec = load_spec(spec_file)
@@ -67,7 +67,8 @@ def deploy(spec_file: Path, wait: bool, timeout_s: float, api_url: str | None, c
         service = str(Path(path) if Path(path).is_absolute() else base / path) + sep + cls
         body = {"spec": dep.model_copy(update={"service": service}).model_dump(mode="json"),
                 "secrets": secrets[name]}
-        result = _api("PUT", f"/v1/deployments/{name}", state_dir, api_url, body, cacert=cacert)
+        result = _api("PUT", f"/v1/deployments/{name}", state_dir, api_url, body, cacert=cacert,
+                      context=f"{key_location(spec_file, ('deployments', name))}: deployments.{name}")
         outcome = ("created" if result["created"] else "rolling out" if result["rolling_out"]
                    else "scaled" if result["changed"] else "unchanged")
         table.add_row(name, str(result["revision"]), str(result["replicas"]), outcome)

@@ -147,6 +147,9 @@ def test_status_and_events_through_the_api_need_a_reading_role(secured):
     status = cli(tokens["viewer"], "status", "--json")
     assert status.returncode == 0, status.stderr
     assert {r["deployment"] for r in json.loads(status.stdout) if r["kind"] == "replica"} == {"slow"}
+    table = cli(tokens["viewer"], "status")
+    assert table.returncode == 0 and f"steadyserve — {inst.api}" in table.stdout.replace("\n", "")
+    assert ".steady" not in table.stdout  # the title names what was asked, not a local default
     events = cli(tokens["viewer"], "events", "--json", "--type", "ready")
     assert events.returncode == 0 and json.loads(events.stdout)
     refused = cli(tokens["invoker"], "status")

@@ -71,7 +71,12 @@ def test_spec_errors_name_the_file_and_line(tmp_path):
     spec.write_text("deployments:\n  echo:\n    service: nowhere/at/all\n    replicas: 2\n")
     result = run_cli("up", "-f", str(spec), "--state-dir", str(tmp_path / "s"), "--port", "0")
     assert result.returncode == 1
+    assert f"{spec}:3: deployments.echo.service: " in result.stderr
     assert "nowhere/at/all: no such file or directory" in result.stderr
+    spec.write_bytes(b"deployments:\n  echo:\n    service: x\n    env: {A: \"caf\xe9\"}\n")  # Latin-1, not UTF-8
+    result = run_cli("up", "-f", str(spec), "--state-dir", str(tmp_path / "s"), "--port", "0")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{spec}:4: not UTF-8 text (byte 0xe9 at column 18); save the file as UTF-8" in result.stderr
     spec.write_text("deployments:\n  echo:\n    service: x\n    replicas: 2\n    colour: red\n")
     result = run_cli("up", "-f", str(spec), "--state-dir", str(tmp_path / "s"), "--port", "0")
     assert result.returncode == 1
@@ -97,3 +102,13 @@ gateway:
     assert code == 200
     assert body == {"model_dir": "/models/v3", "memory_limit": 4096 * 1024 * 1024,
                     "niceness": os.nice(0) + 10}
+
+
+def test_deploy_names_the_file_and_line_of_a_deployment_the_controller_refuses(serve, tmp_path):
+    inst = serve(EXAMPLES / "echo", "--replicas", "1", "--gateways", "1")
+    extra = tmp_path / "more.yaml"
+    extra.write_text("deployments:\n  fine:\n    service: " + str(EXAMPLES / "echo") + "\n    replicas: 1\n"
+                     "  broken:\n    service: /nowhere/at/all\n")
+    result = inst.cli("deploy", "-f", str(extra))
+    assert result.returncode == 1
+    assert f"{extra}:5: deployments.broken: 422: " in result.stderr and "no such file or directory" in result.stderr

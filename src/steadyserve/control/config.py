@@ -9,7 +9,7 @@ process: see ``describer.py``).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -128,16 +128,25 @@ def resolve_deployment(name: str, spec: DeploymentSpec, base_dir: Path, describe
 def resolve_platform(spec: PlatformSpec, base_dir: Path, state_dir: Path, api_port: int,
                      default_deployment: str | None = None, auth_required: bool = False,
                      describer: Describer | None = None,
-                     env: Mapping[str, str] | None = None) -> tuple[PlatformConfig, dict[str, ServiceDescription]]:
+                     env: Mapping[str, str] | None = None,
+                     where: Callable[[str], str] | None = None) -> tuple[PlatformConfig, dict[str, ServiceDescription]]:
     """Every deployment resolved, their services imported in parallel children; the first error
-    (in the spec's order) is raised."""
+    (in the spec's order) is raised, prefixed with ``where(deployment name)`` when given
+    (``steady.yaml:3: deployments.echo.service``)."""
     describer = describer or ChildDescriber()
     names = list(spec.deployments)
     with ThreadPoolExecutor(max_workers=max(1, len(names)), thread_name_prefix="describe") as pool:
         futures = [pool.submit(resolve_deployment, name, spec.deployments[name], base_dir, describer, env)
                    for name in names]
+        resolved = []
         try:
-            resolved = [future.result() for future in futures]
+            for name, future in zip(names, futures, strict=True):
+                try:
+                    resolved.append(future.result())
+                except ConfigError as exc:
+                    if where is None:
+                        raise
+                    raise ConfigError(f"{where(name)}: {exc}") from exc
         except BaseException:  # Ctrl-C, or one failed: the others' imports are not waited for
             describer.cancel()
             raise

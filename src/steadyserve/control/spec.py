@@ -339,9 +339,30 @@ def parse_spec(text: str, source: str) -> PlatformSpec:
         raise ConfigError("\n".join(problems)) from exc
 
 
-def load_spec(path: Path) -> PlatformSpec:
+def read_spec_text(path: Path) -> str:
+    """The spec file's text; unreadable or non-UTF-8 files are a ConfigError naming file and line."""
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the spec: {exc.strerror}") from exc
-    return parse_spec(text, str(path))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {column});"
+                          " save the file as UTF-8") from None
+
+
+def load_spec(path: Path) -> PlatformSpec:
+    return parse_spec(read_spec_text(path), str(path))
+
+
+def key_location(path: Path, loc: tuple[Any, ...]) -> str:
+    """``file:line`` of a key in a spec file (its nearest enclosing key if absent), for errors
+    found after parsing, e.g. a deployment whose service cannot be imported."""
+    try:
+        node = yaml.compose(read_spec_text(path))
+    except (ConfigError, yaml.YAMLError):
+        node = None
+    return f"{path}:{_nearest_line(_line_index(node), loc) if node is not None else 1}"
