@@ -1,5 +1,6 @@
 # Quickstart targets: each works on a fresh machine with only python3 (>= 3.11).
 PYTHON ?= python3
+PORT ?= 8080
 VENV := .venv
 PIP := $(VENV)/bin/pip
 STAMP_EXAMPLES := $(VENV)/.examples-installed
@@ -19,8 +20,8 @@ $(STAMP_TEST): $(VENV)/bin/python pyproject.toml
 	$(PIP) install --quiet -e '.[test]'
 	touch $@
 
-demo: $(STAMP_EXAMPLES)  ## serve examples/digits with 2 replicas (Ctrl-C stops everything)
-	$(VENV)/bin/steady serve examples/digits --replicas 2
+demo: $(STAMP_EXAMPLES)  ## serve examples/digits with 2 replicas on PORT (Ctrl-C stops everything)
+	$(VENV)/bin/steady serve examples/digits --replicas 2 --port $(PORT)
 
 test: $(STAMP_TEST)  ## the whole test suite
 	$(VENV)/bin/python -m pytest -q

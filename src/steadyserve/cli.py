@@ -358,6 +358,17 @@ def _resolve_url(url: str | None, state_dir: Path) -> str:
         db.close()
 
 
+def _token_hint(status: int, state_dir: Path) -> str:
+    """What to do about a 401 from the gateway: where a token comes from, or why this one failed."""
+    if status != 401:
+        return ""
+    if os.environ.get("STEADY_TOKEN"):
+        return ("\nthe token in $STEADY_TOKEN was refused: revoked, mistyped, or made for another instance"
+                " (`steady token list` shows this instance's tokens)")
+    return ("\nthis gateway needs a token: create one with `steady token create --role invoker --name NAME"
+            f" --state-dir {state_dir}` and `export STEADY_TOKEN=<the printed token>`")
+
+
 @main.command()
 @click.argument("names", nargs=-1, required=True, metavar="[DEPLOYMENT] HANDLER")
 @click.option("--json", "payload", default="{}", show_default=True, help="JSON object body.")
@@ -399,7 +410,7 @@ def call(names: tuple[str, ...], payload: str, url: str | None, timeout_s: float
             detail = json.dumps(json.loads(detail))
         except ValueError:
             pass
-        fail(f"{response.status_code} {response.reason_phrase}: {detail}")
+        fail(f"{response.status_code} {response.reason_phrase}: {detail}{_token_hint(response.status_code, state_dir)}")
     try:
         click.echo(json.dumps(response.json(), indent=2))
     except ValueError:

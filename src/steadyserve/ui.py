@@ -1,11 +1,23 @@
 """What `steady serve` shows an operator: events as they happen, a progress line
-while replicas start, and how to call the service once everything is ready."""
+while replicas start, and how to call the service once everything is ready.
+
+The "how to call it" lines are commands to paste into a new shell, so each is complete as
+printed: `steady` named in full when it is not on that shell's PATH, every path absolute, the
+token (never shown here) read from ``$STEADY_TOKEN``, the certificate to trust named, and a body
+the handler accepts: its ``example=``, else one made from its input schema by ``sample_body``.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import shutil
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -13,20 +25,53 @@ from rich.status import Status
 
 from .control.config import PlatformConfig
 from .control.statedb import Event
-from .description import ServiceDescription
+from .description import HandlerDescription, ServiceDescription
+from .sample_body import sample_body
+from .trust import CA_BUNDLE_ENV
 
 _COLOURS = {"ready": "green", "recovered": "green", "crash_loop": "red", "killed": "red",
             "exited": "yellow", "unhealthy": "yellow", "ejected": "yellow"}
 _NOT_READY = {"exited", "unhealthy", "killed", "crash_loop"}
 
 
+@dataclass(frozen=True)
+class ShellContext:
+    """What the printed commands need from outside the platform's config: how a new shell names
+    this `steady`, and the CA bundle the operator trusts. Read once, where the console is made."""
+
+    steady: str  # shell words that run this steady: "steady", or its full path
+    steady_on_path: bool
+    activate: Path | None  # the virtual environment's activate script, when steady is not on PATH
+    ca_bundle: Path | None  # $STEADY_CA_BUNDLE as the operator set it
+
+    @classmethod
+    def of_this_process(cls) -> ShellContext:
+        """The `steady` script beside this interpreter, compared with the one PATH finds."""
+        bin_dir = Path(sys.executable).absolute().parent
+        script = bin_dir / "steady"
+        found = shutil.which("steady")
+        on_path = found is not None and script.exists() and os.path.samefile(found, script)
+        if on_path:
+            steady = "steady"
+        elif script.exists():
+            steady = shlex.quote(str(script))
+        else:  # run as `python -m steadyserve.cli` from an environment without the script
+            steady = f"{shlex.quote(sys.executable)} -m steadyserve.cli"
+        activate = bin_dir / "activate"
+        bundle = os.environ.get(CA_BUNDLE_ENV)
+        return cls(steady=steady, steady_on_path=on_path,
+                   activate=activate if not on_path and activate.exists() else None,
+                   ca_bundle=Path(bundle).absolute() if bundle else None)
+
+
 class ServeConsole:
     def __init__(self, console: Console, config: PlatformConfig, services: dict[str, ServiceDescription],
-                 state_dir: Path) -> None:
+                 state_dir: Path, shell: ShellContext | None = None) -> None:
         self.console = console
         self.config = config
         self.state_dir = state_dir
         self.services = services
+        self.shell = shell or ShellContext.of_this_process()
         self._ready: set[str] = set()
         self._total = sum(d.spec.desired_replicas for d in config.deployments) + config.gateway.processes
         self._started = time.monotonic()
@@ -63,27 +108,90 @@ class ServeConsole:
 
     def on_all_ready(self) -> None:
         self.stop()
-        cfg = self.config
+        # One command per line, never wrapped: each is pasted whole.
+        self.console.print("\n".join(self.ready_lines()), soft_wrap=True, emoji=False)
+
+    def ready_lines(self) -> list[str]:
+        """Where the platform is up and, one per line, the commands that call it (rich markup)."""
+        cfg, shell = self.config, self.shell
+        state_dir = f"--state-dir {shlex.quote(str(cfg.state_dir))}"
+        cacert = self._cacert()
+        cacert_option = f" --cacert {shlex.quote(str(cacert))}" if cacert else ""
         lines = [f"\n[bold green]up[/bold green] at [bold]{cfg.url}[/bold]"
-                 f" ({cfg.gateway.processes} gateway processes)"]
-        for dep in cfg.deployments:
-            handlers = self.services[dep.name].handlers
-            # The call to suggest: the first handler with an example, else the first one.
-            first = next((h for h in handlers.values() if h.example), next(iter(handlers.values())))
-            example = json.dumps(first.example or {p: "..." for p in first.required_params})
-            path = first.name if cfg.default_deployment == dep.name else f"{dep.name}/{first.name}"
-            lines.append(
-                f"  [bold]{dep.name}[/bold]: {dep.spec.desired_replicas} replicas, lb={dep.spec.lb}\n"
-                f"    try:  curl -s {cfg.url}/{path} -H 'content-type: application/json' -d '{example}'\n"
-                f"    or:   steady call {dep.name} {first.name} --json '{example}' --state-dir {self.state_dir}"
-            )
-        lines.append(f"  status: steady status --state-dir {self.state_dir}    api: {cfg.api_url}/docs (with a token)    stop: Ctrl-C")
+                 f" ({plural(cfg.gateway.processes, 'gateway process', 'gateway processes')})"]
         if cfg.auth_required:
-            lines.append(f"  [yellow]access control is on[/yellow]: calls need a token; make one with\n"
-                         f"    steady token create --role admin --name you --state-dir {self.state_dir}\n"
-                         f"  and send it as 'authorization: Bearer <token>' (or STEADY_TOKEN for the CLI and Client)")
+            lines.append("  [yellow]access control is on[/yellow]: every call needs a token, shown once to whoever"
+                         " makes it and never here; this makes one into $STEADY_TOKEN, which the commands below send:")
+            lines.append(_command("token", f"STEADY_TOKEN=$({shell.steady} token create --role invoker --name you"
+                                           f" {state_dir}) && export STEADY_TOKEN"))
+        for dep in cfg.deployments:
+            lines.append(f"  [bold]{escape(dep.name)}[/bold]: {plural(dep.spec.desired_replicas, 'replica')},"
+                         f" lb={dep.spec.lb}")
+            prefix = "" if cfg.default_deployment == dep.name else f"{dep.name}/"
+            handlers = self.services[dep.name].handlers
+            chosen = first_call(handlers)
+            if chosen is None:
+                lines.append(f"    {escape(', '.join(handlers))}: no example= and no body could be made from the"
+                             " parameter types; the OpenAPI document describes each body:")
+                lines.append(_command("try", _curl(f"{cfg.url}/{prefix}openapi.json", None, cfg.auth_required,
+                                                   cacert)))
+                continue
+            handler, body = chosen
+            lines.append(_command("try", _curl(f"{cfg.url}/{prefix}{handler.name}", body, cfg.auth_required,
+                                               cacert)))
+            lines.append(_command("or", f"{shell.steady} call {shlex.quote(dep.name)} {handler.name}"
+                                        f" --json {shlex.quote(json.dumps(body))}{cacert_option} {state_dir}"))
+        lines.append(_command("status", f"{shell.steady} status {state_dir}", indent=2))
+        lines.append(f"  api:    {cfg.api_url}/docs (with a token)")
+        lines.append("  stop:   Ctrl-C")
+        if not shell.steady_on_path:
+            activate = f"; `. {shlex.quote(str(shell.activate))}` puts it there" if shell.activate else ""
+            lines.append(f"  [dim]this steady is not on PATH, so the commands above name it in full"
+                         f"{escape(activate)}[/dim]")
         lines.append("")
-        self.console.print("\n".join(lines))
+        return lines
+
+    def _cacert(self) -> Path | None:
+        """What a client must trust over HTTPS: the CA bundle the operator named, else the served
+        certificate itself (enough when it is self-signed)."""
+        tls_cert = self.config.gateway.tls_cert
+        if tls_cert is None:
+            return None
+        return self.shell.ca_bundle or tls_cert.absolute()
+
+
+def _command(label: str, command: str, indent: int = 4) -> str:
+    return f"{' ' * indent}{label + ':':<7} {escape(command)}"
+
+
+def _curl(url: str, body: dict[str, Any] | None, auth: bool, cacert: Path | None) -> str:
+    words = ["curl", "-s", *(["--cacert", str(cacert)] if cacert else []), url]
+    if body is not None:
+        words += ["-H", "content-type: application/json"]
+    command = shlex.join(words)
+    if auth:  # double quotes: the shell fills in the token
+        command += ' -H "authorization: Bearer $STEADY_TOKEN"'
+    if body is not None:
+        command += f" -d {shlex.quote(json.dumps(body))}"
+    return command
+
+
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """``1 replica``, ``2 replicas``."""
+    return f"{count} {one if count == 1 else many or one + 's'}"
+
+
+def first_call(handlers: dict[str, HandlerDescription]) -> tuple[HandlerDescription, dict[str, Any]] | None:
+    """The call to suggest: the first handler with an example, else the first one a body can be
+    made for from its input schema; None when there is neither."""
+    for described in handlers.values():
+        if described.example is not None:
+            return described, described.example
+    for described in handlers.values():
+        body = sample_body(described.input_schema)
+        if body is not None:
+            return described, body
+    return None
 
 
 def recorded_state(config: PlatformConfig, services: dict[str, ServiceDescription],

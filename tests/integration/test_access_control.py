@@ -154,3 +154,26 @@ def test_status_and_events_through_the_api_need_a_reading_role(secured):
     assert events.returncode == 0 and json.loads(events.stdout)
     refused = cli(tokens["invoker"], "status")
     assert refused.returncode == 1 and "403: role 'invoker' may not read" in refused.stderr
+
+
+def test_steady_call_refused_for_want_of_a_token_says_where_one_comes_from(secured):
+    import os
+    import subprocess
+
+    from conftest import STEADY
+
+    inst, tokens = secured
+    base_env = {k: v for k, v in os.environ.items() if k != "STEADY_TOKEN"}
+
+    def call(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*STEADY, "call", "slow", "work", "--json", '{"ms": 1}', "--url", inst.url,
+                               "--state-dir", str(inst.state_dir)], capture_output=True, text=True, timeout=60,
+                              env=env)
+
+    missing = call(base_env)
+    assert missing.returncode == 1 and "401" in missing.stderr
+    assert "steady token create --role invoker" in missing.stderr and "export STEADY_TOKEN=" in missing.stderr
+    wrong = call({**base_env, "STEADY_TOKEN": "st_nope_nope"})
+    assert wrong.returncode == 1 and "the token in $STEADY_TOKEN was refused" in wrong.stderr
+    right = call({**base_env, "STEADY_TOKEN": tokens["invoker"]})
+    assert right.returncode == 0, right.stderr

@@ -153,7 +153,8 @@ class Controller(DesiredState):
         names = ", ".join(f"{name} ({d.replicas} {'replica' if d.replicas == 1 else 'replicas'})"
                           for name, d in self.deployments.items() if not d.deleting)
         self.record("controller", "controller", "started",
-                    f"serving {names} with {self.config.gateway.processes} gateway processes on {self.config.url}")
+                    f"serving {names} with {self.config.gateway.processes}"
+                    f" gateway process{'es' if self.config.gateway.processes != 1 else ''} on {self.config.url}")
 
     # --- recovery after the previous controller died ----------------------------------
     def _recover(self) -> None:
