@@ -2,6 +2,9 @@
 
 ``predict`` is batched: concurrent calls are grouped into one ``predict_proba``
 call, which costs about the same for 1 image as for 32 with a tree ensemble.
+One call is one image, ``{"pixels": [64 grey levels]}``, answered with one
+``Prediction``; the handler receives the images of up to 32 calls as a list. A JSON
+array of up to 32 such objects is that many calls in one request.
 """
 
 from __future__ import annotations

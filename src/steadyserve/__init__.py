@@ -8,6 +8,7 @@ from .errors import (  # noqa: E402
     GatewayError,
     HandlerFailed,
     InvalidInput,
+    PayloadTooLarge,
     RateLimited,
     ServiceUnavailable,
     SteadyError,
@@ -27,7 +28,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
-    "Batch", "Caller", "Client", "Forbidden", "GatewayError", "HandlerFailed", "InvalidInput", "RateLimited",
-    "Service", "ServiceUnavailable", "SteadyError", "Unauthorized", "UnknownHandler", "__version__",
+    "Batch", "Caller", "Client", "Forbidden", "GatewayError", "HandlerFailed", "InvalidInput", "PayloadTooLarge",
+    "RateLimited", "Service", "ServiceUnavailable", "SteadyError", "Unauthorized", "UnknownHandler", "__version__",
     "current_caller", "handler",
 ]

@@ -98,6 +98,8 @@ class PendingCall:
     enqueued_at: float
     future: asyncio.Future[Any] = field(repr=False)
     deadline: float | None = None  # monotonic seconds, the batcher's clock
+    # The futures of every call of its array request (``submit_many``); empty for a lone call.
+    array: Sequence[asyncio.Future[Any]] = field(default=(), repr=False)
 
 
 # Runs the user's function on a list-per-parameter dict; returns the outputs.
@@ -151,6 +153,30 @@ class Batcher:
         self._queue.append(PendingCall(inputs, now, future, deadline))
         self._wakeup.set()
         return await future
+
+    async def submit_many(self, calls: Sequence[dict[str, Any]], deadline: float | None = None) -> list[Any]:
+        """The handler's outputs for ``calls`` (one request's array), in order.
+
+        The calls join the queue together, each as one call: they share batches with
+        everyone else's, and an array longer than ``max_size`` spans batches. All or
+        nothing: once one fails, or the caller goes away, those of the others not yet in
+        a running batch never reach the handler.
+        """
+        if not calls:
+            return []
+        now = self._clock()
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in calls]
+        pending = [PendingCall(inputs, now, future, deadline, futures)
+                   for inputs, future in zip(calls, futures, strict=True)]
+        self._queue.extend(pending)  # at once: the batcher never sees a part of the array
+        self._wakeup.set()
+        try:
+            return [await call.future for call in pending]
+        finally:
+            for call in pending:
+                if not call.future.cancel() and not call.future.cancelled():
+                    call.future.exception()  # its batch-mate's failure is the one reported
 
     async def _run_alone(self, inputs: dict[str, Any], now: float, deadline: float | None) -> Any:
         """A lone caller runs its batch of one in its own task: waking the batcher would cost a loop turn.
@@ -237,16 +263,23 @@ class Batcher:
         try:
             outputs = split_outputs(await self._bounded(self._run_batch(columns)), len(calls), self.name)
         except DeadlineExceeded as exc:
-            for call in calls:
-                if not call.future.done():
-                    call.future.set_exception(exc)
+            _fail(calls, exc)
             return
         except Exception as exc:  # every caller of the batch must hear about it, once logged
-            delivered = self._translate_error(exc)
-            for call in calls:
-                if not call.future.done():
-                    call.future.set_exception(delivered)
+            _fail(calls, self._translate_error(exc))
             return
         for call, output in zip(calls, outputs, strict=True):
             if not call.future.done():
                 call.future.set_result(output)
+
+
+def _fail(calls: list[PendingCall], exc: Exception) -> None:
+    """Fail a batch's calls, and with them the other calls of their array requests.
+
+    At once, not when the array's caller next runs: by then the batcher could have put
+    the rest of the array into the next batch, and an array request is all or nothing.
+    """
+    for call in calls:
+        for future in call.array or (call.future,):
+            if not future.done():
+                future.set_exception(exc)

@@ -371,7 +371,8 @@ def _token_hint(status: int, state_dir: Path) -> str:
 
 @main.command()
 @click.argument("names", nargs=-1, required=True, metavar="[DEPLOYMENT] HANDLER")
-@click.option("--json", "payload", default="{}", show_default=True, help="JSON object body.")
+@click.option("--json", "payload", default="{}", show_default=True,
+              help="JSON object body, or for a batched handler a JSON array of them.")
 @click.option("--url", help="Gateway URL (default: $STEADY_URL, else the running instance's).")
 @click.option("--timeout-s", type=float, default=60.0, show_default=True)
 @CACERT_OPTION
@@ -389,8 +390,9 @@ def call(names: tuple[str, ...], payload: str, url: str | None, timeout_s: float
         body = json.loads(payload)
     except json.JSONDecodeError as exc:
         fail(f"--json is not valid JSON: {exc}")
-    if not isinstance(body, dict):
-        fail("--json must be a JSON object, e.g. '{\"message\": \"hi\"}'")
+    if not (isinstance(body, dict) or (isinstance(body, list) and all(isinstance(e, dict) for e in body))):
+        fail("--json must be a JSON object, e.g. '{\"message\": \"hi\"}', or for a batched handler a JSON"
+             " array of them (many calls in one request)")
     import httpx
 
     from .trust import httpx_verify, tls_failure_message

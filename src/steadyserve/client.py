@@ -4,6 +4,7 @@
     client.call("digits", "predict", pixels=[...])
     client.digits.predict(pixels=[...])     # the same, attribute style
     client.my_svc.coef()                    # deployment "my-svc": names have hyphens, attributes underscores
+    client.call_many("digits", "predict", [{"pixels": [...]}, {"pixels": [...]}])  # many calls, one request
 
 Idempotent calls are retried on retryable failures (503, 429, 502/504,
 connection errors) with exponential backoff and full jitter, waiting at least
@@ -21,7 +22,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -150,20 +151,37 @@ class Client:
         """Call an idempotent handler with keyword inputs; returns the decoded JSON."""
         return self.request(deployment, handler, inputs)
 
-    def request(self, deployment: str, handler: str, inputs: dict[str, Any] | None = None, *,
+    def call_many(self, deployment: str, handler: str, calls: Sequence[Mapping[str, Any]], /, *,
+                  idempotent: bool = True, timeout_s: float | None = None) -> list[Any]:
+        """Many calls of a batched handler in one request; returns their outputs, in order.
+
+        Each element is one call's inputs (one item of each list parameter of the handler);
+        a request may carry up to the handler's ``Batch(max_size)`` calls (more is
+        ``PayloadTooLarge``). It is retried as a whole, as ``request`` retries one call.
+        """
+        if isinstance(calls, Mapping):
+            raise TypeError("call_many takes a list of calls, a dict of inputs each; for one call use call()")
+        body = [dict(call) for call in calls]
+        if not body:
+            return []
+        return list(self.request(deployment, handler, body, idempotent=idempotent, timeout_s=timeout_s))
+
+    def request(self, deployment: str, handler: str,
+                inputs: dict[str, Any] | list[dict[str, Any]] | None = None, *,
                 idempotent: bool = True, timeout_s: float | None = None) -> Any:
+        """One call (a dict of inputs), or for a batched handler a list of calls in one request."""
         path = f"/{deployment}/{handler}"
         attempt = 0
         while True:
             try:
-                return self._once(path, inputs or {}, timeout_s)
+                return self._once(path, {} if inputs is None else inputs, timeout_s)
             except RetryableError as error:
                 if attempt >= self.max_retries or not (idempotent or _never_executed(error)):
                     raise
                 self._sleep(retry_delay_s(attempt, error.retry_after_s, *self._backoff, self._rng))
                 attempt += 1
 
-    def _once(self, path: str, inputs: dict[str, Any], timeout_s: float | None) -> Any:
+    def _once(self, path: str, inputs: dict[str, Any] | list[dict[str, Any]], timeout_s: float | None) -> Any:
         timeout = httpx.USE_CLIENT_DEFAULT if timeout_s is None else timeout_s
         try:
             response = self._http.post(path, json=inputs, timeout=timeout)

@@ -2,6 +2,10 @@
 
 A service is a class; each method marked ``@handler`` becomes ``POST /<name>``.
 Parameters and return values are validated with pydantic from the type hints.
+
+A batched handler is written for a batch but called per item: its parameters are
+``list[T]`` and its return ``list[R]``, while one call carries one ``T`` per parameter
+and gets one ``R``. A JSON array of such calls is that many calls in one request.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin, overload
 
-from pydantic import BaseModel, ConfigDict, Strict, TypeAdapter, create_model
+from pydantic import BaseModel, ConfigDict, Strict, TypeAdapter, conlist, create_model
 
 from .errors import ConfigError
 
@@ -69,7 +73,9 @@ def handler(
 
     ``idempotent=False`` tells the gateway to retry a call only when it provably
     never reached the replica. With ``batch=Batch(...)`` every parameter is
-    annotated ``list[T]`` and the return value ``list[R]``: one item per caller.
+    annotated ``list[T]`` and the return value ``list[R]``: one item per caller, who
+    sends one ``T`` per parameter and gets one ``R`` (or sends a JSON array of up to
+    ``max_size`` such calls in one request and gets an array of outputs).
     ``example`` is a request body shown in the OpenAPI document and by ``steady serve``.
     ``v2=True`` makes this handler the service's Open Inference Protocol (KServe V2)
     entry point: each input tensor is a parameter, each row of the batch one call.
@@ -104,10 +110,17 @@ class HandlerSpec:
     output_adapter: TypeAdapter[Any] | None
     output_type: Any
     required_params: tuple[str, ...]
+    # Batched handlers: a JSON array body of up to ``max_calls_per_request`` calls.
+    many_adapter: TypeAdapter[list[BaseModel]] | None = None
 
     @property
     def allows_get(self) -> bool:
         return not self.required_params
+
+    @property
+    def max_calls_per_request(self) -> int | None:
+        """How many calls one array request may carry: one full batch (None: no arrays)."""
+        return self.options.batch.max_size if self.options.batch is not None else None
 
 
 def _item_type(annotation: Any, where: str) -> Any:
@@ -173,6 +186,10 @@ def _build_spec(cls: type[Service], name: str, fn: Callable[..., Any]) -> Handle
     if options.batch is not None and "return" in hints:
         output_type = _item_type(output_type, f"return value of {where}")
     adapter = TypeAdapter(output_type) if output_type is not Any else None
+    many_adapter: TypeAdapter[list[BaseModel]] | None = None
+    if options.batch is not None:
+        # The length is checked before the elements: an oversized array costs no validation.
+        many_adapter = TypeAdapter(conlist(input_model, max_length=options.batch.max_size))
     return HandlerSpec(
         name=name,
         options=options,
@@ -181,6 +198,7 @@ def _build_spec(cls: type[Service], name: str, fn: Callable[..., Any]) -> Handle
         output_adapter=adapter,
         output_type=output_type,
         required_params=tuple(required),
+        many_adapter=many_adapter,
     )
 
 

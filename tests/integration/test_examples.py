@@ -59,6 +59,23 @@ def test_digits_rejects_a_wrong_sized_image(serve):
     assert code == 422 and body["fields"][0]["field"] == "pixels"
 
 
+def test_digits_predicts_many_images_in_one_call_as_it_does_one_by_one(serve):
+    from sklearn.datasets import load_digits
+
+    from steadyserve import Client
+
+    inst = serve(EXAMPLES / "digits", "--replicas", "1", "--gateways", "1")
+    data = load_digits()
+    calls = [{"pixels": [int(v) for v in data.data[i]]} for i in range(32)]  # Batch(max_size=32)
+    code, _, many = inst.post_json("/predict", calls)
+    assert code == 200
+    assert many == [inst.post_json("/predict", call)[2] for call in calls]
+    with Client(inst.url) as client:
+        assert client.call_many("digits", "predict", calls[:3]) == many[:3]
+    code, _, error = inst.post_json("/predict", [*calls, calls[0]])
+    assert code == 413 and error["limit_calls"] == 32
+
+
 def test_recommender_recommends_and_scores(serve):
     inst = serve(EXAMPLES / "recommender", "--replicas", "1", "--gateways", "1")
     code, _, recs = inst.post_json("/recommend", {"user_id": 3, "k": 5})

@@ -352,3 +352,123 @@ def test_a_batch_that_never_returns_is_given_up_and_the_handler_serves_the_next(
         assert after == [1, 2]
 
     asyncio.run(scenario())
+
+
+# --- many calls in one request (a JSON array) -------------------------------------------------
+def test_an_array_joins_the_calls_queued_beside_it_and_gets_its_outputs_in_order():
+    async def scenario():
+        handler = HeldHandler()
+        batcher = Batcher("f", Batch(32, 5), ["x"], handler, clock=FakeClock())
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit({"x": 1}))
+        await turns_until(lambda: handler.batches)
+        single = asyncio.ensure_future(batcher.submit({"x": 2}))
+        array = asyncio.ensure_future(batcher.submit_many([{"x": 3}, {"x": 4}, {"x": 5}]))
+        await turns_until(lambda: len(batcher._queue) == 4)
+        handler.release(0)
+        await turns_until(lambda: len(handler.batches) == 2)
+        handler.release(1)
+        return await first, await single, await array, handler.batches
+
+    assert run(scenario()) == (10, 20, [30, 40, 50], [[1], [2, 3, 4, 5]])
+
+
+@pytest.mark.parametrize("lone_calls_before", [0, LONELY_BATCHES], ids=["fresh", "after lone callers"])
+def test_an_array_arriving_alone_is_one_batch(lone_calls_before):
+    async def scenario():
+        sizes: list[int] = []
+
+        async def run_batch(columns):
+            return columns["x"]
+
+        batcher = Batcher("f", Batch(8, 5), ["x"], run_batch, on_batch=sizes.append, clock=FakeClock())
+        batcher.start()
+        for x in range(lone_calls_before):
+            await batcher.submit({"x": x})
+        outputs = await batcher.submit_many([{"x": x} for x in range(5)])
+        return outputs, sizes[lone_calls_before:]
+
+    assert run(scenario()) == ([0, 1, 2, 3, 4], [5])
+
+
+def test_an_array_longer_than_max_size_spans_batches():
+    async def scenario():
+        sizes: list[int] = []
+
+        async def run_batch(columns):
+            return columns["x"]
+
+        batcher = Batcher("f", Batch(4, 5), ["x"], run_batch, on_batch=sizes.append, clock=FakeClock())
+        batcher.start()
+        return await batcher.submit_many([{"x": x} for x in range(6)]), sizes
+
+    assert run(scenario()) == ([0, 1, 2, 3, 4, 5], [4, 2])
+
+
+def test_an_empty_array_runs_nothing():
+    async def scenario():
+        handler = HeldHandler()
+        batcher = Batcher("f", Batch(4, 5), ["x"], handler, clock=FakeClock())
+        batcher.start()
+        return await batcher.submit_many([]), handler.batches
+
+    assert run(scenario()) == ([], [])
+
+
+def test_calls_of_an_array_whose_caller_went_away_never_reach_the_handler():
+    async def scenario():
+        handler = HeldHandler()
+        batcher = Batcher("f", Batch(32, 5), ["x"], handler, clock=FakeClock())
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit({"x": 1}))
+        await turns_until(lambda: handler.batches)
+        gone = asyncio.ensure_future(batcher.submit_many([{"x": 2}, {"x": 3}]))
+        stays = asyncio.ensure_future(batcher.submit({"x": 4}))
+        await turns_until(lambda: len(batcher._queue) == 3)
+        gone.cancel()
+        handler.release(0)
+        await turns_until(lambda: len(handler.batches) == 2)
+        handler.release(1)
+        return await first, await stays, gone.cancelled(), handler.batches
+
+    assert run(scenario()) == (10, 40, True, [[1], [4]])
+
+
+def test_an_array_fails_as_a_whole_and_its_calls_not_yet_running_never_run():
+    async def scenario():
+        batches: list[list[Any]] = []
+
+        async def run_batch(columns):
+            batches.append(columns["x"])
+            if "bad" in columns["x"]:
+                raise ValueError("bad batch")
+            return columns["x"]
+
+        batcher = Batcher("f", Batch(2, 5), ["x"], run_batch, clock=FakeClock())
+        batcher.start()
+        with pytest.raises(ValueError, match="bad batch"):
+            await batcher.submit_many([{"x": "bad"}, {"x": 1}, {"x": 2}, {"x": 3}])
+        assert await batcher.submit({"x": "next"}) == "next"  # the handler is free, the rest dropped
+        return batches
+
+    assert run(scenario()) == [["bad", 1], ["next"]]
+
+
+def test_calls_of_an_array_past_their_deadline_are_failed_not_batched():
+    async def scenario():
+        handler = HeldHandler()
+        clock = FakeClock(now=100.0)
+        batcher = Batcher("f", Batch(32, 5), ["x"], handler, clock=clock)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit({"x": 1}))
+        await turns_until(lambda: handler.batches)
+        late = asyncio.ensure_future(batcher.submit_many([{"x": 2}, {"x": 3}], deadline=100.5))
+        await turns_until(lambda: len(batcher._queue) == 2)
+        clock.now = 101.0
+        handler.release(0)
+        await first
+        with pytest.raises(DeadlineExceeded, match="deadline passed before the call was batched"):
+            await late
+        return handler.batches
+
+    assert run(scenario()) == [[1]]

@@ -3,8 +3,8 @@ import steadyserve
 
 def test_public_surface_is_pinned():
     assert steadyserve.__all__ == [
-        "Batch", "Caller", "Client", "Forbidden", "GatewayError", "HandlerFailed", "InvalidInput", "RateLimited",
-        "Service", "ServiceUnavailable", "SteadyError", "Unauthorized", "UnknownHandler", "__version__",
+        "Batch", "Caller", "Client", "Forbidden", "GatewayError", "HandlerFailed", "InvalidInput", "PayloadTooLarge",
+        "RateLimited", "Service", "ServiceUnavailable", "SteadyError", "Unauthorized", "UnknownHandler", "__version__",
         "current_caller", "handler",
     ]
     for name in steadyserve.__all__:

@@ -29,6 +29,7 @@ from ..errors import (
 from ..service import HandlerSpec, Service
 from ..wire.http11 import Request, json_response, response
 from . import v2
+from .inputs import field_errors, parse_input
 from .metrics import ReplicaMetrics
 from .openapi import openapi_document
 from .workers import NeverStarted, WorkerPool
@@ -63,17 +64,6 @@ class _Bound:
         self.started = False  # set by the worker thread that runs it
         self.expired = False
         self.shed = False  # handed back unstarted: it may go to another replica
-
-
-def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
-    return [
-        {
-            "field": ".".join(str(p) for p in err["loc"]) or "(body)",
-            "problem": err["msg"],
-            "type": err["type"],
-        }
-        for err in exc.errors(include_url=False)
-    ]
 
 
 def _to_json_default(value: Any) -> Any:
@@ -228,7 +218,7 @@ class ReplicaApp:
 
     async def _call(self, spec: HandlerSpec, request: Request, request_id: bytes, deadline: float | None) -> Reply:
         try:
-            kwargs = self._parse_input(spec, request)
+            kwargs = parse_input(spec, request)
         except MethodNotAllowed as err:
             allow = b"GET, HEAD, POST" if spec.allows_get else b"POST"
             return Reply(err.status, orjson.dumps(err.to_json()), headers=b"allow: " + allow + b"\r\n")
@@ -236,6 +226,9 @@ class ReplicaApp:
             return Reply(err.status, orjson.dumps(err.to_json()))
         # The handler's task (and the worker thread it may run on) sees who called.
         set_caller(parse_caller_header(request.header(CALLER_HEADER)))
+        if isinstance(kwargs, list):
+            return await self._bounded(spec, request_id, deadline, self._invoke_many(spec, kwargs, deadline),
+                                       functools.partial(self._serialise_many, spec))
         return await self._bounded(spec, request_id, deadline, self._invoke(spec, kwargs, deadline),
                                    functools.partial(self._serialise, spec))
 
@@ -354,7 +347,7 @@ class ReplicaApp:
                 try:
                     rows.append(spec.input_model.model_validate(row).__dict__)
                 except ValidationError as exc:
-                    raise InvalidInput(f"row {i} of the batch is invalid", fields=_field_errors(exc)) from exc
+                    raise InvalidInput(f"row {i} of the batch is invalid", fields=field_errors(exc)) from exc
         except RequestError as err:
             return Reply(400, orjson.dumps(err.to_json()))  # the protocol answers bad requests with 400
 
@@ -378,27 +371,6 @@ class ReplicaApp:
             return spec.output_adapter.dump_python(self._checked(spec, result), mode="json")
         return orjson.loads(self._serialise(spec, result))  # untyped: orjson knows numpy
 
-    def _parse_input(self, spec: HandlerSpec, request: Request) -> dict[str, Any]:
-        if request.method == b"GET":
-            if not spec.allows_get:
-                raise MethodNotAllowed(
-                    f"handler {spec.name!r} has required arguments; use POST with a JSON body",
-                    required=list(spec.required_params),
-                )
-            body = b"{}"
-        elif request.method == b"POST":
-            body = request.body or b"{}"
-        else:
-            raise MethodNotAllowed(f"method {request.method.decode()} not allowed; use POST")
-        try:
-            model = spec.input_model.model_validate_json(body)
-        except ValidationError as exc:
-            errors = _field_errors(exc)
-            if errors and errors[0]["type"] == "json_invalid":
-                raise InvalidInput(f"request body is not valid JSON: {errors[0]['problem']}") from exc
-            raise InvalidInput(f"invalid input for handler {spec.name!r}", fields=errors) from exc
-        return model.__dict__
-
     async def _invoke(self, spec: HandlerSpec, kwargs: dict[str, Any], deadline: float | None = None) -> Any:
         batcher = self._batchers.get(spec.name)
         if batcher is not None:
@@ -413,6 +385,14 @@ class ReplicaApp:
             return await method(**kwargs)
         return await self._workers.run(spec.name, functools.partial(method, **kwargs), deadline,
                                        self._bounds.get(asyncio.current_task()))  # type: ignore[arg-type]
+
+    async def _invoke_many(self, spec: HandlerSpec, calls: list[dict[str, Any]],
+                           deadline: float | None) -> list[Any]:
+        """An array request's calls, each one call of the batched handler; outputs in order."""
+        batcher = self._batchers.get(spec.name)
+        if batcher is not None:
+            return await batcher.submit_many(calls, deadline=deadline)
+        return [await self._invoke(spec, kwargs, deadline) for kwargs in calls]  # batching off: one at a time
 
     async def _run_batch(self, spec: HandlerSpec, columns: dict[str, list[Any]], deadline: float | None = None) -> Any:
         method = getattr(self.service, spec.name)
@@ -436,6 +416,9 @@ class ReplicaApp:
         if spec.output_adapter is not None:
             return spec.output_adapter.dump_json(self._checked(spec, result))
         return orjson.dumps(result, default=_to_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    def _serialise_many(self, spec: HandlerSpec, results: list[Any]) -> bytes:
+        return b"[" + b",".join(self._serialise(spec, result) for result in results) + b"]"
 
     def _handler_failed(self, name: str, exc: Exception, request_id: bytes | None = None) -> HandlerFailed:
         if isinstance(exc, HandlerFailed):

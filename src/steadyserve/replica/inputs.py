@@ -1,0 +1,79 @@
+"""A request's body made into a handler's arguments: one call, or many for a batched handler (pure)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..errors import InvalidInput, MethodNotAllowed, PayloadTooLarge
+from ..service import HandlerSpec
+from ..wire.http11 import Request
+
+ARRAY_BODY = re.compile(rb"[ \t\r\n]*\[")  # a JSON array: many calls in one request (batched handlers)
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {
+            "field": ".".join(str(p) for p in err["loc"]) or "(body)",
+            "problem": err["msg"],
+            "type": err["type"],
+        }
+        for err in exc.errors(include_url=False)
+    ]
+
+
+def parse_input(spec: HandlerSpec, request: Request) -> dict[str, Any] | list[dict[str, Any]]:
+    """The call's keyword arguments, or for a JSON array sent to a batched handler, each call's."""
+    if request.method == b"GET":
+        if not spec.allows_get:
+            raise MethodNotAllowed(
+                f"handler {spec.name!r} has required arguments; use POST with a JSON body",
+                required=list(spec.required_params),
+            )
+        body = b"{}"
+    elif request.method == b"POST":
+        body = request.body or b"{}"
+    else:
+        raise MethodNotAllowed(f"method {request.method.decode()} not allowed; use POST")
+    array = ARRAY_BODY.match(body) is not None
+    if array and spec.many_adapter is not None:
+        return parse_many(spec, body)
+    try:
+        model = spec.input_model.model_validate_json(body)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        if errors and errors[0]["type"] == "json_invalid":
+            raise InvalidInput(f"request body is not valid JSON: {errors[0]['problem']}") from exc
+        if array:
+            raise InvalidInput(f"handler {spec.name!r} takes one JSON object per call; a JSON array of"
+                               " calls is accepted only by batched handlers", fields=errors) from exc
+        raise InvalidInput(f"invalid input for handler {spec.name!r}", fields=errors) from exc
+    return model.__dict__
+
+
+def parse_many(spec: HandlerSpec, body: bytes) -> list[dict[str, Any]]:
+    """A JSON array body: each element one call of a batched handler, all valid or none run."""
+    assert spec.many_adapter is not None and spec.max_calls_per_request is not None
+    try:
+        calls = spec.many_adapter.validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        first = errors[0]
+        if first["type"] == "json_invalid":
+            raise InvalidInput(f"request body is not valid JSON: {first['msg']}") from exc
+        limit = spec.max_calls_per_request
+        if first["type"] == "too_long" and not first["loc"]:
+            count = (first.get("ctx") or {}).get("actual_length")
+            raise PayloadTooLarge(
+                f"an array request to handler {spec.name!r} carries {count} calls; the limit is {limit}"
+                " (the handler's Batch max_size): split it into several requests",
+                limit_calls=limit, calls=count) from exc
+        indexes = sorted({e["loc"][0] for e in errors if e["loc"] and isinstance(e["loc"][0], int)})
+        where = f" in element{'s' if len(indexes) > 1 else ''} {', '.join(map(str, indexes))} of the array"
+        raise InvalidInput(f"invalid input for handler {spec.name!r}{where if indexes else ''} (each field"
+                           " starts with the element's index); none of its calls ran",
+                           fields=field_errors(exc), indexes=indexes) from exc
+    return [call.__dict__ for call in calls]
