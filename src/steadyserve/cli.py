@@ -161,7 +161,7 @@ def _run_platform(build: Any, state_dir: Path) -> None:
     # A recovering controller keeps the recorded state, not the file's: the console shows what runs.
     shown, services = recorded_state(config, specs, state_dir) if recovering else (config, specs)
     ui = ServeConsole(console, shown, services, state_dir)
-    ui.start()
+    ui.start(recovering)
     try:
         run_platform(config, ui.on_event, ui.on_all_ready, recover=recovering, secrets=secrets)
     finally:
@@ -321,7 +321,7 @@ def status(state_dir: Path, as_json: bool, api_url: str | None, cacert: Path | N
 @STATE_DIR_OPTION
 def events(state_dir: Path, limit: int, event_type: str | None, as_json: bool, api_url: str | None,
            cacert: Path | None) -> None:
-    """The event log: every state change, oldest first."""
+    """The event log: state changes, oldest first (the newest --limit of them)."""
     from .control.statedb import Event
 
     if _remote(api_url):

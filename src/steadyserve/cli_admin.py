@@ -26,6 +26,7 @@ from .cli import (
     main,
 )
 from .errors import ConfigError
+from .wording import plural
 
 
 # --- commands that go through the control API -------------------------------------------
@@ -125,7 +126,7 @@ def scale(name: str, replicas: int, api_url: str | None, cacert: Path | None, st
     """Set the number of replicas of deployment NAME."""
     result = _api("POST", f"/v1/deployments/{name}/scale", state_dir, api_url, {"replicas": replicas},
                   cacert=cacert)
-    console.print(f"{name}: scaling to {result['replicas']} replicas ({result['ready']} ready now)")
+    console.print(f"{name}: scaling to {plural(result['replicas'], 'replica')} ({result['ready']} ready now)")
 
 
 @main.command()
@@ -182,9 +183,14 @@ def token() -> None:
 
 
 def _state_db(state_dir: Path) -> Any:
+    """The state DB, in a state dir that is ours and private (tokens are written to it)."""
+    from .control.private_dirs import ensure_private_dir
     from .control.statedb import DB_NAME, StateDB
 
-    state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        ensure_private_dir(state_dir)
+    except ConfigError as exc:
+        fail(str(exc))
     return StateDB(state_dir / DB_NAME)
 
 

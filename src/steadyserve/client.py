@@ -47,6 +47,7 @@ from .errors import (
 from .trust import httpx_verify, tls_failure_message
 
 DEFAULT_URL = "http://127.0.0.1:8080"  # where `steady serve` and `steady up` listen by default
+DEFAULT_API_URL = "http://127.0.0.1:8081"  # `steady up`'s control API by default (`steady serve` picks a port)
 
 _BY_STATUS: dict[int, type[RequestError]] = {
     401: Unauthorized, 403: Forbidden, 404: UnknownHandler, 405: MethodNotAllowed,
@@ -132,7 +133,10 @@ class Client:
         token = token or os.environ.get("STEADY_TOKEN")
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
-        self.api_url = (api_url or os.environ.get("STEADY_API_URL") or "").rstrip("/") or None
+        api_url = api_url or os.environ.get("STEADY_API_URL")
+        self._api_url_hint = "" if api_url else (
+            " (the default control API address of `steady up`: pass Client(api_url=...) or set STEADY_API_URL)")
+        self.api_url = (api_url or DEFAULT_API_URL).rstrip("/")
         self.max_retries = max_retries
         self._backoff = (backoff_base_s, backoff_max_s)
         self._sleep = sleep
@@ -199,13 +203,11 @@ class Client:
 
     # --- management: mirrors the control API (needs api_url / STEADY_API_URL) --------------
     def _manage(self, method: str, path: str, body: Any = None) -> Any:
-        if self.api_url is None:
-            raise ConfigError("no control API URL: pass Client(api_url=...) or set STEADY_API_URL")
         try:
             response = self._http.request(method, f"{self.api_url}{path}", json=body)
         except httpx.TransportError as exc:
             self._raise_if_tls(exc, self.api_url)
-            raise ConnectionFailed(f"cannot reach the control API at {self.api_url}: {exc}") from exc
+            raise ConnectionFailed(f"cannot reach the control API at {self.api_url}{self._api_url_hint}: {exc}") from exc
         if response.status_code >= 400:
             raise error_from_response(response)
         return response.json()

@@ -28,6 +28,7 @@ from .control.statedb import Event
 from .description import HandlerDescription, ServiceDescription
 from .sample_body import sample_body
 from .trust import CA_BUNDLE_ENV
+from .wording import plural
 
 _COLOURS = {"ready": "green", "recovered": "green", "crash_loop": "red", "killed": "red",
             "exited": "yellow", "unhealthy": "yellow", "ejected": "yellow"}
@@ -77,9 +78,13 @@ class ServeConsole:
         self._started = time.monotonic()
         self._status: Status | None = None
 
-    def start(self) -> None:
-        for dep in self.config.deployments:
-            self.console.print(f"starting [bold]{dep.name}[/bold] from {dep.target} ...")
+    def start(self, recovering: bool = False) -> None:
+        if recovering:  # what runs is adopted, not started
+            self.console.print(f"recovering the instance in {self.state_dir} (a controller stopped without"
+                               " stopping its processes): adopting what still runs")
+        else:
+            for dep in self.config.deployments:
+                self.console.print(f"starting [bold]{dep.name}[/bold] from {dep.target} ...")
         self._status = self.console.status(self._progress_text())
         self._status.start()
 
@@ -174,11 +179,6 @@ def _curl(url: str, body: dict[str, Any] | None, auth: bool, cacert: Path | None
     if body is not None:
         command += f" -d {shlex.quote(json.dumps(body))}"
     return command
-
-
-def plural(count: int, one: str, many: str | None = None) -> str:
-    """``1 replica``, ``2 replicas``."""
-    return f"{count} {one if count == 1 else many or one + 's'}"
 
 
 def first_call(handlers: dict[str, HandlerDescription]) -> tuple[HandlerDescription, dict[str, Any]] | None:

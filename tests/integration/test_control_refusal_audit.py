@@ -92,7 +92,7 @@ def audit_rows(state_dir: Path) -> list[dict]:
 
 
 def control_refusals(rows: list[dict]) -> list[dict]:
-    return [r for r in rows if r["action"] in ("read", "deploy") and r["result"][:3] in ("401", "403")]
+    return [r for r in rows if r["action"] in ("read", "deploy", "scale", "rollback", "delete") and r["result"][:3] in ("401", "403")]
 
 
 def test_a_flood_of_refused_calls_is_a_handful_of_rows_counting_every_call(instance):
@@ -130,7 +130,7 @@ def test_refusals_are_written_when_their_window_ends_and_changes_one_row_each(in
 
     wait_for(lambda: counted() == 30, 60, "the window of 30 refusals in the audit log")
     row = next(r for r in control_refusals(audit_rows(inst.state_dir)) if r["actor"] == "watcher")
-    assert (row["action"], row["target"], row["source"]) == ("deploy", "POST /v1/deployments/slow/scale", "127.0.0.1")
+    assert (row["action"], row["target"], row["source"]) == ("scale", "POST /v1/deployments/slow/scale", "127.0.0.1")
     assert row["result"] == "403: role 'viewer' may not deploy" and row["last_ts"] >= row["ts"]
 
 

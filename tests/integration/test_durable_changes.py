@@ -171,6 +171,7 @@ def test_up_after_a_crash_shows_the_replica_count_that_runs_and_how_to_run_the_f
         wait_for(lambda: "echo: 3 replicas" in "".join(inst.output), 30,
                  f"the banner with the recovered count; output so far:\n{''.join(inst.output)}")
         assert "echo: 2 replicas" not in "".join(inst.output)
+        assert "recovering the instance in" in "".join(inst.output) and "starting echo from" not in "".join(inst.output)
         [drift] = inst.events("drift")
         assert drift["message"].endswith(
             f"To run the file's replica count: steady scale echo 2 --state-dir {inst.state_dir.resolve()}")

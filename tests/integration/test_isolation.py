@@ -268,3 +268,58 @@ def test_a_replica_error_that_quotes_a_secret_shows_it_masked_in_events_and_stat
         assert not any("sk-live-0123456789" in m for m in messages) and "sk-live-0123456789" not in status
     finally:
         stop_instance(inst)
+
+
+def test_a_failing_health_check_that_quotes_a_secret_shows_it_masked_clean_and_capped(tmp_path, monkeypatch):
+    spec = tmp_path / "steady.yaml"
+    spec.write_text(f"deployments:\n  leaky:\n    service: {FIXTURES / 'leaks_secret'}\n    replicas: 1\n"
+                    "    env: {LEAK_IN: health}\n"
+                    "    secrets: {API_KEY: {from_env: LEAKY_KEY}}\ngateway:\n  processes: 1\n")
+    monkeypatch.setenv("LEAKY_KEY", "sk-live-0123456789")
+    inst = start_instance(spec, tmp_path / "state", command="up")
+    try:
+        assert inst.post_json("/leaky/sicken", {})[0] == 200
+        wait_for(lambda: inst.events("unhealthy"), 60, "the replica to fail a health check")
+        messages = [e["message"] for e in inst.events() if e["deployment"] == "leaky"]
+        status = inst.cli("status", "--json").stdout
+        assert any("key *** expired" in m for m in messages), messages
+        assert not any("sk-live-0123456789" in m or "\x1b" in m for m in messages)
+        assert "sk-live-0123456789" not in status and "\\u001b" not in status
+        assert max(len(m) for m in messages) < 5_000  # a 10 KB report is capped
+        assert "sk-live-0123456789" not in "".join(inst.output)  # nor on the controller's console
+    finally:
+        stop_instance(inst)
+
+
+def test_a_symlink_another_user_planted_in_the_state_dir_is_refused_and_never_written_through(intruder, tmp_path):
+    state_dir = tmp_path / "state"
+    inst = start_instance(EXAMPLES / "echo", state_dir, "--replicas", "1", "--gateways", "1")
+    assert stop_instance(inst) == 0
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched\n")
+    link = state_dir / "logs" / "echo-r0.log"
+    link.unlink()
+    link.symlink_to(victim)
+    os.lchown(link, intruder.pw_uid, intruder.pw_gid)  # as if they had planted it while the dir was open
+    result = run_cli("serve", str(EXAMPLES / "echo"), "--port", "0", "--state-dir", str(state_dir))
+    assert result.returncode == 1
+    assert f"{link} belongs to uid {intruder.pw_uid}, not to you" in result.stderr
+    assert victim.read_text() == "untouched\n"
+
+
+def test_a_log_path_that_is_a_symlink_is_never_followed(tmp_path):
+    state_dir = tmp_path / "state"
+    inst = start_instance(EXAMPLES / "echo", state_dir, "--replicas", "1", "--gateways", "1")
+    assert stop_instance(inst) == 0
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched\n")
+    link = state_dir / "logs" / "echo-r0.log"
+    link.unlink()
+    link.symlink_to(victim)  # our own symlink: allowed to exist, never written through
+    again = start_instance(EXAMPLES / "echo", state_dir, "--replicas", "1", "--gateways", "1", wait_ready=False)
+    try:
+        wait_for(lambda: any("symbolic links" in e["message"] for e in again.events("start_failed")), 60,
+                 "the replica start to be refused")
+        assert victim.read_text() == "untouched\n"
+    finally:
+        stop_instance(again)

@@ -159,3 +159,43 @@ def test_a_state_dir_others_could_only_read_is_tightened(tmp_path):
         assert stat.S_IMODE(os.stat(state_dir / "state.db").st_mode) == 0o600
     finally:
         assert stop_instance(again) == 0
+
+
+def test_children_the_controller_inherited_from_its_entrypoint_are_left_alone(tmp_path):
+    import subprocess
+
+    from conftest import STEADY, Instance, free_port
+
+    state_dir, pid_file = tmp_path / "state", tmp_path / "sidecar.pid"
+    port = free_port()
+    steady = " ".join(STEADY)
+    # An entrypoint script: starts a sidecar, then becomes the controller (exec keeps the child).
+    script = (f"sleep 300 & echo $! > {pid_file}; exec {steady} serve {EXAMPLES / 'echo'} --replicas 1"
+              f" --gateways 1 --port {port} --api-port 0 --state-dir {state_dir}")
+    proc = subprocess.Popen(["bash", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    inst = Instance(proc, port, state_dir)
+    sidecar = None
+    try:
+        wait_for(lambda: (state_dir / "state.db").exists() and inst.meta().get("controller_pid") == str(proc.pid)
+                 and inst.all_ready(), 90, "the instance to be ready")
+        sidecar = int(pid_file.read_text())
+        assert _daemon_parent(sidecar) == proc.pid
+        assert stop_instance(inst) == 0
+        assert pid_alive(sidecar)  # not an orphan of any replica: not killed at stop
+        assert not inst.events("orphan_killed")
+    finally:
+        stop_instance(inst)
+        if sidecar is not None and pid_alive(sidecar):
+            os.kill(sidecar, signal.SIGKILL)
+
+
+def test_token_create_refuses_a_state_dir_others_could_write(tmp_path):
+    state_dir = tmp_path / "open"
+    state_dir.mkdir()
+    os.chmod(state_dir, 0o777)
+    result = run_cli("token", "create", "--role", "admin", "--name", "me", "--state-dir", str(state_dir))
+    assert result.returncode == 1 and "has mode 777" in result.stderr and "st_" not in result.stdout
+    assert not (state_dir / "state.db").exists()
+    fresh = tmp_path / "fresh"
+    created = run_cli("token", "create", "--role", "admin", "--name", "me", "--state-dir", str(fresh))
+    assert created.returncode == 0 and stat.S_IMODE(os.stat(fresh).st_mode) == 0o700

@@ -114,7 +114,7 @@ def test_backup_while_serving_then_restore_brings_back_every_row(tmp_path):
             for i in range(3):
                 result = inst.cli("backup", str(tmp_path / f"live-{i}.db"))
                 assert result.returncode == 0, result.stderr
-                assert "1 deployments, 1 revisions, 1 tokens" in result.stdout
+                assert "1 deployment, 1 revision, 1 token" in result.stdout
             now = stream.ok
             wait_for(lambda: stream.ok > now + 20, 60, "traffic after the backups")
         assert stream.failures == []
@@ -135,7 +135,7 @@ def test_backup_while_serving_then_restore_brings_back_every_row(tmp_path):
     _cut_mid_page(state_dir / "state.db")
     restored = run_cli("restore", str(tmp_path / "stopped.db"), "--state-dir", str(state_dir))
     assert restored.returncode == 0, restored.stderr
-    assert "restored" in restored.stdout and "1 deployments, 1 revisions, 1 tokens" in restored.stdout
+    assert "restored" in restored.stdout and "1 deployment, 1 revision, 1 token" in restored.stdout
     assert "the replaced database is kept as" in restored.stdout
     assert rows(state_dir / "state.db") == original
     assert len(list(state_dir.glob("state.db.replaced-*"))) == 1

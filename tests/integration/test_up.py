@@ -112,3 +112,20 @@ def test_deploy_names_the_file_and_line_of_a_deployment_the_controller_refuses(s
     result = inst.cli("deploy", "-f", str(extra))
     assert result.returncode == 1
     assert f"{extra}:5: deployments.broken: 422: " in result.stderr and "no such file or directory" in result.stderr
+
+
+def test_a_deployment_of_the_last_run_that_the_file_leaves_out_is_named_not_dropped_silently(tmp_path):
+    state_dir = tmp_path / "state"
+    first = start_instance(EXAMPLES / "echo", state_dir, "--replicas", "1", "--gateways", "1")
+    assert stop_instance(first) == 0
+    spec = tmp_path / "steady.yaml"
+    spec.write_text(f"deployments:\n  slow:\n    service: {FIXTURES / 'slow'}\n    replicas: 1\n"
+                    "gateway:\n  processes: 1\n")
+    second = start_instance(spec, state_dir, command="up")
+    try:
+        [dropped] = second.events("dropped")
+        assert dropped["deployment"] == "echo" and "not in this spec, so not started" in dropped["message"]
+        assert "echo" in "".join(second.output) and "dropped" in "".join(second.output)
+        assert [d["name"] for d in second.api("GET", "/v1/deployments").json()] == ["slow"]
+    finally:
+        stop_instance(second)

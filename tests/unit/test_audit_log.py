@@ -53,3 +53,13 @@ def test_every_write_prunes_with_the_default_retention(db):
     db.record_refusals([refusal(NOW - 100 * 24 * 3600)], "g0", "{}")  # past the 90 days kept
     db.add_audit("admin-bot", "POST", "/v1/x", "local", "200")
     assert [r["actor"] for r in db.audit()] == ["admin-bot"]
+
+
+def test_a_flood_of_refusals_never_pushes_out_the_record_of_a_change(db):
+    db.add_audit("admin-bot", "delete", "DELETE /v1/deployments/x", "127.0.0.1", "202")
+    db.record_refusals([refusal(NOW + i) for i in range(30)], "g0", "{}")
+    db.add_audit("admin-bot", "scale", "POST /v1/deployments/y/scale", "127.0.0.1", "200")
+    assert db.prune_audit(max_rows=10) == 20  # only refusals went: the 10 newest stay
+    rows = db.audit(limit=100)
+    assert [r["action"] for r in rows if r["result"] in ("200", "202")] == ["delete", "scale"]
+    assert [r["ts"] for r in rows if r["result"].startswith("401")] == [NOW + i for i in range(20, 30)]

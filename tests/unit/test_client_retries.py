@@ -105,3 +105,17 @@ def test_service_unavailable_exposes_retry_after():
     with pytest.raises(ServiceUnavailable) as info:
         client(transport, [], max_retries=1).call("d", "h")
     assert info.value.retry_after_s == 1.0
+
+
+def test_without_an_api_url_management_goes_to_steady_ups_default_and_says_so_when_refused(monkeypatch):
+    monkeypatch.delenv("STEADY_API_URL", raising=False)
+    seen = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        raise httpx.ConnectError("connection refused", request=request)
+
+    client = Client("http://gw:1", transport=httpx.MockTransport(refuse))
+    with pytest.raises(ConnectionFailed, match=r"http://127.0.0.1:8081 \(the default control API address"):
+        client.deployments()
+    assert seen == ["http://127.0.0.1:8081/v1/deployments"]

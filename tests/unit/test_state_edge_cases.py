@@ -123,6 +123,7 @@ def test_only_its_own_stale_copies_are_removed(tmp_path):
     names = {
         f".backup-20990101T000000.000Z.db.partial-{gone}": True,  # a killed `steady backup`
         f".mine.db.partial-{gone}": True,  # a killed `steady backup backups/mine.db`
+        f".mine.db.partial-{gone}-journal": True,  # and SQLite's journal of that copy
         f".backup-20990101T000000.000Z.db.partial-{live}": False,  # being written now
         f".notes.txt.partial-{gone}": False,  # someone else's naming
         f"backup-20990101T000000.000Z.db.partial-{gone}": False,  # not hidden: not our name

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import StateError
+from ..wording import plural
 from .integrity import SNAPSHOT_DIR, inspect_db, judge, write_marker
 from .leftovers import Leftover, running_from
 from .processes import pid_alive
@@ -43,7 +44,8 @@ ROTATED_PREFIX = "state"  # snapshots the controller takes (rotated)
 MANUAL_PREFIX = "backup"  # `steady backup` without FILE (kept)
 _NAME = re.compile(rf"^(?:{ROTATED_PREFIX}|{MANUAL_PREFIX})-(\d{{8}}T\d{{6}}\.\d{{3}})Z\.db$")
 _STAMP = "%Y%m%dT%H%M%S.%f"
-_UNFINISHED = re.compile(r"^\.(?P<of>.+)\.(?:partial|restoring)-(?P<pid>\d+)$")  # see the module docstring
+# See the module docstring; SQLite's side files of such a copy (-journal, -wal, -shm) go with it.
+_UNFINISHED = re.compile(r"^\.(?P<of>.+)\.(?:partial|restoring)-(?P<pid>\d+)(?:-journal|-wal|-shm)?$")
 
 
 @dataclass(frozen=True)
@@ -260,8 +262,9 @@ def restore(snapshot: Path, db_path: Path, now: dt.datetime | None = None) -> Re
 
 
 def describe_counts(found: dict[str, int]) -> str:
-    names = {"audit": "audit rows"}
-    return ", ".join(f"{found[t]} {names.get(t, t)}" for t in COUNTED)
+    one = {"deployments": "deployment", "revisions": "revision", "tokens": "token", "audit": "audit row",
+           "events": "event", "secrets": "secret"}
+    return ", ".join(plural(found[t], one[t]) for t in COUNTED)
 
 
 def refusal_message(db_path: Path, problem: str, good: Snapshot | None, leftovers: Sequence[Leftover]) -> str:

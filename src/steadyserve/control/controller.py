@@ -29,12 +29,14 @@ from ..gateway.routes import (
     CanaryRoute,
     write_table,
 )
+from ..printable import printable
 from ..types import Clock
+from ..wording import plural
 from . import orphans, private_dirs, reports
 from .config import DeploymentConfig, PlatformConfig
 from .desired import DeploymentState, DesiredState
 from .launch import GATEWAY_MODULE, REPLICA_MODULE, gateway_args, replica_args, replica_env
-from .leftovers import adoptable, command_line
+from .leftovers import is_recorded_process
 from .probes import HttpProber, Prober, ProbeResult
 from .processes import AdoptedProcess, Launcher, ProcessHandle, pid_alive
 from .publish import build_table, canary_route
@@ -68,6 +70,8 @@ from .supervision import (
 
 log = logging.getLogger("steadyserve.controller")
 ROUTES_FILE = "routes.json"
+_MAX_REPORTED_CHARS = 4000  # of a replica's own words in one event (a 3 MB exception stays in its log)
+_MAX_REPORTED_BYTES = 1 << 20
 GATEWAY_POLICY = SupervisionPolicy()
 
 MIB = 1024 * 1024
@@ -145,16 +149,27 @@ class Controller(DesiredState):
         if recover:  # what was acknowledged since the file was applied stays; the file is compared only
             self._report_drift(secrets or {})
         else:
+            self._report_dropped()
             for dep in self.config.deployments:
                 self.apply_deployment(dep, secrets=(secrets or {}).get(dep.name))
         self._plan_deployments(self.clock())
         self._publish_routes(force=True)
         # What runs: after a recovery, the recorded counts, not the file's.
-        names = ", ".join(f"{name} ({d.replicas} {'replica' if d.replicas == 1 else 'replicas'})"
+        names = ", ".join(f"{name} ({plural(d.replicas, 'replica')})"
                           for name, d in self.deployments.items() if not d.deleting)
         self.record("controller", "controller", "started",
-                    f"serving {names} with {self.config.gateway.processes}"
-                    f" gateway process{'es' if self.config.gateway.processes != 1 else ''} on {self.config.url}")
+                    f"serving {names} with {plural(self.config.gateway.processes, 'gateway process', 'gateway processes')}"
+                    f" on {self.config.url}")
+
+    def _report_dropped(self) -> None:
+        """After a clean stop the file is applied as it is: say which deployments of the last run
+        it leaves out (their revisions stay in the state DB)."""
+        in_file = {dep.name for dep in self.config.deployments}
+        for row in self.db.desired_deployments():
+            if row["name"] not in in_file and not row["deleting"]:
+                self.record("deployment", row["name"], "dropped",
+                            f"ran (revision {row['revision']}) until the last stop; not in this spec, so not started"
+                            " (its revisions are kept: deploy it again to run it)", row["name"])
 
     # --- recovery after the previous controller died ----------------------------------
     def _recover(self) -> None:
@@ -171,8 +186,8 @@ class Controller(DesiredState):
         adopted = 0
         for row in self.db.processes():
             kind, name, pid = row["kind"], row["deployment"], row["pid"]
-            if not pid or not row["endpoint"] or not pid_alive(pid) or not adoptable(
-                    command_line(pid), kind, row["endpoint"], self.socket_dir, self.routes_path):
+            if not pid or not row["endpoint"] or not pid_alive(pid) or not is_recorded_process(
+                    pid, kind, row["endpoint"], self.socket_dir, self.routes_path):
                 continue
             dep = self.deployments.get(name)
             config = None
@@ -333,10 +348,10 @@ class Controller(DesiredState):
             exit_code=exit_code,
             alive=None if result is None else result.alive,
             ready=None if result is None else result.ready,
-            error=self._read_error(managed) if exit_code is not None else None,
-            problem=None if result is None else result.problem,
+            error=self._from_process(managed, self._read_error(managed)) if exit_code is not None else None,
+            problem=None if result is None else self._from_process(managed, result.problem),
             has_process=managed.proc is not None,
-            replace_reason=None if result is None else result.replace_reason,
+            replace_reason=None if result is None else self._from_process(managed, result.replace_reason),
             rss_mb=rss_mb,
             routes_version=self._routes_version,
             in_routes=(managed.deployment, slot.id, slot.generation) in self._routed,
@@ -520,13 +535,22 @@ class Controller(DesiredState):
         return self.socket_dir / f"{managed.label}.error"
 
     def _read_error(self, managed: Managed) -> str | None:
-        """What the process reported before it died, with its deployment's secret values masked
-        (viewers read it in events and `status`; an exception message may quote a secret)."""
+        """What the process reported before it died (read at most ``_MAX_REPORTED_BYTES``)."""
         try:
-            error = str(json.loads(self._error_file(managed).read_text())["error"])
-        except (OSError, ValueError, KeyError):
+            with open(self._error_file(managed), "rb") as f:
+                return str(json.loads(f.read(_MAX_REPORTED_BYTES))["error"])
+        except (OSError, ValueError, KeyError, TypeError):
             return None
-        return redact(error, self.db.all_secret_values(managed.deployment)) if managed.deployment else error
+
+    def _from_process(self, managed: Managed, text: str | None) -> str | None:
+        """Text a replica chose (its fatal error, why its probe failed, why it wants replacing), made
+        fit for events and `status`, which viewers read: its deployment's secret values masked (an
+        exception may quote one), no control characters, and capped."""
+        if text is None:
+            return None
+        if managed.deployment:
+            text = redact(text, self.db.all_secret_values(managed.deployment))
+        return printable(text, _MAX_REPORTED_CHARS, keep="\n")
 
     # --- publishing ----------------------------------------------------------------
     def _publish_routes(self, force: bool = False) -> None:

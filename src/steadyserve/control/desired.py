@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..wording import plural
 from .config import DeploymentConfig, PlatformConfig, resolve_deployment
 from .revisions import Drift, drift_changes, drift_message, revision_json
 from .rollout import GatewayLedger, Outcomes
@@ -96,7 +97,7 @@ class DesiredState:
             next_index = current.next_index if current is not None else 0
             self.deployments[config.name] = DeploymentState(config, revision, count, {revision: config},
                                                             next_index=next_index, spec_replicas=spec_count)
-            self.record("deployment", config.name, "created", f"revision {revision}, {count} replicas", config.name)
+            self.record("deployment", config.name, "created", f"revision {revision}, {plural(count, 'replica')}", config.name)
         else:
             current.configs[revision] = config
             if replicas is None and spec_count != current.spec_replicas:

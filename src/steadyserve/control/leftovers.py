@@ -95,6 +95,17 @@ def adoptable(cmdline: Sequence[str], kind: str, endpoint: str, socket_dir: Path
     return kind == "replica" or _option(cmdline, "--routes") == str(routes_path)
 
 
+def is_recorded_process(pid: int, kind: str, endpoint: str, socket_dir: Path, routes_path: Path) -> bool:
+    """``adoptable``, and run by this user: anyone can give a process any command line."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.uids().effective != os.geteuid():
+            return False
+        return adoptable(proc.cmdline(), kind, endpoint, socket_dir, routes_path)
+    except psutil.Error:
+        return False
+
+
 def command_line(pid: int) -> list[str]:
     """A process's argv, or [] if it is gone or unreadable."""
     try:

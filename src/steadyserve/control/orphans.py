@@ -32,15 +32,6 @@ def replica_mark(deployment: str, replica_id: str, generation: int) -> str:
     return f"{deployment}/{replica_id}/{generation}"
 
 
-def become_subreaper() -> bool:
-    """Orphaned descendants are re-parented to this process (Linux); False where unsupported."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
-    except (OSError, AttributeError):
-        return False
-
-
 @dataclass(frozen=True)
 class Orphan:
     pid: int
@@ -53,12 +44,28 @@ class Orphan:
         return f"pid {self.pid} ({self.command}) {origin}"
 
 
+_INHERITED: set[int] = set()  # children this process already had when it became a subreaper
+
+
+def become_subreaper() -> bool:
+    """Orphaned descendants are re-parented to this process (Linux); False where unsupported.
+
+    Children it already has (a shell entrypoint that started others, then exec'd steady) are
+    not orphans of any replica and are left alone."""
+    _INHERITED.update(c.pid for c in psutil.Process().children())
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def find() -> list[Orphan]:
     """Children of this process that it did not start."""
     me = psutil.Process()
     found = []
     with spawn_lock():  # a child being started right now is already recorded
-        children = [c for c in me.children() if not started_here(c.pid)]
+        children = [c for c in me.children() if not started_here(c.pid) and c.pid not in _INHERITED]
     for child in children:
         try:
             exited = child.status() == psutil.STATUS_ZOMBIE

@@ -73,11 +73,11 @@ def tighten_files(state_dir: Path) -> None:
             st = os.lstat(path)
         except OSError:
             continue
-        if stat.S_ISLNK(st.st_mode):
-            continue
-        if st.st_uid != os.geteuid():
+        if st.st_uid != os.geteuid():  # a symlink too: what we write through it would land where they chose
             raise ConfigError(f"{path} belongs to uid {st.st_uid}, not to you (uid {os.geteuid()}); someone"
                               " else could have put it in the state directory: check it, then remove it")
+        if stat.S_ISLNK(st.st_mode):  # ours: its mode means nothing, and it is followed no further
+            continue
         if st.st_mode & 0o022:
             raise ConfigError(f"{path} has mode {stat.S_IMODE(st.st_mode):o}: other users could have changed it;"
                               f" check its content, run `chmod go-w {path}`, and start again")

@@ -124,7 +124,9 @@ class ProcessLauncher:
     def start_module(self, module: str, args: list[str], log_path: Path,
                      extra_env: dict[str, str] | None = None) -> ManagedProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as log:
+        # O_NOFOLLOW: a symlink planted where a log goes would have it written anywhere.
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "ab") as log:
             popen = spawn(
                 [sys.executable, "-m", module, *args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -175,6 +177,10 @@ class AdoptedProcess:
 
     def kill(self) -> None:
         kill_group(self.pid)
+        try:  # and the process itself, should it lead no group of its own
+            os.kill(self._pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def stop_leftovers(self) -> None:
         kill_group(self.pid)

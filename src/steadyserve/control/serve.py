@@ -20,9 +20,9 @@ from . import orphans
 from .api import build_api
 from .backup import keep_snapshots
 from .config import PlatformConfig
-from .controller import Controller
+from .controller import ROUTES_FILE, Controller
 from .launch import child_base_env
-from .leftovers import classify, command_line, is_controller_of, socket_dirs
+from .leftovers import is_controller_of, is_recorded_process, socket_dirs
 from .processes import ProcessLauncher, pid_alive
 from .spec import AdmissionSettings, DeploymentSpec, GatewaySpec, PlatformSpec
 from .statedb import DB_NAME, Event, StateDB
@@ -85,7 +85,8 @@ def check_gateway_port(host: str, port: int, recovering: bool, state_dir: Path) 
     except ConfigError:
         if not recovering or port == 0:
             raise
-    strangers = [pid for pid in listeners(port) if not _gateway_of(pid, state_dir)]
+    gateways = _recorded_gateways(state_dir)
+    strangers = [pid for pid in listeners(port) if not _is_our_gateway(pid, gateways, state_dir)]
     if strangers:
         who = ", ".join("a process of another user" if pid is None else f"pid {pid}" for pid in strangers)
         raise ConfigError(f"port {port} is held by {who}, not by this instance's gateways; stop it"
@@ -101,11 +102,22 @@ def listeners(port: int) -> list[int | None]:
             if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port]
 
 
-def _gateway_of(pid: int | None, state_dir: Path) -> bool:
-    if pid is None:
+def _recorded_gateways(state_dir: Path) -> dict[int, str]:
+    """pid -> endpoint of the gateways the state DB records."""
+    db = StateDB(state_dir / DB_NAME)
+    try:
+        return {r["pid"]: r["endpoint"] for r in db.processes() if r["kind"] == "gateway" and r["pid"] and r["endpoint"]}
+    finally:
+        db.close()
+
+
+def _is_our_gateway(pid: int | None, recorded: dict[int, str], state_dir: Path) -> bool:
+    """A listener that is one of this instance's recorded gateways: its pid, its user, its command line."""
+    if pid is None or pid not in recorded:
         return False
-    found = classify(pid, command_line(pid), None, [state_dir.resolve(), *socket_dirs(state_dir.resolve())])
-    return found is not None and found.kind == "gateway"
+    resolved = state_dir.resolve()
+    return any(is_recorded_process(pid, "gateway", recorded[pid], directory, resolved / ROUTES_FILE)
+               for directory in socket_dirs(resolved))
 
 
 def deployment_name(raw: str) -> str:

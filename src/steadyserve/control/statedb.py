@@ -22,6 +22,7 @@ from .integrity import Action, Schema, inspect_db, judge, state_history, write_m
 SCHEMA_VERSION = 4
 # Audit retention (README, "Access control"): pruned by the controller on every audit write.
 AUDIT_MAX_AGE_S = 90 * 24 * 3600.0
+_REFUSED = "(result GLOB '4[0-9][0-9]: *')"  # a refused call's row ("401: <reason>"), not a change's
 AUDIT_MAX_ROWS = 100_000  # a refusal row stands for up to thousands of calls (``count``)
 _AUDIT_CURSOR = "audit_cursor:"  # meta key prefix: how far a gateway slot's refusals are recorded
 _AUDIT_INSERT = ("INSERT INTO audit(ts, actor, action, target, source, result, count, last_ts)"
@@ -261,15 +262,23 @@ class StateDB:
 
     def prune_audit(self, now: float | None = None, max_age_s: float = AUDIT_MAX_AGE_S,
                     max_rows: int = AUDIT_MAX_ROWS) -> int:
-        """Keep the newest ``max_rows`` rows, none older than ``max_age_s``; how many went.
+        """Keep the newest ``max_rows`` refused-call rows and the newest ``max_rows`` other rows
+        (changes), none older than ``max_age_s``; how many went.
 
-        Both deletes walk the primary key from the oldest row and stop at the first one to
-        keep, so a call that deletes nothing costs next to nothing (it runs on every write).
-        Rows are in about time order (a refusal row is written seconds after its ``ts``).
+        Counted apart, so a flood of refusals (anyone who can reach a port can cause them)
+        never pushes the record of a change out. The count is checked only while the table may
+        hold more rows than that (its seq span), and the age delete walks the primary key from
+        the oldest row: a call that deletes nothing costs next to nothing (it runs on every
+        write). Rows are in about time order (a refusal row is written seconds after its ``ts``).
         """
         cutoff = (time.time() if now is None else now) - max_age_s
-        by_count = self._conn.execute(
-            "DELETE FROM audit WHERE seq <= (SELECT max(seq) FROM audit) - ?", (max_rows,)).rowcount
+        by_count = 0
+        span = self._conn.execute("SELECT coalesce(max(seq) - min(seq) + 1, 0) FROM audit").fetchone()[0]
+        if span > max_rows:
+            for kind in (_REFUSED, f"NOT {_REFUSED}"):
+                by_count += self._conn.execute(
+                    f"DELETE FROM audit WHERE {kind} AND seq <= (SELECT seq FROM audit WHERE {kind}"
+                    " ORDER BY seq DESC LIMIT 1 OFFSET ?)", (max_rows,)).rowcount
         by_age = self._conn.execute(
             "DELETE FROM audit WHERE seq < coalesce((SELECT seq FROM audit WHERE ts >= ? ORDER BY seq LIMIT 1),"
             " (SELECT max(seq) + 1 FROM audit))", (cutoff,)).rowcount

@@ -66,11 +66,14 @@ def _apply_limits(args: argparse.Namespace) -> None:
         os.nice(round((1.0 - args.cpu_share) * 19))
 
 
+_MAX_ERROR_CHARS = 16_000
+
+
 def _fatal(args: argparse.Namespace, phase: str, exc: BaseException) -> int:
     message = f"{phase} failed: {type(exc).__name__}: {exc}"
     log.error("%s\n%s", message, "".join(traceback.format_exception(exc)))
-    if args.error_file is not None:
-        args.error_file.write_text(json.dumps({"phase": phase, "error": message}))
+    if args.error_file is not None:  # the whole message is in the log above; the controller reads the start
+        args.error_file.write_text(json.dumps({"phase": phase, "error": message[:_MAX_ERROR_CHARS]}))
     print(f"steady: fatal: {message}", file=sys.stderr, flush=True)
     return EXIT_SETUP_FAILED
 
