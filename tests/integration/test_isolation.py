@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import EXAMPLES, FIXTURES, run_cli, start_instance, stop_instance, wait_for
+from conftest import EXAMPLES, FIXTURES, pid_alive, run_cli, start_instance, stop_instance, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -323,3 +323,31 @@ def test_a_log_path_that_is_a_symlink_is_never_followed(tmp_path):
         assert victim.read_text() == "untouched\n"
     finally:
         stop_instance(again)
+
+
+def test_recovery_refuses_another_users_listener_even_with_a_gateways_command_line(intruder, shared_dir):
+    state_dir = shared_dir / "state"
+    inst = start_instance(EXAMPLES / "echo", state_dir, "--replicas", "1", "--gateways", "1")
+    rows = _processes(inst)
+    [gateway] = [r for r in rows if r["kind"] == "gateway"]
+    inst.proc.kill()
+    inst.proc.wait(30)
+    for row in rows:
+        os.killpg(row["pid"], signal.SIGKILL)
+    wait_for(lambda: not any(pid_alive(r["pid"]) for r in rows), 30, "the instance's processes to exit")
+    # The other user listens on the port, its argv copied from the dead gateway (anyone can set argv).
+    squat = ("import socket, sys, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1);"
+             f" s.bind(('127.0.0.1', {inst.port})); s.listen(8); print('up', flush=True); time.sleep(120)")
+    forged = [SYSTEM_PYTHON, "-c", squat, "steadyserve.gateway.main", "--admin-endpoint", gateway["endpoint"],
+              "--routes", str(state_dir.resolve() / "routes.json")]
+    squatter = subprocess.Popen(forged, user=INTRUDER, group=INTRUDER, extra_groups=[], cwd="/",
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert squatter.stdout.readline().strip() == "up"
+        result = run_cli("serve", str(EXAMPLES / "echo"), "--replicas", "1", "--gateways", "1", "--port",
+                         str(inst.port), "--api-port", "0", "--state-dir", str(state_dir))
+        assert result.returncode == 1, result.stdout
+        assert f"port {inst.port} is held by pid {squatter.pid}, not by this instance's gateways" in result.stderr
+    finally:
+        squatter.kill()
+        squatter.wait(10)
