@@ -254,12 +254,21 @@ def test_the_tcp_control_api_needs_a_token_even_without_auth_on_the_data_path(se
     assert any(r["actor"].startswith("local:") and r["target"] == "POST /v1/deployments/echo/scale" for r in audit)
 
 
-def test_a_replica_error_that_quotes_a_secret_shows_it_masked_in_events_and_status(tmp_path, monkeypatch):
+LEAKED = "sk-live-0123456789"
+
+
+def start_leaky(tmp_path, monkeypatch, leak_in: str):
+    """The leaks_secret fixture with its API_KEY secret, quoting it in ``setup`` or ``health``."""
     spec = tmp_path / "steady.yaml"
     spec.write_text(f"deployments:\n  leaky:\n    service: {FIXTURES / 'leaks_secret'}\n    replicas: 1\n"
+                    f"    env: {{LEAK_IN: {leak_in}}}\n"
                     "    secrets: {API_KEY: {from_env: LEAKY_KEY}}\ngateway:\n  processes: 1\n")
-    monkeypatch.setenv("LEAKY_KEY", "sk-live-0123456789")
-    inst = start_instance(spec, tmp_path / "state", command="up", wait_ready=False)
+    monkeypatch.setenv("LEAKY_KEY", LEAKED)
+    return start_instance(spec, tmp_path / "state", command="up", wait_ready=leak_in != "setup")
+
+
+def test_a_replica_error_that_quotes_a_secret_shows_it_masked_in_events_and_status(tmp_path, monkeypatch):
+    inst = start_leaky(tmp_path, monkeypatch, "setup")
     try:
         wait_for(lambda: inst.events("exited"), 90, "the replica's failed setup")
         messages = [e["message"] for e in inst.events()]
@@ -271,12 +280,7 @@ def test_a_replica_error_that_quotes_a_secret_shows_it_masked_in_events_and_stat
 
 
 def test_a_failing_health_check_that_quotes_a_secret_shows_it_masked_clean_and_capped(tmp_path, monkeypatch):
-    spec = tmp_path / "steady.yaml"
-    spec.write_text(f"deployments:\n  leaky:\n    service: {FIXTURES / 'leaks_secret'}\n    replicas: 1\n"
-                    "    env: {LEAK_IN: health}\n"
-                    "    secrets: {API_KEY: {from_env: LEAKY_KEY}}\ngateway:\n  processes: 1\n")
-    monkeypatch.setenv("LEAKY_KEY", "sk-live-0123456789")
-    inst = start_instance(spec, tmp_path / "state", command="up")
+    inst = start_leaky(tmp_path, monkeypatch, "health")
     try:
         assert inst.post_json("/leaky/sicken", {})[0] == 200
         wait_for(lambda: inst.events("unhealthy"), 60, "the replica to fail a health check")

@@ -143,3 +143,11 @@ def test_up_with_auth_hints_send_the_token_made_as_printed(serve, shell_path, tm
     assert curls[1].startswith(f"curl -s http://127.0.0.1:{inst.port}/opaque/openapi.json ")
     assert "unlock: no example=" in "".join(inst.output)
     run_all(commands, new_shell(shell_path), tmp_path)
+
+
+def test_make_demo_takes_a_port():
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(["make", "-n", "-C", str(root), "demo", "PORT=9123"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "steady serve examples/digits --replicas 2 --port 9123" in result.stdout
