@@ -13,8 +13,9 @@ from pathlib import Path
 
 
 def make_certificate(directory: Path, name: str = "cert", ip: str = "127.0.0.1",
-                     valid_days: float = 1.0) -> tuple[Path, Path]:
-    """A self-signed certificate for ``ip`` (valid_days < 0: already expired); (cert.pem, key.pem)."""
+                     valid_days: float = 1.0, dns: str | None = None) -> tuple[Path, Path]:
+    """A self-signed certificate for ``ip``, or for the host name ``dns`` only (as `openssl req
+    -subj /CN=localhost` makes them); valid_days < 0: already expired. (cert.pem, key.pem)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -28,7 +29,8 @@ def make_certificate(directory: Path, name: str = "cert", ip: str = "127.0.0.1",
         x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(min(now, not_after) - datetime.timedelta(days=2)).not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName(dns)] if dns else [x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )

@@ -102,6 +102,7 @@ def check(header_value: bytes | str | None, tokens: dict[str, TokenRecord], acti
     if record is None or not matches:
         return Verdict(401, "invalid or revoked token")
     if not allows(record.role, action):
-        return Verdict(403, f"role {record.role!r} may not {action.value}", record)
+        able = ", ".join(sorted(r.value for r, actions in ALLOWED.items() if action in actions))
+        return Verdict(403, f"role {record.role!r} may not {action.value} (roles that may: {able})", record)
     return Verdict(200, "ok", record)
 

@@ -183,8 +183,9 @@ def _api(method: str, path: str, state_dir: Path, api_url: str | None, body: Any
     ``context`` prefixes a refusal (``steady.yaml:3: deployments.echo``)."""
     import httpx
 
+    from_env = api_url is None and _env_url("STEADY_API_URL") is not None
     if api_url is None:
-        api_url = os.environ.get("STEADY_API_URL")
+        api_url = _env_url("STEADY_API_URL")
     headers: dict[str, str] = {}
     if api_url is None:
         local = _local_api_socket(state_dir)
@@ -194,7 +195,8 @@ def _api(method: str, path: str, state_dir: Path, api_url: str | None, body: Any
         token = os.environ.get("STEADY_TOKEN")
         headers = {"authorization": f"Bearer {token}"} if token else {}
         client = httpx.Client(timeout=120, verify=_verify(cacert))
-        base, where, url = api_url.rstrip("/"), f"the control API at {api_url}", api_url
+        base, url = api_url.rstrip("/"), api_url
+        where = f"the control API at {api_url}{' (from $STEADY_API_URL)' if from_env else ''}"
     try:
         with client:
             response = client.request(method, f"{base}{path}", json=body, headers=headers)
@@ -208,8 +210,19 @@ def _api(method: str, path: str, state_dir: Path, api_url: str | None, body: Any
                 message += ": " + "; ".join(f"{f['field']}: {f['problem']}" for f in doc["fields"])
         except ValueError:
             message = response.text
-        fail(f"{context + ': ' if context else ''}{response.status_code}: {message}")
+        fail(f"{context + ': ' if context else ''}{response.status_code}: {message}"
+             f"{_api_token_hint(response.status_code) if url is not None else ''}")
     return response.json()
+
+
+def _api_token_hint(status: int) -> str:
+    """A refused control-API call over TCP: where the token comes from, or which role it needs."""
+    if status == 401:
+        return ("\nthe control API over TCP needs a token in $STEADY_TOKEN: a viewer's to read, a deployer's or"
+                " admin's to change (`steady token create --role viewer --name NAME` where the controller runs)")
+    if status == 403:
+        return "\nreading needs a viewer, deployer or admin token; changes a deployer or admin token"
+    return ""
 
 
 def _local_api_socket(state_dir: Path) -> Path:
@@ -243,7 +256,7 @@ def _unreachable(exc: Exception, where: str, url: str | None, cacert: Path | Non
     from .trust import tls_failure_message
 
     message = tls_failure_message(exc, url, cacert) if url is not None else None
-    return message or f"cannot reach {where}: {exc} (is `steady up` running?)"
+    return message or f"cannot reach {where}: {exc} (is the instance running?)"
 
 
 def _open_db(state_dir: Path) -> Any:
@@ -252,12 +265,26 @@ def _open_db(state_dir: Path) -> Any:
     try:
         return StateDB.open_existing(state_dir)
     except FileNotFoundError:
-        fail(f"no steadyserve state in {state_dir}/ (start one with `steady serve PATH --state-dir {state_dir}`)")
+        fail(f"no steadyserve state in {state_dir}/ (start one with `steady up -f FILE` or `steady serve PATH`,"
+             " or name a running one with --state-dir, or a remote one with --api-url)")
+
+
+def _state_dir_given() -> bool:
+    """Whether --state-dir was on the command line: then it names the instance, whatever
+    $STEADY_URL / $STEADY_API_URL say (printed hints name their instance that way)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.get_parameter_source("state_dir") == ParameterSource.COMMANDLINE
+
+
+def _env_url(name: str) -> str | None:
+    return None if _state_dir_given() else os.environ.get(name)
 
 
 def _remote(api_url: str | None) -> str | None:
     """The control API to read from instead of the local state dir, if one is named."""
-    return api_url or os.environ.get("STEADY_API_URL")
+    return api_url or _env_url("STEADY_API_URL")
 
 
 def status_rows(state_dir: Path, api_url: str | None = None, cacert: Path | None = None) -> list[dict[str, Any]]:
@@ -349,8 +376,8 @@ def events(state_dir: Path, limit: int, event_type: str | None, as_json: bool, a
 def _resolve_url(url: str | None, state_dir: Path) -> str:
     if url:
         return url.rstrip("/")
-    if os.environ.get("STEADY_URL"):
-        return os.environ["STEADY_URL"].rstrip("/")
+    if _env_url("STEADY_URL"):
+        return str(_env_url("STEADY_URL")).rstrip("/")
     db = _open_db(state_dir)
     try:
         return str(db.meta()["url"])
@@ -405,7 +432,8 @@ def call(names: tuple[str, ...], payload: str, url: str | None, timeout_s: float
         response = httpx.post(f"{base}/{handler.lstrip('/')}", content=json.dumps(body).encode(), headers=headers,
                               timeout=timeout_s, verify=httpx_verify(cacert))
     except httpx.HTTPError as exc:
-        fail(tls_failure_message(exc, base, cacert) or f"cannot reach {base}: {exc} (is `steady serve` running?)")
+        source = " (from $STEADY_URL)" if not url and _env_url("STEADY_URL") else ""
+        fail(tls_failure_message(exc, base, cacert) or f"cannot reach {base}{source}: {exc} (is the instance running?)")
     if response.status_code >= 400:
         detail = response.text
         try:

@@ -174,7 +174,7 @@ class Client:
                 inputs: dict[str, Any] | list[dict[str, Any]] | None = None, *,
                 idempotent: bool = True, timeout_s: float | None = None) -> Any:
         """One call (a dict of inputs), or for a batched handler a list of calls in one request."""
-        path = f"/{deployment}/{handler}"
+        path = f"/{deployment.replace('_', '-')}/{handler}"  # names never hold "_": my_svc serves as my-svc
         attempt = 0
         while True:
             try:

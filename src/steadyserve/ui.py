@@ -122,13 +122,18 @@ class ServeConsole:
         state_dir = f"--state-dir {shlex.quote(str(cfg.state_dir))}"
         cacert = self._cacert()
         cacert_option = f" --cacert {shlex.quote(str(cacert))}" if cacert else ""
-        lines = [f"\n[bold green]up[/bold green] at [bold]{cfg.url}[/bold]"
+        # Over HTTPS, call the gateway by a name its certificate holds (a self-signed one often
+        # names only localhost): the printed URL must pass the client's name check.
+        url = cfg.url if cfg.gateway.tls_cert is None else _url_for_certificate(cfg.url, cfg.gateway.tls_cert)
+        url_option = f" --url {shlex.quote(url)}" if url != cfg.url else ""
+        lines = [f"\n[bold green]up[/bold green] at [bold]{url}[/bold]"
                  f" ({plural(cfg.gateway.processes, 'gateway process', 'gateway processes')})"]
         if cfg.auth_required:
             lines.append("  [yellow]access control is on[/yellow]: every call needs a token, shown once to whoever"
                          " makes it and never here; this makes one into $STEADY_TOKEN, which the commands below send:")
-            lines.append(_command("token", f"STEADY_TOKEN=$({shell.steady} token create --role invoker --name you"
-                                           f" {state_dir}) && export STEADY_TOKEN"))
+            # A name of its own per shell ($$, the time): the line works pasted again in a new shell.
+            lines.append(_command("token", f"STEADY_TOKEN=$({shell.steady} token create --role invoker"
+                                           f" --name \"shell-$$-$(date +%s)\" {state_dir}) && export STEADY_TOKEN"))
         for dep in cfg.deployments:
             lines.append(f"  [bold]{escape(dep.name)}[/bold]: {plural(dep.spec.desired_replicas, 'replica')},"
                          f" lb={dep.spec.lb}")
@@ -138,16 +143,18 @@ class ServeConsole:
             if chosen is None:
                 lines.append(f"    {escape(', '.join(handlers))}: no example= and no body could be made from the"
                              " parameter types; the OpenAPI document describes each body:")
-                lines.append(_command("try", _curl(f"{cfg.url}/{prefix}openapi.json", None, cfg.auth_required,
+                lines.append(_command("try", _curl(f"{url}/{prefix}openapi.json", None, cfg.auth_required,
                                                    cacert)))
                 continue
             handler, body = chosen
-            lines.append(_command("try", _curl(f"{cfg.url}/{prefix}{handler.name}", body, cfg.auth_required,
+            lines.append(_command("try", _curl(f"{url}/{prefix}{handler.name}", body, cfg.auth_required,
                                                cacert)))
             lines.append(_command("or", f"{shell.steady} call {shlex.quote(dep.name)} {handler.name}"
-                                        f" --json {shlex.quote(json.dumps(body))}{cacert_option} {state_dir}"))
+                                        f" --json {shlex.quote(json.dumps(body))}{url_option}{cacert_option}"
+                                        f" {state_dir}"))
         lines.append(_command("status", f"{shell.steady} status {state_dir}", indent=2))
-        lines.append(f"  api:    {cfg.api_url}/docs (with a token)")
+        lines.append(f"  api:    {cfg.api_url}/docs (over TCP with a viewer, deployer or admin token; the CLI here"
+                     " needs none)")
         lines.append("  stop:   Ctrl-C")
         if not shell.steady_on_path:
             activate = f"; `. {shlex.quote(str(shell.activate))}` puts it there" if shell.activate else ""
@@ -163,6 +170,24 @@ class ServeConsole:
         if tls_cert is None:
             return None
         return self.shell.ca_bundle or tls_cert.absolute()
+
+
+def _url_for_certificate(url: str, cert: Path) -> str:
+    """``url`` with its host replaced by ``localhost`` when the certificate holds that name and not
+    the host's address; unchanged when it holds the address, or cannot be read."""
+    import ssl
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        decoded = ssl._ssl._test_decode_cert(str(cert))  # type: ignore[attr-defined]  # stdlib, no extra dependency
+    except (OSError, ValueError, AttributeError, ssl.SSLError):
+        return url
+    names = {value for _, value in decoded.get("subjectAltName", ())}
+    names |= {value for rdn in decoded.get("subject", ()) for key, value in rdn if key == "commonName"}
+    if parts.hostname in names or "localhost" not in names:
+        return url
+    return parts._replace(netloc=f"localhost:{parts.port}" if parts.port else "localhost").geturl()
 
 
 def _command(label: str, command: str, indent: int = 4) -> str:

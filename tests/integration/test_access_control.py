@@ -153,7 +153,12 @@ def test_status_and_events_through_the_api_need_a_reading_role(secured):
     events = cli(tokens["viewer"], "events", "--json", "--type", "ready")
     assert events.returncode == 0 and json.loads(events.stdout)
     refused = cli(tokens["invoker"], "status")
-    assert refused.returncode == 1 and "403: role 'invoker' may not read" in refused.stderr
+    assert refused.returncode == 1 and "403: role 'invoker' may not read (roles that may: admin, deployer, viewer)" \
+        in refused.stderr
+    assert "reading needs a viewer, deployer or admin token" in refused.stderr
+    nobody = subprocess.run([*STEADY, "status", "--api-url", inst.api], capture_output=True, text=True, timeout=60,
+                            env={k: v for k, v in os.environ.items() if k != "STEADY_TOKEN"})
+    assert nobody.returncode == 1 and "needs a token in $STEADY_TOKEN" in nobody.stderr
 
 
 def test_steady_call_refused_for_want_of_a_token_says_where_one_comes_from(secured):

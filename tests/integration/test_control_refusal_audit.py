@@ -131,7 +131,7 @@ def test_refusals_are_written_when_their_window_ends_and_changes_one_row_each(in
     wait_for(lambda: counted() == 30, 60, "the window of 30 refusals in the audit log")
     row = next(r for r in control_refusals(audit_rows(inst.state_dir)) if r["actor"] == "watcher")
     assert (row["action"], row["target"], row["source"]) == ("scale", "POST /v1/deployments/slow/scale", "127.0.0.1")
-    assert row["result"] == "403: role 'viewer' may not deploy" and row["last_ts"] >= row["ts"]
+    assert row["result"] == "403: role 'viewer' may not deploy (roles that may: admin, deployer)" and row["last_ts"] >= row["ts"]
 
 
 def test_steady_audit_never_prints_a_control_character_from_a_stored_row(tmp_path):

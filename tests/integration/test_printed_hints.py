@@ -151,3 +151,27 @@ def test_make_demo_takes_a_port():
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert "steady serve examples/digits --replicas 2 --port 9123" in result.stdout
+
+
+def test_an_explicit_state_dir_names_the_instance_whatever_steady_url_says(serve):
+    inst = serve(EXAMPLES / "echo", *SMALL)
+    elsewhere = {**os.environ, "STEADY_URL": "http://127.0.0.1:9", "STEADY_API_URL": "http://127.0.0.1:9"}
+    call = subprocess.run([FULL_STEADY, "call", "echo", "--json", '{"message": "hi"}', "--state-dir",
+                           str(inst.state_dir)], capture_output=True, text=True, timeout=60, env=elsewhere)
+    assert call.returncode == 0 and json.loads(call.stdout) == {"message": "hi"}, call.stderr
+    status = subprocess.run([FULL_STEADY, "status", "--state-dir", str(inst.state_dir)], capture_output=True,
+                            text=True, timeout=60, env=elsewhere)
+    assert status.returncode == 0 and "ready" in status.stdout, status.stderr
+    # Without --state-dir the variables decide, and the error says so.
+    implicit = subprocess.run([FULL_STEADY, "call", "echo", "--json", "{}"], capture_output=True, text=True,
+                              timeout=60, env=elsewhere, cwd=inst.state_dir.parent)
+    assert implicit.returncode == 1 and "http://127.0.0.1:9 (from $STEADY_URL)" in implicit.stderr
+
+
+def test_tls_hints_use_a_name_a_localhost_only_certificate_holds(serve, shell_path, tmp_path):
+    cert, key = make_certificate(tmp_path, dns="localhost")
+    inst = serve(EXAMPLES / "echo", *SMALL, "--tls-cert", str(cert), "--tls-key", str(key))
+    commands = printed_commands(inst)
+    calls = [c for label, c in commands if label in ("try", "or")]
+    assert f"https://localhost:{inst.port}/echo" in calls[0] and f"--url https://localhost:{inst.port}" in calls[1]
+    run_all(commands, new_shell(shell_path), tmp_path)
