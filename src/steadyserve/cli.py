@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import ConfigError, SteadyError
+from .printable import for_terminal
 
 # Piped output (scripts, logs) is not squeezed to 80 columns.
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -326,7 +327,7 @@ def status(state_dir: Path, as_json: bool, api_url: str | None, cacert: Path | N
         click.echo(json.dumps(rows, indent=2))
         return
     remote = _remote(api_url)
-    table = Table(title=f"steadyserve — {remote or state_dir}")  # what was asked: a remote API or a state dir
+    table = Table(title=f"steadyserve — {for_terminal(remote or state_dir)}")  # what was asked: a remote API or a state dir
     for column in ("kind", "deployment", "id", "pid", "state", "in-flight", "requests", "restarts", "rev", "uptime"):
         table.add_column(column, no_wrap=True, min_width=min(len(column), 8))
     table.add_column("last error", overflow="fold")
@@ -335,7 +336,7 @@ def status(state_dir: Path, as_json: bool, api_url: str | None, cacert: Path | N
         state = r["state"]
         table.add_row(r["kind"], r["deployment"] or "-", r["id"], str(r["pid"] or "-"),
                       f"[{colours.get(state, 'white')}]{state}[/]", str(r["inflight"]), str(r["requests"]),
-                      str(r["restarts"]), str(r["revision"] or "-"), r["uptime"], escape(r["last_error"] or ""))
+                      str(r["restarts"]), str(r["revision"] or "-"), r["uptime"], for_terminal(r["last_error"] or ""))
     console.print(table)
 
 
@@ -352,7 +353,9 @@ def events(state_dir: Path, limit: int, event_type: str | None, as_json: bool, a
     from .control.statedb import Event
 
     if _remote(api_url):
-        query = f"/v1/events?limit={limit}" + (f"&type={event_type}" if event_type else "")
+        from urllib.parse import urlencode
+
+        query = "/v1/events?" + urlencode({"limit": limit, **({"type": event_type} if event_type else {})})
         items = [Event(**e) for e in _api("GET", query, state_dir, _remote(api_url), cacert=cacert)]
     else:
         db = _open_db(state_dir)
@@ -369,7 +372,7 @@ def events(state_dir: Path, limit: int, event_type: str | None, as_json: bool, a
     table.add_column("message", overflow="fold", min_width=30)
     for e in items:
         table.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.ts)), e.kind, e.deployment or "-",
-                      e.subject, e.type, escape(e.message))
+                      e.subject, e.type, for_terminal(e.message))
     console.print(table)
 
 

@@ -26,6 +26,7 @@ from .cli import (
     main,
 )
 from .errors import ConfigError
+from .printable import for_terminal
 from .wording import plural
 
 
@@ -68,8 +69,15 @@ def deploy(spec_file: Path, wait: bool, timeout_s: float, api_url: str | None, c
         service = str(Path(path) if Path(path).is_absolute() else base / path) + sep + cls
         body = {"spec": dep.model_copy(update={"service": service}).model_dump(mode="json"),
                 "secrets": secrets[name]}
-        result = _api("PUT", f"/v1/deployments/{name}", state_dir, api_url, body, cacert=cacert,
-                      context=f"{key_location(spec_file, ('deployments', name))}: deployments.{name}")
+        try:
+            result = _api("PUT", f"/v1/deployments/{name}", state_dir, api_url, body, cacert=cacert,
+                          context=f"{key_location(spec_file, ('deployments', name))}: deployments.{name}")
+        except SystemExit:  # refused: deployments are applied one by one, in the file's order
+            if rolling:
+                err_console.print(f"applied before the refusal (kept): {', '.join(rolling)}; not applied:"
+                                  f" {', '.join(n for n in spec.deployments if n not in rolling)}")
+                console.print(table)
+            raise
         outcome = ("created" if result["created"] else "rolling out" if result["rolling_out"]
                    else "scaled" if result["changed"] else "unchanged")
         table.add_row(name, str(result["revision"]), str(result["replicas"]), outcome)
@@ -172,8 +180,8 @@ def revisions(name: str, as_json: bool, api_url: str | None, cacert: Path | None
     table.add_column("changes", overflow="fold")
     for r in rows:
         table.add_row(str(r["revision"]), "*" if r["active"] else "",
-                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created_at"])), r["target"],
-                      escape("\n".join(r.get("changes", []))))
+                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created_at"])), for_terminal(r["target"]),
+                      for_terminal("\n".join(r.get("changes", []))))
     console.print(table)
 
 
@@ -194,6 +202,9 @@ def _state_db(state_dir: Path) -> Any:
     return StateDB(state_dir / DB_NAME)
 
 
+TOKEN_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}"
+
+
 @token.command("create")
 @click.option("--role", type=click.Choice(["admin", "deployer", "viewer", "invoker"]), required=True)
 @click.option("--name", required=True, help="Who or what holds it; shown in the audit log.")
@@ -205,8 +216,13 @@ def _state_db(state_dir: Path) -> Any:
 def token_create(role: str, name: str, rate_per_s: float | None, burst: int | None, timeout_s: float,
                  state_dir: Path) -> None:
     """Create a token and print it once (only its hash is kept), once every running gateway accepts it."""
+    import re
+
     from .auth import new_token
 
+    if not re.fullmatch(TOKEN_NAME_PATTERN, name):
+        fail(f"token name {name!r} must be 1-64 letters, digits and . _ @ + - (it is shown in tables and the"
+             " audit log)")
     value, token_id, digest = new_token()
     db = _state_db(state_dir)
     try:
@@ -226,7 +242,7 @@ def token_create(role: str, name: str, rate_per_s: float | None, burst: int | No
     elif meta.get("status") == "running" and not _wait_gateways(
             state_dir, timeout_s, lambda tokens: token_id in tokens):
         late = f"not every gateway confirmed it within {timeout_s:g}s: calls with it may get 401 for a while"
-    err_console.print(f"token {name!r} ({role}) created; it is shown once, store it now:")
+    err_console.print(f"token {for_terminal(repr(name))} ({role}) created; it is shown once, store it now:")
     if late is not None:  # the token exists either way: it must still be shown
         err_console.print(f"[yellow]warning:[/yellow] {escape(late)}")
     click.echo(value)
@@ -249,7 +265,7 @@ def token_revoke(name: str, timeout_s: float, state_dir: Path) -> None:
     if running and not _wait_gateways(state_dir, timeout_s,
                                       lambda tokens: all(t["name"] != name for t in tokens.values())):
         fail(f"token {name!r} is revoked in the state DB, but not every gateway confirmed within {timeout_s:g}s")
-    console.print(f"token {name!r} revoked")
+    console.print(f"token {for_terminal(repr(name))} revoked")
 
 
 def _local_actor() -> str:
@@ -302,7 +318,7 @@ def token_list(state_dir: Path) -> None:
     for column in ("name", "role", "rate/s", "created", "revoked"):
         table.add_column(column)
     for t in rows:
-        table.add_row(t["name"], t["role"], str(t["rate_per_s"] or "-"),
+        table.add_row(for_terminal(t["name"]), t["role"], str(t["rate_per_s"] or "-"),
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(t["created_at"])),
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(t["revoked_at"])) if t["revoked_at"] else "")
     console.print(table)

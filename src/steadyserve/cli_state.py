@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 from pathlib import Path
 
 import click
@@ -93,4 +94,4 @@ def restore_command(file: Path, force: bool, state_dir: Path) -> None:
     others = [p for p in running_from(state_dir) if p.kind != "controller"]
     if others:
         console.print("still running from this state dir: " + ", ".join(p.describe() for p in others)
-                      + f"; `steady up --state-dir {escape(str(state_dir))}` adopts those the snapshot knows")
+                      + f"; `steady up --state-dir {escape(shlex.quote(str(state_dir)))}` adopts those the snapshot knows")

@@ -27,7 +27,10 @@ class ServiceTarget:
 
 def parse_target(spec: str) -> ServiceTarget:
     path_part, _, class_name = spec.partition(":")
-    path = Path(path_part).expanduser().resolve()
+    try:
+        path = Path(path_part).expanduser().resolve()
+    except (RuntimeError, OSError) as exc:  # a symlink loop
+        raise ServiceLoadError(f"{path_part}: cannot be resolved: {exc}") from exc
     if path.is_dir():
         file, name = path / "service.py", path.name
         if not file.is_file():

@@ -22,3 +22,10 @@ def printable(text: str, max_chars: int | None = None, keep: str = "") -> str:
     while length > max_chars - 1:  # room for the mark
         length -= len(pieces.pop())
     return "".join(pieces) + "…"
+
+
+def for_terminal(text: object, keep: str = "\n") -> str:
+    """``text`` for a rich console: no control character, and no rich markup (``[red]``, ``[/x]``)."""
+    from rich.markup import escape  # lazily: the gateway uses this module, not rich
+
+    return escape(printable(str(text), keep=keep))

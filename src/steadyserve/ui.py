@@ -26,6 +26,7 @@ from rich.status import Status
 from .control.config import PlatformConfig
 from .control.statedb import Event
 from .description import HandlerDescription, ServiceDescription
+from .printable import for_terminal
 from .sample_body import sample_body
 from .trust import CA_BUNDLE_ENV
 from .wording import plural
@@ -80,11 +81,11 @@ class ServeConsole:
 
     def start(self, recovering: bool = False) -> None:
         if recovering:  # what runs is adopted, not started
-            self.console.print(f"recovering the instance in {self.state_dir} (a controller stopped without"
+            self.console.print(f"recovering the instance in {for_terminal(self.state_dir)} (a controller stopped without"
                                " stopping its processes): adopting what still runs")
         else:
             for dep in self.config.deployments:
-                self.console.print(f"starting [bold]{dep.name}[/bold] from {dep.target} ...")
+                self.console.print(f"starting [bold]{dep.name}[/bold] from {for_terminal(dep.target)} ...")
         self._status = self.console.status(self._progress_text())
         self._status.start()
 
@@ -105,7 +106,11 @@ class ServeConsole:
             self._ready.discard(subject)
         colour = _COLOURS.get(event.type, "dim")
         stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
-        self.console.print(f"[dim]{stamp}[/dim] [{colour}]{subject:>14} {event.type:<10}[/{colour}] {escape(event.message)}")
+        self.console.print(f"[dim]{stamp}[/dim] [{colour}]{subject:>14} {event.type:<10}[/{colour}] {for_terminal(event.message)}")
+        if event.type == "crash_loop":  # the whole traceback is in the process's log
+            label = f"{event.deployment}-{event.subject}" if event.deployment else event.subject
+            self.console.print(f"{'':>24}its output: {escape(str(self.config.state_dir / 'logs' / label))}.log",
+                               soft_wrap=True)
         if self._status is not None:
             self._status.update(self._progress_text())
         if event.type == "stopping":

@@ -150,3 +150,30 @@ def test_metrics_are_prometheus_text(inst):
 def test_replica_probes_are_not_reachable_through_the_gateway(inst, path):
     code, _, raw = inst.request("GET", path)
     assert code == 404 and "internal" in _body(raw)["error"]
+
+
+def test_hostile_names_and_paths_neither_crash_the_cli_nor_reach_the_terminal_raw(tmp_path):
+    import os
+
+    from conftest import EXAMPLES, run_cli, start_instance, stop_instance
+
+    state_dir = tmp_path / "odd [/x] \x1b]0;owned\x07 dir"
+    inst = start_instance(EXAMPLES / "echo", state_dir, "--replicas", "1", "--gateways", "1")
+    try:
+        status = run_cli("status", "--state-dir", str(state_dir))
+        assert status.returncode == 0, status.stderr
+        assert "\x1b]0;owned" not in status.stdout and "Traceback" not in status.stderr
+        assert "[/x]" in status.stdout.replace("\n", "")  # shown as text, not taken for markup
+        bad_name = run_cli("token", "create", "--role", "viewer", "--name", "[red]adm[/red]", "--state-dir",
+                           str(state_dir))
+        assert bad_name.returncode == 1 and "token name '[red]adm[/red]' must be" in bad_name.stderr
+    finally:
+        stop_instance(inst)
+    loop = tmp_path / "loop1"
+    os.symlink(tmp_path / "loop2", loop)
+    os.symlink(loop, tmp_path / "loop2")
+    spec = tmp_path / "steady.yaml"
+    spec.write_text(f"deployments:\n  echo:\n    service: {loop}\n")
+    result = run_cli("up", "-f", str(spec), "--state-dir", str(tmp_path / "s"), "--port", "0", "--no-auth")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{spec}:3: deployments.echo.service: {loop}: cannot be resolved" in result.stderr

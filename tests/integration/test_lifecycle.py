@@ -17,6 +17,9 @@ def test_setup_that_raises_is_reported_as_crash_loop(serve):
                    60, "r0 in crash_loop state")
     assert "setup failed: ValueError: model weights missing" in row["last_error"]
     assert row["restarts"] >= 3
+    log = inst.state_dir.resolve() / "logs" / "crashy-r0.log"
+    wait_for(lambda: f"its output: {log}" in "".join(inst.output), 30, "the console to point at the log")
+    assert "Traceback" in log.read_text()  # where it points has the whole story
     # The gateways stay up and answer with a clear 503 while nothing is ready.
     code, headers, raw = inst.request("POST", "/noop", b"{}")
     assert code == 503 and b"no ready replica" in raw

@@ -112,6 +112,7 @@ def test_deploy_names_the_file_and_line_of_a_deployment_the_controller_refuses(s
     result = inst.cli("deploy", "-f", str(extra))
     assert result.returncode == 1
     assert f"{extra}:5: deployments.broken: 422: " in result.stderr and "no such file or directory" in result.stderr
+    assert "applied before the refusal (kept): fine; not applied: broken" in result.stderr
 
 
 def test_a_deployment_of_the_last_run_that_the_file_leaves_out_is_named_not_dropped_silently(tmp_path):

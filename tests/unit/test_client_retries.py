@@ -119,3 +119,12 @@ def test_without_an_api_url_management_goes_to_steady_ups_default_and_says_so_wh
     with pytest.raises(ConnectionFailed, match=r"http://127.0.0.1:8081 \(the default control API address"):
         client.deployments()
     assert seen == ["http://127.0.0.1:8081/v1/deployments"]
+
+
+def test_call_many_refuses_an_element_that_is_not_a_dict_naming_it():
+    transport, calls = scripted(httpx.Response(200, json=[1]))
+    client = Client("http://gw:1", transport=transport)
+    for bad, kind in (([{"x": 1}, [("x", 5)]], "list"), ([{"x": 1}, 7], "int")):
+        with pytest.raises(TypeError, match=f"element 1 is a {kind}, not a dict"):
+            client.call_many("d", "h", bad)
+    assert calls == []  # nothing was sent

@@ -91,3 +91,38 @@ def test_an_unusable_routing_table_keeps_the_previous_one(tmp_path):
     assert follower.poll().version == 1
     path.write_text('{"version": 2, "services": {"x": {"timeout_s": null}}}')
     assert follower.poll() is None
+
+
+def test_an_alias_bomb_is_indexed_in_its_own_size_not_expanded():
+    lines = ["x:", "  a0: &a0 [1, 2, 3, 4, 5, 6, 7, 8, 9]"]
+    lines += [f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]  # 9**10 leaves
+    lines += ["deployments:", "  echo: {service: echo}"]
+    with pytest.raises(ConfigError, match=r"steady.yaml:1: x: Extra inputs are not permitted"):
+        parse_spec("\n".join(lines) + "\n", "steady.yaml")  # returns at once: each node is indexed once
+
+
+def test_an_alias_that_refers_to_itself_or_deep_nesting_is_a_clear_error():
+    text = "deployments: &d\n  echo:\n    service: echo\n    env: {x: *d}\n"
+    with pytest.raises(ConfigError, match=r"steady.yaml:4: deployments.echo.env.x: Input should be a valid string"):
+        parse_spec(text, "steady.yaml")
+    deep = "x: " + "[" * 20_000 + "]" * 20_000 + "\ndeployments: {}\n"
+    with pytest.raises(ConfigError, match=r"steady.yaml: nested too deeply \(or an alias refers to itself\)"):
+        parse_spec(deep, "steady.yaml")
+
+
+def test_a_deployment_name_with_a_trailing_newline_is_refused():
+    with pytest.raises(ConfigError, match=r"deployment name 'echo\\n' must match"):
+        parse_spec('deployments:\n  "echo\\n": {service: echo}\n', "steady.yaml")
+
+
+def test_a_spec_that_is_not_a_regular_file_or_too_big_is_refused_before_reading(tmp_path):
+    from steadyserve.control.spec import MAX_SPEC_BYTES, load_spec
+
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_spec(tmp_path)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_spec(__import__("pathlib").Path("/dev/zero"))
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * (MAX_SPEC_BYTES + 1))
+    with pytest.raises(ConfigError, match="over 1 MiB"):
+        load_spec(big)

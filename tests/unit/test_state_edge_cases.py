@@ -273,3 +273,17 @@ def test_an_empty_or_absent_wal_is_no_problem(tmp_path):
     assert wal_header_problem(Path(f"{db_path}-wal")) is None
     assert wal_header_problem(tmp_path / "absent-wal") is None
     StateDB(db_path).close()
+
+
+def test_the_restore_command_a_refusal_prints_is_quoted_for_the_shell(tmp_path):
+    import shlex
+
+    from steadyserve.control.backup import Snapshot, refusal_message
+
+    state_dir = tmp_path / "odd $(touch pwned) dir"
+    snapshot = state_dir / "snapshots" / "state-20990101T000000.000Z.db"
+    import datetime as dt
+
+    message = refusal_message(state_dir / "state.db", "is damaged", Snapshot(snapshot, dt.datetime(2099, 1, 1)), [])
+    command = message.split("restore it with `", 1)[1].split("`", 1)[0]
+    assert shlex.split(command) == ["steady", "restore", str(snapshot), "--state-dir", str(state_dir)]

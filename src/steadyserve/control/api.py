@@ -174,7 +174,7 @@ def build_api(controller: Controller, base_dir: Path, local_actor: str | None = 
     async def _resolve(name: str, spec: DeploymentSpec) -> Any:
         import re
 
-        if not re.match(NAME_PATTERN, name):
+        if not re.fullmatch(NAME_PATTERN, name):
             raise ApiError(422, f"deployment name {name!r} must match {NAME_PATTERN}")
         try:  # imports user code: keep the event loop (and the probes) running
             config, _ = await asyncio.to_thread(resolve_deployment, name, spec, base_dir)

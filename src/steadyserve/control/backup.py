@@ -24,6 +24,7 @@ import datetime as dt
 import logging
 import os
 import re
+import shlex
 import sqlite3
 import stat
 from collections.abc import Callable, Collection, Sequence
@@ -273,10 +274,12 @@ def refusal_message(db_path: Path, problem: str, good: Snapshot | None, leftover
     parts = [f"state DB {db_path} {problem}"]
     if good is not None:
         parts.append(f"newest good snapshot: {good.path} (taken {good.taken:%Y-%m-%d %H:%M:%S} UTC);"
-                     f" restore it with `steady restore {good.path} --state-dir {state_dir}`")
+                     f" restore it with `steady restore {shlex.quote(str(good.path))}"
+                     f" --state-dir {shlex.quote(str(state_dir))}`")
     else:
         parts.append(f"no good snapshot in {state_dir / SNAPSHOT_DIR}; restore a backup with"
-                     f" `steady restore FILE --state-dir {state_dir}`, or move {state_dir} aside to start afresh")
+                     f" `steady restore FILE --state-dir {shlex.quote(str(state_dir))}`, or move {state_dir} aside"
+                     " to start afresh")
     if leftovers:
         parts.append("still running from this state: " + ", ".join(x.describe() for x in leftovers)
                      + " (`steady up` adopts those the restored state knows; stop the others)")

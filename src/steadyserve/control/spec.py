@@ -25,6 +25,7 @@ from ..errors import ConfigError
 from ..gateway.routes import Policy
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
+MAX_SPEC_BYTES = 1 << 20
 
 
 class _Strict(BaseModel):
@@ -287,23 +288,31 @@ class PlatformSpec(_Strict):
         if not value:
             raise ValueError("declare at least one deployment")
         for name in value:
-            if not re.match(NAME_PATTERN, name):
+            if not re.fullmatch(NAME_PATTERN, name):  # "$" alone would let "echo\n" through
                 raise ValueError(f"deployment name {name!r} must match {NAME_PATTERN}")
         return value
 
 
-def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
-    """Map each key path to its 1-based line in the file."""
+def _line_index(node: yaml.Node, path: tuple[Any, ...] = (),
+                seen: set[int] | None = None) -> dict[tuple[Any, ...], int]:
+    """Map each key path to its 1-based line in the file.
+
+    A node reached again through an alias (``*name``) is indexed once, under its first path:
+    an alias bomb (a few lines naming each other a billion times) costs its size in lines."""
+    seen = set() if seen is None else seen
     lines = {path: node.start_mark.line + 1}
+    if id(node) in seen:
+        return lines
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             child = (*path, key.value)
             lines[child] = key.start_mark.line + 1
-            for sub, line in _line_index(value, child).items():
+            for sub, line in _line_index(value, child, seen).items():
                 lines.setdefault(sub, line)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            lines.update(_line_index(item, (*path, i)))
+            lines.update(_line_index(item, (*path, i), seen))
     return lines
 
 
@@ -324,11 +333,15 @@ def parse_spec(text: str, source: str) -> PlatformSpec:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
         raise ConfigError(f"{source}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply (or an alias refers to itself)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: the spec must be a mapping with a 'deployments' key")
-    lines = _line_index(node) if node is not None else {}
     try:
+        lines = _line_index(node) if node is not None else {}
         return PlatformSpec.model_validate(data)
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply (or an alias refers to itself)") from None
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):
@@ -342,9 +355,14 @@ def parse_spec(text: str, source: str) -> PlatformSpec:
 def read_spec_text(path: Path) -> str:
     """The spec file's text; unreadable or non-UTF-8 files are a ConfigError naming file and line."""
     try:
-        raw = path.read_bytes()
+        if not path.is_file():  # not a FIFO or a device: those could hang or never end
+            raise ConfigError(f"{path}: cannot read the spec: {'no such file' if not path.exists() else 'not a regular file'}")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the spec: {exc.strerror}") from exc
+    if len(raw) > MAX_SPEC_BYTES:
+        raise ConfigError(f"{path}: the spec is over {MAX_SPEC_BYTES >> 20} MiB; is this the right file?")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
