@@ -165,11 +165,11 @@ class Client:
         """
         if isinstance(calls, Mapping):
             raise TypeError("call_many takes a list of calls, a dict of inputs each; for one call use call()")
-        body = list(calls)
-        for i, call in enumerate(body):
+        elements: list[Any] = list(calls)
+        for i, call in enumerate(elements):
             if not isinstance(call, Mapping):
                 raise TypeError(f"call_many: element {i} is a {type(call).__name__}, not a dict of one call's inputs")
-        body = [dict(call) for call in body]
+        body = [dict(call) for call in elements]
         if not body:
             return []
         return list(self.request(deployment, handler, body, idempotent=idempotent, timeout_s=timeout_s))
