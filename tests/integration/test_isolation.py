@@ -295,7 +295,8 @@ def test_a_failing_health_check_that_quotes_a_secret_shows_it_masked_clean_and_c
         stop_instance(inst)
 
 
-def test_a_symlink_another_user_planted_in_the_state_dir_is_refused_and_never_written_through(intruder, tmp_path):
+def log_replaced_by_symlink(tmp_path) -> tuple[Path, Path, Path]:
+    """A stopped instance whose replica log is now a symlink to another file: (state dir, link, victim)."""
     state_dir = tmp_path / "state"
     inst = start_instance(EXAMPLES / "echo", state_dir, "--replicas", "1", "--gateways", "1")
     assert stop_instance(inst) == 0
@@ -304,6 +305,11 @@ def test_a_symlink_another_user_planted_in_the_state_dir_is_refused_and_never_wr
     link = state_dir / "logs" / "echo-r0.log"
     link.unlink()
     link.symlink_to(victim)
+    return state_dir, link, victim
+
+
+def test_a_symlink_another_user_planted_in_the_state_dir_is_refused_and_never_written_through(intruder, tmp_path):
+    state_dir, link, victim = log_replaced_by_symlink(tmp_path)
     os.lchown(link, intruder.pw_uid, intruder.pw_gid)  # as if they had planted it while the dir was open
     result = run_cli("serve", str(EXAMPLES / "echo"), "--port", "0", "--state-dir", str(state_dir))
     assert result.returncode == 1
@@ -312,14 +318,7 @@ def test_a_symlink_another_user_planted_in_the_state_dir_is_refused_and_never_wr
 
 
 def test_a_log_path_that_is_a_symlink_is_never_followed(tmp_path):
-    state_dir = tmp_path / "state"
-    inst = start_instance(EXAMPLES / "echo", state_dir, "--replicas", "1", "--gateways", "1")
-    assert stop_instance(inst) == 0
-    victim = tmp_path / "victim.txt"
-    victim.write_text("untouched\n")
-    link = state_dir / "logs" / "echo-r0.log"
-    link.unlink()
-    link.symlink_to(victim)  # our own symlink: allowed to exist, never written through
+    state_dir, _, victim = log_replaced_by_symlink(tmp_path)  # our own symlink: allowed, never written through
     again = start_instance(EXAMPLES / "echo", state_dir, "--replicas", "1", "--gateways", "1", wait_ready=False)
     try:
         wait_for(lambda: any("symbolic links" in e["message"] for e in again.events("start_failed")), 60,
