@@ -106,14 +106,6 @@ def is_recorded_process(pid: int, kind: str, endpoint: str, socket_dir: Path, ro
         return False
 
 
-def command_line(pid: int) -> list[str]:
-    """A process's argv, or [] if it is gone or unreadable."""
-    try:
-        return list(psutil.Process(pid).cmdline())
-    except psutil.Error:
-        return []
-
-
 def is_controller_of(pid: int, state_dir: Path) -> bool:
     """Whether ``pid`` is a `steady serve`/`steady up` working from ``state_dir``."""
     try:
