@@ -189,10 +189,13 @@ def section(runs: Runs, duration_s: float, repeats: int, blas_threads: int, spli
 
 
 def write_section(text: str) -> None:
-    """Replace this script's section (always the last one) or append it."""
+    """Replace this script's section where it is, or append it; the other scripts' sections stay."""
     old = RESULTS.read_text() if RESULTS.exists() else ""
-    head = old.split(SECTION, 1)[0].rstrip("\n")
-    RESULTS.write_text((head + "\n\n" if head else "") + text)
+    head, found, rest = old.partition(SECTION)
+    following = rest.find("\n## ") if found else -1
+    tail = rest[following + 1:] if following >= 0 else ""
+    head = head.rstrip("\n")
+    RESULTS.write_text((head + "\n\n" if head else "") + text + ("\n" + tail if tail else ""))
 
 
 def main() -> int:
