@@ -242,7 +242,8 @@ def write_results(results: dict, duration_s: float, results_file: Path) -> None:
     lines = [
         "# Benchmark results",
         "",
-        f"Command: `python bench/run.py --duration-s {duration_s:g}` (also `make bench`), run on"
+        f"Command: `python bench/run.py --duration-s {duration_s:g}"
+        f"{'' if results_file == DEFAULT_OUTPUT else ' --output ' + _shown_path(results_file)}`, run on"
         f" {time.strftime('%Y-%m-%d')} on this project's dev machine ({os.cpu_count()} cores; wrk -t1,"
         " keep-alive, load generator on the same machine). Gateway: 2 processes; nginx: 2 workers.",
         "",
@@ -263,6 +264,10 @@ def write_results(results: dict, duration_s: float, results_file: Path) -> None:
     results_file.write_text("\n".join(lines) + "\n" + ("\n" + kept if kept else ""))
     print("\n".join(lines[-5:]))
     print(f"results written to {results_file}")
+
+
+def _shown_path(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def run() -> int:
