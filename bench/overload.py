@@ -142,7 +142,7 @@ def write_results(results: dict[str, dict[str, float]], duration_s: float) -> No
               " goodput (2xx within 5x unloaded p99) >= 90 % of capacity.", ""]
     for name, r in results.items():
         checks = [
-            ("admitted p99 / unloaded p99", r["admitted_p99_ms"] / r["unloaded_p99_ms"], "<= 5", 
+            ("admitted p99 / unloaded p99", r["admitted_p99_ms"] / r["unloaded_p99_ms"], "<= 5",
              r["admitted_p99_ms"] <= 5 * r["unloaded_p99_ms"]),
             ("shed p99 ms", r["shed_p99_ms"], "<= 10", r["shed_p99_ms"] <= 10),
             ("goodput / capacity", r["goodput_share"], ">= 0.9", r["goodput_share"] >= 0.9),
