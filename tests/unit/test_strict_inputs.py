@@ -69,3 +69,16 @@ def test_strictness_does_not_change_the_documented_schema() -> None:
     schema = handler_specs(Numbers)["nested"].input_model.model_json_schema()
     assert schema["properties"]["rows"]["items"]["items"] == {"type": "number"}
     assert schema["properties"]["k"] == {"default": 1, "minimum": 1, "title": "K", "type": "integer"}
+
+
+def test_only_bodies_that_are_not_json_are_refused_for_their_numbers():
+    import pytest as _pytest
+
+    from steadyserve.errors import InvalidInput
+    from steadyserve.replica.inputs import refuse_non_json_numbers
+
+    for fine in (b'{"a": 1.5e300}', b'{"note": "NaN, Infinity and e999 are words here"}', b'{"a": 12}'):
+        refuse_non_json_numbers(fine)
+    for bad in (b'{"a": NaN}', b'{"a": 1e999}', b'{"a": [Infinity]}'):
+        with _pytest.raises(InvalidInput, match="not valid JSON"):
+            refuse_non_json_numbers(bad)

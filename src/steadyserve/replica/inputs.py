@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from ..errors import InvalidInput, MethodNotAllowed, PayloadTooLarge
@@ -25,6 +26,20 @@ def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
+# pydantic's JSON parser takes NaN, Infinity and numbers too large for a double (as inf); JSON has
+# none of them. Bodies that could hold one (rare) are parsed strictly once more to find out.
+_MAYBE_NOT_JSON_NUMBER = re.compile(rb"NaN|Infinity|[eE][+]?[0-9]{3}")
+
+
+def refuse_non_json_numbers(body: bytes) -> None:
+    if _MAYBE_NOT_JSON_NUMBER.search(body) is None:
+        return
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+
+
 def parse_input(spec: HandlerSpec, request: Request) -> dict[str, Any] | list[dict[str, Any]]:
     """The call's keyword arguments, or for a JSON array sent to a batched handler, each call's."""
     if request.method == b"GET":
@@ -38,6 +53,7 @@ def parse_input(spec: HandlerSpec, request: Request) -> dict[str, Any] | list[di
         body = request.body or b"{}"
     else:
         raise MethodNotAllowed(f"method {request.method.decode()} not allowed; use POST")
+    refuse_non_json_numbers(body)
     array = ARRAY_BODY.match(body) is not None
     if array and spec.many_adapter is not None:
         return parse_many(spec, body)
