@@ -39,7 +39,7 @@ def _seen(inst: Instance) -> list[str]:
 def _inflight(inst: Instance) -> float:
     _, _, raw = inst.request("GET", "/metrics")
     return next(s.value for family in text_string_to_metric_families(raw.decode()) for s in family.samples
-                if s.name == "steady_inflight_requests")
+                if s.name == "steady_handler_inflight_calls")  # inside the replica
 
 
 def _holding(inst: Instance, pool: ThreadPoolExecutor):

@@ -35,8 +35,9 @@ from ..wording import plural
 from . import orphans, private_dirs, reports
 from .config import DeploymentConfig, PlatformConfig
 from .desired import DeploymentState, DesiredState
-from .launch import GATEWAY_MODULE, REPLICA_MODULE, gateway_args, replica_args, replica_env
+from .launch import GATEWAY_MODULE, METRICS_DIR, REPLICA_MODULE, gateway_args, replica_args, replica_env
 from .leftovers import is_recorded_process
+from .observing import Observer, ReplicaView
 from .probes import HttpProber, Prober, ProbeResult
 from .processes import AdoptedProcess, Launcher, ProcessHandle, pid_alive
 from .publish import build_table, canary_route
@@ -109,8 +110,10 @@ class Controller(DesiredState):
         clock: Clock = time.monotonic,
         prober: Prober | None = None,
         collect_orphans: bool = False,
+        observer: Observer | None = None,
     ) -> None:
         self.config = config
+        self.observer = observer  # metrics, history: serve.py passes one; unit tests need none
         # Only a controller that made itself its children's subreaper (serve.py) has orphans to collect.
         self.collect_orphans = collect_orphans
         self.db = db
@@ -231,11 +234,25 @@ class Controller(DesiredState):
             except Exception:  # the loop must never die
                 log.exception("controller tick failed")
             elapsed = self.clock() - started
+            if self.observer is not None:
+                self._guarded("controller", "controller", "", "observe",
+                              functools.partial(self.observer.after_tick, self.replica_views(), elapsed))
             try:
                 await asyncio.wait_for(stop.wait(), max(0.0, interval - elapsed))
             except TimeoutError:
                 pass
         await self.shutdown()
+
+    def replica_views(self) -> list[ReplicaView]:
+        views = []
+        for (kind, name, id_), m in self.managed.items():
+            if kind != "replica":
+                continue
+            running = m.proc is not None and m.slot.state in HAS_PROCESS and m.proc.poll() is None
+            limit = m.config.spec.resources.memory_mb if m.config is not None else None
+            views.append(ReplicaView(name, id_, m.slot.state.value, m.proc.pid if running and m.proc else None,
+                                     m.slot.restarts, limit))
+        return views
 
     def _policy(self, managed: Managed) -> tuple[SupervisionPolicy, float]:
         if managed.config is not None:
@@ -490,7 +507,8 @@ class Controller(DesiredState):
         error_file.unlink(missing_ok=True)
         if managed.config is not None:
             module = REPLICA_MODULE
-            args = replica_args(managed.config, managed.slot.id, endpoint, error_file, cfg.grace_s)
+            args = replica_args(managed.config, managed.slot.id, endpoint, error_file, cfg.grace_s,
+                                revision=managed.revision or 0, metrics_dir=cfg.state_dir / METRICS_DIR)
         else:
             module = GATEWAY_MODULE
             args = gateway_args(cfg.gateway, managed.slot.id, self.routes_path, endpoint, cfg.grace_s)

@@ -15,14 +15,20 @@ REPLICA_MODULE = "steadyserve.replica.main"
 GATEWAY_MODULE = "steadyserve.gateway.main"
 
 
+METRICS_DIR = "metrics"  # in the state directory: every process's metrics shard
+
+
 def replica_args(dep: DeploymentConfig, replica_id: str, endpoint: str, error_file: Path,
-                 grace_s: float) -> list[str]:
+                 grace_s: float, revision: int = 0, metrics_dir: Path | None = None) -> list[str]:
     spec = dep.spec
     args = ["--target", dep.target, "--id", replica_id, "--deployment", dep.name, "--endpoint", endpoint,
+            "--revision", str(revision),
             "--error-file", str(error_file), "--max-body-bytes", str(spec.max_body_bytes),
             "--grace-s", str(grace_s), "--workers", str(spec.workers),
             "--handler-timeout-s", str(dep.handler_timeout_s), "--stuck-grace-s", str(spec.health.stuck_grace_s),
             "--max-ongoing", str(dep.max_ongoing_requests)]
+    if metrics_dir is not None:
+        args += ["--metrics-dir", str(metrics_dir)]
     if not spec.batching:
         args.append("--no-batching")
     # resources.memory_mb is watched by the controller (resident memory), not set as a process limit.
@@ -52,7 +58,8 @@ def gateway_args(gw: GatewaySpec, gateway_id: str, routes_path: Path, endpoint: 
             # Shared by every gateway process: a token's rate holds across them, not per process.
             "--rate-limits", str(state_dir / RATE_LIMITS_FILE),
             # Per slot, kept across restarts: the audit accounts for what a killed process refused.
-            "--refusal-counts", str(state_dir / refusal_counts_file(gateway_id))]
+            "--refusal-counts", str(state_dir / refusal_counts_file(gateway_id)),
+            "--metrics-dir", str(state_dir / METRICS_DIR)]
     for name, value in gw.http.model_dump().items():
         args += ["--" + name.replace("_", "-"), str(value)]
     if gw.tls_cert is not None and gw.tls_key is not None:

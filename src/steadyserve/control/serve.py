@@ -23,6 +23,7 @@ from .config import PlatformConfig
 from .controller import ROUTES_FILE, Controller
 from .launch import child_base_env
 from .leftovers import is_controller_of, is_recorded_process, socket_dirs
+from .observing import Observer
 from .processes import ProcessLauncher, pid_alive
 from .spec import AdmissionSettings, DeploymentSpec, GatewaySpec, PlatformSpec
 from .statedb import DB_NAME, Event, StateDB
@@ -187,7 +188,7 @@ def run_platform(
     config.state_dir.mkdir(parents=True, exist_ok=True)
     db = StateDB(config.state_dir / DB_NAME)
     controller = Controller(config, db, ProcessLauncher(child_base_env(os.environ)), on_event=on_event,
-                            collect_orphans=orphans.become_subreaper())
+                            collect_orphans=orphans.become_subreaper(), observer=Observer(config.state_dir))
     controller.prepare(recover=recover, secrets=secrets)
 
     async def main() -> None:

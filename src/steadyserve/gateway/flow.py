@@ -90,6 +90,7 @@ Outcome = Answered | Failed | Woken | Refreshed
 class Forward:
     response: Any
     replica: UpstreamReplica
+    attempts: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,7 @@ class Refuse:
     retry_after_s: int | None = None
     replica: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0  # sent to a replica this many times
 
 
 Result = Forward | Refuse
@@ -173,12 +175,12 @@ def _give_up(error: UpstreamError, replica: UpstreamReplica, reason: str, attemp
     what = said if said.startswith(f"replica {replica.id}") else f"replica {replica.id}: {said}"
     if isinstance(error, UpstreamTimeout):
         return Refuse(504, f"replica {replica.id}: no answer within the call's timeout of {timeout_s:g}s",
-                      replica=replica.id, details={"reason": reason, "attempts": attempts})
+                      replica=replica.id, details={"reason": reason, "attempts": attempts}, attempts=attempts)
     if isinstance(error, (UpstreamDraining, UpstreamOverloaded)):
         return Refuse(503, what, retry_after_s=1, replica=replica.id,
-                      details={"reason": reason, "attempts": attempts})
+                      details={"reason": reason, "attempts": attempts}, attempts=attempts)
     return Refuse(502, what, replica=replica.id,
-                  details={"reason": reason, "attempts": attempts})
+                  details={"reason": reason, "attempts": attempts}, attempts=attempts)
 
 
 def call_flow(service: ServiceRuntime, call: Call, on_ejected: OnEjected, roll: float = 0.0) -> Flow:
@@ -194,7 +196,7 @@ def call_flow(service: ServiceRuntime, call: Call, on_ejected: OnEjected, roll: 
         remaining_s = call.deadline - now
         if remaining_s <= 0:
             return Refuse(504, f"no answer within the call's timeout of {timeout_s:g}s",
-                          details={"attempts": len(tried)})
+                          details={"attempts": len(tried)}, attempts=len(tried))
         pick = choose(service, call.key, tried, now, queued_until is not None, roll)
         if pick is None:
             if last is not None:  # a failover found no other replica: report what went wrong
@@ -239,7 +241,7 @@ def call_flow(service: ServiceRuntime, call: Call, on_ejected: OnEjected, roll: 
         now = outcome.now
         _record(service, replica, outcome, now - sent_at, inflight_at_send, on_ejected)
         if isinstance(outcome, Answered):
-            return Forward(outcome.response, replica)
+            return Forward(outcome.response, replica, len(tried))
         error = outcome.error
         decision = decide_retry(error, len(tried), service.route.max_attempts, call.idempotent,
                                 service.budget.can_retry(now), lost)

@@ -20,6 +20,7 @@ from ..wire.endpoints import create_server
 from ..wire.http11 import Request, json_response
 from ..wire.limits import ServerLimits, add_limit_flags, limits_from_flags
 from ..wire.server import HttpServer
+from .metrics import GatewayMetrics
 from .proxy import Gateway
 from .ratelimit import LocalLimiter, RateLimiter
 from .refusals import STATUS_NAMES
@@ -29,6 +30,7 @@ from .sharedcells import Counters, LocalCounters, SharedCounters, SharedLimiter
 log = logging.getLogger("steadyserve.gateway")
 TABLE_POLL_S = 0.1
 REFUSAL_WINDOW_S = 5.0  # refused calls are counted per key over this long, then reported
+METRICS_FLUSH_S = 0.5  # how stale another gateway's /metrics may be about this process
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,6 +47,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     p.add_argument("--rate-limits", type=Path,
                    help="file of token rate-limit cells shared by the gateway processes (else per process)")
+    p.add_argument("--metrics-dir", type=Path,
+                   help="directory of every process's metrics shard: /metrics answers for all of them")
     p.add_argument("--refusal-counts", type=Path,
                    help="this slot's refusal counters, kept across restarts (else in memory)")
     return p.parse_args(argv)
@@ -76,6 +80,19 @@ async def _roll_refusals(gateway: Gateway) -> None:
         await asyncio.sleep(REFUSAL_WINDOW_S / 10)
 
 
+async def _flush_metrics(gateway: Gateway) -> None:
+    while True:
+        await asyncio.sleep(METRICS_FLUSH_S)
+        _flush_now(gateway)
+
+
+def _flush_now(gateway: Gateway) -> None:
+    try:
+        gateway.metrics.flush(gateway.services)
+    except OSError as exc:  # a full disk must not stop the calls; the next flush tries again
+        log.warning("could not write metrics: %s", exc)
+
+
 async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     table_file = TableFile(args.routes)
@@ -89,12 +106,14 @@ async def _serve(args: argparse.Namespace) -> int:
             gateway.apply_table(table)
         return table is not None
 
-    gateway = Gateway(args.id, refresh=refresh, limiter=limiter, refusal_counts=counts)
+    gateway = Gateway(args.id, refresh=refresh, limiter=limiter, refusal_counts=counts,
+                      metrics=GatewayMetrics(args.metrics_dir))
     initial = table_file.poll()
     if initial is not None:
         gateway.apply_table(initial)
     follower = loop.create_task(_follow_table(gateway, table_file))
     roller = loop.create_task(_roll_refusals(gateway))
+    flusher = loop.create_task(_flush_metrics(gateway))
 
     public = HttpServer(gateway.handle, limits_from_flags(args))
     tls = None
@@ -125,6 +144,8 @@ async def _serve(args: argparse.Namespace) -> int:
     admin_server.close()
     follower.cancel()
     roller.cancel()
+    flusher.cancel()
+    _flush_now(gateway)
     return 0
 
 

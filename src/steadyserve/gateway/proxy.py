@@ -20,9 +20,10 @@ from typing import Any
 from ..auth import Action, TokenRecord, bearer, check, split_token
 from ..caller import CALLER_HEADER
 from ..errors import UpstreamError
+from ..metrics.exposition import CONTENT_TYPE
 from ..printable import AUDIT_TARGET_MAX_CHARS, printable
 from ..types import Clock
-from ..wire.http11 import TIMEOUT_HEADER, Request, json_response, valid_request_id
+from ..wire.http11 import TIMEOUT_HEADER, Request, json_response, response, valid_request_id
 from ..wire.upstream import UpstreamPool
 from .flow import (
     Answered,
@@ -38,6 +39,7 @@ from .flow import (
     Woken,
     call_flow,
 )
+from .metrics import NONE, CallNote, GatewayMetrics
 from .outcomes import RevisionOutcomes
 from .ratelimit import LocalLimiter, RateLimiter
 from .refusals import STATUS_NAMES, RefusalKey, RefusalLog, source_host, status_name
@@ -53,6 +55,7 @@ _HOP_BY_HOP = frozenset(
 _NO_REPLICA_HEADER = b"x-steady-replica: none\r\n"
 _PUBLIC_PATHS = frozenset({b"/v2/health/live", b"/v2/health/ready"})  # for load balancers' checks
 DEPLOYMENT_HEADER = b"x-steady-deployment"
+METRICS_PATH = b"/metrics"  # the instance's one scrape target (a deployment's handlers never take it)
 _INTERNAL_ROUTES = frozenset({"healthz", "readyz"})
 
 
@@ -66,6 +69,7 @@ class Gateway:
         limiter: RateLimiter | None = None,
         refusal_counts: Counters | None = None,
         wall_clock: Clock = time.time,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.gateway_id = gateway_id
         self._pool_factory = pool_factory  # a unit test passes a fake
@@ -98,6 +102,7 @@ class Gateway:
         self._id_prefix = f"{gateway_id}-{self.instance}-"
         # What this process saw of each revision, for rollout judgement: deployment -> revision -> counts.
         self.outcomes: dict[str, dict[int, RevisionOutcomes]] = {}
+        self.metrics = metrics if metrics is not None else GatewayMetrics()
 
     # --- routing table -------------------------------------------------------
     def apply_table(self, table: RoutingTable) -> None:
@@ -149,14 +154,20 @@ class Gateway:
             "replica": replica.id, "generation": replica.generation, "period_s": round(period_s, 3),
             "times": replica.outlier.times_ejected, "last_error": error,
         })
+        self.metrics.ejected(service.name)
 
     async def handle(self, request: Request) -> bytes:
         self.requests += 1
         self.inflight += 1
+        note = CallNote()
+        started = time.perf_counter()
         try:
-            return await self._proxy(request)
+            response = await self._proxy(request, note)
+            note.status = _status_of(response)
+            return response
         finally:
             self.inflight -= 1
+            self.metrics.call(note, time.perf_counter() - started)
 
     def _request_id(self, request: Request) -> bytes:
         """The caller's id if it is a sane token; otherwise a new one replaces it."""
@@ -168,8 +179,11 @@ class Gateway:
         request.headers.append((b"x-request-id", new_id))
         return new_id
 
-    async def _proxy(self, request: Request) -> bytes:
+    async def _proxy(self, request: Request, note: CallNote) -> bytes:
         request_id = self._request_id(request)
+        if request.path == METRICS_PATH:
+            note.counted = False
+            return self._metrics(request, request_id)
         caller: TokenRecord | None = None
         if self.table.auth_required and request.path not in _PUBLIC_PATHS:
             allowed = self._authorize(request, request_id)
@@ -186,6 +200,8 @@ class Gateway:
         if service is None:
             return self._error(404, request_id, f"no service for path {request.path.decode(errors='replace')!r}"
                                f"; services: {', '.join(sorted(self.services)) or 'none yet'}")
+        note.deployment = service.name
+        note.handler = handler if handler in service.route.handlers else "unknown"
         if handler in _INTERNAL_ROUTES:  # replicas' probes are for the controller, not for callers
             return self._error(404, request_id, f"/{handler} is internal; load balancers use /v2/health/live"
                                " and /v2/health/ready")
@@ -201,10 +217,15 @@ class Gateway:
         call = Call(key=service.key_of(request) if service.key_of is not None else None,
                     idempotent=service.idempotent.get(handler, True), started_at=now, deadline=now + timeout_s)
         result = await self._run(call_flow(service, call, self._on_ejected, self._rng.random() * 100), head, tail)
+        note.attempts = result.attempts
         if isinstance(result, Forward):
+            note.revision = str(result.replica.revision)
             return result.response  # type: ignore[no-any-return]
         if result.details.get("shed"):
             self.shed += 1
+            note.shed = True
+        if result.replica is not None:
+            note.revision = next((str(r.revision) for r in service.replicas if r.id == result.replica), NONE)
         extra = b"retry-after: %d\r\n" % result.retry_after_s if result.retry_after_s is not None else b""
         details = {k: v for k, v in result.details.items() if k != "shed"}
         return self._error(result.status, request_id, result.message, extra=extra, replica=result.replica,
@@ -285,6 +306,19 @@ class Gateway:
         if self.refusals.due(self.clock(), window_s):
             self.refusals.close(self.refusal_counts.read())
 
+    def _metrics(self, request: Request, request_id: bytes) -> bytes:
+        """``/metrics`` of the whole instance (with access control on: a token allowed to read)."""
+        if request.method != b"GET":  # a HEAD arrives as a GET; the server leaves out the body
+            return self._error(405, request_id, "/metrics answers GET and HEAD", extra=b"allow: GET, HEAD\r\n")
+        if self.table.auth_required:
+            verdict = check(request.header(b"authorization"), self.tokens, Action.READ)
+            if verdict.status != 200:
+                self._refused(request, verdict.status, verdict.token.name if verdict.token else "-", verdict.reason)
+                extra = b"www-authenticate: Bearer\r\n" if verdict.status == 401 else b""
+                return self._error(verdict.status, request_id, verdict.reason, extra=extra)
+        return response(200, self.metrics.exposition(self.services), content_type=CONTENT_TYPE,
+                        extra_headers=b"x-request-id: " + request_id + b"\r\n" + _NO_REPLICA_HEADER)
+
     def _error(self, status: int, request_id: bytes, message: str, extra: bytes = b"",
                replica: str | None = None, **details: object) -> bytes:
         replica_header = _NO_REPLICA_HEADER if replica is None else b"x-steady-replica: %s\r\n" % replica.encode()
@@ -303,6 +337,14 @@ class Gateway:
                 "revisions": {s: {str(rev): o.to_json() for rev, o in by_rev.items()}
                               for s, by_rev in self.outcomes.items()},
                 "ejections": list(self.ejections), "refusals": self.refusals.report()}
+
+
+def _status_of(response: bytes) -> int:
+    """The status code of an HTTP/1.1 response (``HTTP/1.1 200 OK``)."""
+    try:
+        return int(response[9:12])
+    except (ValueError, TypeError):
+        return 0
 
 
 def _is_platform_token(value: bytes) -> bool:

@@ -26,6 +26,7 @@ from ..errors import (
     RequestError,
     UnknownHandler,
 )
+from ..metrics.exposition import CONTENT_TYPE
 from ..service import HandlerSpec, Service
 from ..wire.http11 import Request, json_response, response
 from . import v2
@@ -128,7 +129,7 @@ class ReplicaApp:
             batcher = Batcher(
                 name, spec.options.batch, list(spec.input_model.model_fields),
                 functools.partial(self._run_batch, spec),
-                on_batch=self.metrics.batch_size.labels(name).observe,
+                on_batch=self.metrics.batch_observer(name),
                 translate_error=functools.partial(self._handler_failed, name),
                 batch_timeout_s=self.handler_timeout_s,
             )
@@ -377,7 +378,7 @@ class ReplicaApp:
             return await batcher.submit(kwargs, deadline=deadline)
         if spec.options.batch is not None:  # batching switched off: a batch of one
             columns = {k: [v] for k, v in kwargs.items()}
-            self.metrics.batch_size.labels(spec.name).observe(1)
+            self.metrics.observe_batch(spec.name, 1)
             outputs = await self._run_batch(spec, columns, deadline)
             return split_outputs(outputs, 1, spec.name)[0]
         method = getattr(self.service, spec.name)
@@ -480,8 +481,8 @@ class ReplicaApp:
         return json_response(200 if ok else 503, {"ready": ok, **self.stats()}, extra_headers=extra)
 
     def _metrics(self, extra: bytes = b"") -> bytes:
-        self.metrics.inflight.set(self.inflight)
-        return response(200, self.metrics.exposition(), content_type=b"text/plain; version=0.0.4",
+        self.metrics.set_inflight(self.inflight)
+        return response(200, self.metrics.exposition(), content_type=CONTENT_TYPE,
                         extra_headers=extra)
 
     def _openapi_json(self, extra: bytes = b"") -> bytes:

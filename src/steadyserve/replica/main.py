@@ -28,6 +28,7 @@ from .metrics import ReplicaMetrics
 from .workers import WorkerPool
 
 EXIT_SETUP_FAILED = 3
+METRICS_FLUSH_S = 0.5  # how stale the gateway's /metrics may be about this replica
 log = logging.getLogger("steadyserve.replica")
 
 
@@ -52,6 +53,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="resident memory limit; enforced by the controller (it replaces the replica), not here")
     p.add_argument("--address-space-mb", type=int, help="opt-in backstop: address-space limit (RLIMIT_AS)")
     p.add_argument("--cpu-share", type=float, help="1 = normal CPU priority; lower runs nicer")
+    p.add_argument("--revision", default="0", help="the deployment revision this replica runs (a metrics label)")
+    p.add_argument("--metrics-dir", type=Path, help="where to write this process's metrics shard")
     return p.parse_args(argv)
 
 
@@ -91,7 +94,7 @@ async def _serve(args: argparse.Namespace) -> int:
     workers = WorkerPool(max(1, args.workers))
     app = ReplicaApp(
         service, specs, replica_id=args.id, service_name=name, workers=workers,
-        metrics=ReplicaMetrics(args.id, name), batching=not args.no_batching,
+        metrics=ReplicaMetrics(name, args.revision, args.metrics_dir), batching=not args.no_batching,
         handler_timeout_s=args.handler_timeout_s, stuck_grace_s=args.stuck_grace_s, max_ongoing=args.max_ongoing,
     )
     # No idle timeout: closing a pooled gateway connection could race its reuse and fail a call.
@@ -114,11 +117,14 @@ async def _serve(args: argparse.Namespace) -> int:
         return _fatal(args, "setup", setup.exception())  # type: ignore[arg-type]
     app.start_batchers()
     watchdog = loop.create_task(app.watch())
+    flusher = loop.create_task(_flush_metrics(app))
     app.ready = True
     log.info("replica %s ready (handlers: %s)", args.id, ", ".join(specs))
     await stop_wait
     await _drain(app, http, server, args.grace_s, args.drain_linger_s)
     watchdog.cancel()
+    flusher.cancel()
+    _flush_now(app)
     workers.shutdown()
     busy = workers.running()
     if busy:  # a thread stuck in user code would keep the interpreter from exiting
@@ -127,6 +133,19 @@ async def _serve(args: argparse.Namespace) -> int:
         logging.shutdown()
         os._exit(0)
     return 0
+
+
+async def _flush_metrics(app: ReplicaApp) -> None:
+    while True:
+        await asyncio.sleep(METRICS_FLUSH_S)
+        _flush_now(app)
+
+
+def _flush_now(app: ReplicaApp) -> None:
+    try:
+        app.metrics.flush(app.inflight)
+    except OSError as exc:  # a full disk must not stop the calls; the next flush tries again
+        log.warning("could not write metrics: %s", exc)
 
 
 async def _drain(app: ReplicaApp, http: HttpServer, server: asyncio.AbstractServer, grace_s: float,

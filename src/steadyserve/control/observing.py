@@ -1,0 +1,122 @@
+"""What the controller measures each tick: its own metrics, the history, shard upkeep.
+
+The controller hands over a frozen view of its processes after each tick; this module
+reads CPU and memory of each running replica (psutil), writes the controller's metrics
+shard, records a history step every ``STEP_S`` and folds dead processes' shards into
+the archive now and then. Nothing here decides anything about the processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil  # type: ignore[import-untyped,unused-ignore]
+
+from ..metrics import catalog
+from ..metrics.exposition import flatten
+from ..metrics.history import STEP_S, History
+from ..metrics.recorder import Recorder
+from ..metrics.shards import ShardWriter, compact, read_merged
+from ..metrics.store import OBSERVABILITY_DB, SqliteHistoryStore
+from ..types import Clock
+from . import private_dirs
+from .launch import METRICS_DIR
+
+log = logging.getLogger(__name__)
+COMPACT_EVERY_S = 60.0
+RETAIN_S = 8 * 24 * 3600.0  # the history's durable tier: the SLOs' 3-day window and a margin
+
+
+@dataclass(frozen=True)
+class ReplicaView:
+    deployment: str
+    replica: str
+    state: str
+    pid: int | None  # while a process runs
+    restarts: int
+    memory_limit_mb: int | None
+
+
+class Observer:
+    def __init__(self, state_dir: Path, wall_clock: Clock = time.time, step_s: float = STEP_S,
+                 history: History | None = None) -> None:
+        self.metrics_dir = state_dir / METRICS_DIR
+        private_dirs.ensure_private_dir(self.metrics_dir, tighten=True)
+        self.wall_clock = wall_clock
+        self.step_s = step_s
+        self.recorder = Recorder()
+        self.writer = ShardWriter(self.metrics_dir, "controller", self.recorder)
+        self.history = history if history is not None else History(
+            step_s=step_s, store=SqliteHistoryStore(state_dir / OBSERVABILITY_DB))
+        self._restarts: dict[tuple[str, str], int] = {}
+        self._processes: dict[int, psutil.Process] = {}
+        self._last_step = 0.0
+        self._last_compact = 0.0
+
+    def after_tick(self, replicas: Sequence[ReplicaView], tick_s: float) -> None:
+        self.recorder.observe(catalog.TICK_DURATION, (), tick_s)
+        self._count_replicas(replicas)
+        self._read_processes(replicas)
+        self.writer.flush()
+        now = self.wall_clock()
+        if now - self._last_step >= self.step_s:
+            self._last_step = now
+            self.history.add(now, flatten(read_merged(self.metrics_dir)))
+        if now - self._last_compact >= COMPACT_EVERY_S:
+            self._last_compact = now
+            compact(self.metrics_dir)
+            self.history.prune_store(RETAIN_S, now)
+
+    def _count_replicas(self, replicas: Sequence[ReplicaView]) -> None:
+        states: dict[tuple[str, ...], float] = {}
+        limits: dict[tuple[str, ...], float] = {}
+        for r in replicas:
+            states[(r.deployment, r.state)] = states.get((r.deployment, r.state), 0.0) + 1
+            if r.memory_limit_mb is not None:
+                limits[(r.deployment,)] = float(r.memory_limit_mb * 1024 * 1024)
+            key = (r.deployment, r.replica)
+            seen = self._restarts.get(key)
+            if seen is not None and r.restarts > seen:
+                self.recorder.inc(catalog.RESTARTS, (r.deployment,), r.restarts - seen)
+            self._restarts[key] = r.restarts if seen is None else max(seen, r.restarts)
+        for key in [k for k in self._restarts if k not in {(r.deployment, r.replica) for r in replicas}]:
+            del self._restarts[key]
+        self.recorder.replace_live(catalog.REPLICAS, states)
+        self.recorder.replace_live(catalog.REPLICA_MEMORY_LIMIT, limits)
+
+    def _read_processes(self, replicas: Sequence[ReplicaView]) -> None:
+        cpu: dict[tuple[str, ...], float] = {}
+        memory: dict[tuple[str, ...], float] = {}
+        running = {r.pid for r in replicas if r.pid}
+        for pid in [p for p in self._processes if p not in running]:
+            del self._processes[pid]
+        for r in replicas:
+            if not r.pid:
+                continue
+            reading = self._reading(r.pid)
+            if reading is not None:
+                cpu[(r.deployment, r.replica)], memory[(r.deployment, r.replica)] = reading
+        self.recorder.replace_live(catalog.REPLICA_CPU, cpu)
+        self.recorder.replace_live(catalog.REPLICA_MEMORY, memory)
+
+    def _reading(self, pid: int) -> tuple[float, float] | None:
+        """CPU seconds of a replica (and its reaped children) and resident bytes of it and its children."""
+        try:
+            proc = self._processes.get(pid)
+            if proc is None:
+                proc = self._processes[pid] = psutil.Process(pid)
+            times = proc.cpu_times()  # with the children it waited for: never goes down while it runs
+            cpu_s = times.user + times.system + times.children_user + times.children_system
+            rss = float(proc.memory_info().rss)
+            for child in proc.children(recursive=True):
+                with contextlib.suppress(psutil.Error):  # exited meanwhile
+                    rss += child.memory_info().rss
+            return cpu_s, rss
+        except psutil.Error:
+            self._processes.pop(pid, None)
+            return None

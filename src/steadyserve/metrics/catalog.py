@@ -1,0 +1,91 @@
+"""Every metric the platform exposes: name, type, help, labels, buckets — in one place.
+
+The gateway's ``/metrics``, the controller's history, alert rules, the Prometheus rule
+export and the Grafana export all name metrics through these constants, so a renamed
+metric breaks at import, not on a dashboard.
+
+Who writes what:
+- gateway processes: calls as clients saw them (``steady_requests_total``, latency,
+  in-flight, queued, admission, retries, ejections);
+- replicas: handler calls, handler time and batch sizes;
+- the controller: replica states, restarts, CPU and memory of each replica, its tick time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["counter", "gauge", "histogram"]
+
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                     30.0, 60.0)
+BATCH_BUCKETS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0)
+TICK_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str  # for counters without the _total suffix the exposition adds
+    kind: Kind
+    help: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...] = ()
+    # A value only while its writer lives (gauges; per-replica readings that vanish with the replica).
+    live_only: bool = False
+
+    @property
+    def exposed_name(self) -> str:
+        return f"{self.name}_total" if self.kind == "counter" else self.name
+
+
+def _spec(name: str, kind: Kind, help: str, *labels: str, buckets: tuple[float, ...] = (),
+          live_only: bool = False) -> MetricSpec:
+    return MetricSpec(name, kind, help, labels, buckets, live_only or kind == "gauge")
+
+
+# --- gateway: calls as clients saw them -------------------------------------------------
+REQUESTS = _spec("steady_requests", "counter",
+                 "Calls answered by the gateway, by deployment, revision that answered ('none' if no replica did),"
+                 " handler and HTTP status code", "deployment", "revision", "handler", "code")
+REQUEST_DURATION = _spec("steady_request_duration_seconds", "histogram",
+                         "Call latency seen at the gateway: queueing, retries and the replica's time",
+                         "deployment", "handler", buckets=LATENCY_BUCKETS_S)
+INFLIGHT = _spec("steady_inflight_requests", "gauge", "Calls the gateway processes are handling now", "deployment")
+QUEUED = _spec("steady_queued_requests", "gauge", "Calls waiting in the gateways for a free replica", "deployment")
+ADMISSION = _spec("steady_admission", "counter",
+                  "Calls admitted to a replica or shed by admission control (decision: admitted or shed)",
+                  "deployment", "decision")
+RETRIES = _spec("steady_retries", "counter", "Calls retried on another replica after a failed attempt", "deployment")
+EJECTIONS = _spec("steady_ejections", "counter", "Replicas ejected by a gateway's outlier detection", "deployment")
+
+# --- replicas: handler calls ------------------------------------------------------------
+HANDLER_CALLS = _spec("steady_handler_calls", "counter", "Handler calls inside replicas by status code",
+                      "deployment", "revision", "handler", "code")
+HANDLER_DURATION = _spec("steady_handler_duration_seconds", "histogram", "Time inside the handler of a replica",
+                         "deployment", "revision", "handler", buckets=LATENCY_BUCKETS_S)
+HANDLER_INFLIGHT = _spec("steady_handler_inflight_calls", "gauge", "Handler calls running inside replicas now",
+                         "deployment")
+BATCH_SIZE = _spec("steady_batch_size", "histogram", "Calls per executed batch", "deployment", "handler",
+                   buckets=BATCH_BUCKETS)
+
+# --- controller: the processes ------------------------------------------------------------
+REPLICAS = _spec("steady_replicas", "gauge", "Replicas by state (starting, ready, unhealthy, ...)",
+                 "deployment", "state")
+RESTARTS = _spec("steady_replica_restarts", "counter", "Replica processes restarted by the supervisor",
+                 "deployment")
+REPLICA_CPU = _spec("steady_replica_cpu_seconds", "counter", "CPU time (user + system) of a running replica",
+                    "deployment", "replica", live_only=True)
+REPLICA_MEMORY = _spec("steady_replica_resident_memory_bytes", "gauge", "Resident memory of a running replica",
+                       "deployment", "replica")
+REPLICA_MEMORY_LIMIT = _spec("steady_replica_memory_limit_bytes", "gauge",
+                             "The deployment's per-replica memory limit (resources.memory_mb)", "deployment")
+TICK_DURATION = _spec("steady_controller_tick_duration_seconds", "histogram", "Time of one controller tick",
+                      buckets=TICK_BUCKETS_S)
+
+ALL: tuple[MetricSpec, ...] = (
+    REQUESTS, REQUEST_DURATION, INFLIGHT, QUEUED, ADMISSION, RETRIES, EJECTIONS,
+    HANDLER_CALLS, HANDLER_DURATION, HANDLER_INFLIGHT, BATCH_SIZE,
+    REPLICAS, RESTARTS, REPLICA_CPU, REPLICA_MEMORY, REPLICA_MEMORY_LIMIT, TICK_DURATION,
+)
+BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in ALL}

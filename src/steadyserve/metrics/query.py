@@ -1,0 +1,80 @@
+"""Pure arithmetic over recorded samples, with Prometheus's meaning.
+
+A sample is ``(ts, value)``; counters are cumulative and may reset to zero (a new
+instance, a merged process): ``increase`` counts across resets as Prometheus does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+Labels = tuple[tuple[str, str], ...]
+SeriesKey = tuple[str, Labels]
+Sample = tuple[float, float]
+
+
+def labels_of(mapping: Mapping[str, str]) -> Labels:
+    return tuple(sorted(mapping.items()))
+
+
+def matches(labels: Labels, matchers: Mapping[str, str]) -> bool:
+    if not matchers:
+        return True
+    found = dict(labels)
+    return all(found.get(k, "") == v for k, v in matchers.items())
+
+
+def value_at(samples: Sequence[Sample], ts: float) -> float | None:
+    """The last value recorded at or before ``ts`` (None before the first; NaN marks a series gone)."""
+    found: float | None = None
+    for sample_ts, value in samples:
+        if sample_ts > ts:
+            break
+        found = value
+    if found is None or math.isnan(found):
+        return None
+    return found
+
+
+def increase(samples: Sequence[Sample], since: float, until: float) -> float:
+    """How much a counter grew in (since, until], counting across resets.
+
+    The value at ``since`` is the last one recorded at or before it; a series that starts
+    inside the window starts from zero (its first calls are in the window too).
+    """
+    start = value_at(samples, since)
+    previous = start if start is not None else 0.0
+    total = 0.0
+    for ts, value in samples:
+        if ts <= since or math.isnan(value):
+            continue
+        if ts > until:
+            break
+        total += value - previous if value >= previous else value  # a drop is a reset to zero
+        previous = value
+    return total
+
+
+def bucket_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:
+    """``histogram_quantile``: buckets are ``(upper bound, cumulative count)`` sorted, +Inf last.
+
+    Linear interpolation inside the bucket; a quantile in the +Inf bucket answers the
+    largest finite bound (as Prometheus does). None when there were no observations.
+    """
+    if not buckets or not 0.0 <= q <= 1.0:
+        return None
+    total = buckets[-1][1]
+    if total <= 0:
+        return None
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound
+            if count == lower_count:
+                return bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (count - lower_count)
+        lower_bound, lower_count = bound, count
+    return lower_bound

@@ -1,0 +1,245 @@
+"""Metrics shared between processes through files: one shard per process, summed on read.
+
+Each gateway, replica and controller process writes its totals to its own shard file
+(``<role>-<pid>-<start>.json``, replaced atomically) a few times a second when they
+changed. A reader sums every shard: counters and histograms of every process that
+ever ran (a dead replica's calls still happened), live values (gauges) only of
+processes still running — the same process, not a later one with its pid.
+
+Shards of dead processes are folded into ``archive.json`` (``compact``) so a crash
+loop does not leave thousands of files. The archive names the shards it holds, and a
+reader skips those, so a shard is never counted twice nor missed: the archive is
+replaced before a folded shard is removed, and a reader that finds a listed shard gone
+reads everything again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .catalog import BY_NAME
+from .recorder import Recorder
+
+log = logging.getLogger(__name__)
+ARCHIVE = "archive.json"
+MAX_SHARD_BYTES = 8 << 20
+MAX_LABEL_CHARS = 256
+_READ_ATTEMPTS = 5
+
+Alive = Callable[[int, int], bool]
+
+
+def process_start(pid: int) -> int | None:
+    """The kernel's start time of a process (clock ticks since boot): tells it from a later pid reuse."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat.rpartition(b")")[2].split()  # the command name may hold spaces and parentheses
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def process_alive(pid: int, start: int) -> bool:
+    return process_start(pid) == start
+
+
+def shard_name(role: str, pid: int, start: int) -> str:
+    return f"{role}-{pid}-{start}.json"
+
+
+def _identity(name: str) -> tuple[int, int] | None:
+    parts = name.removesuffix(".json").rsplit("-", 2)
+    if len(parts) != 3:
+        return None
+    try:
+        return int(parts[1]), int(parts[2])
+    except ValueError:
+        return None
+
+
+class ShardWriter:
+    """Writes one process's ``Recorder`` to its shard when it changed."""
+
+    def __init__(self, directory: Path, role: str, recorder: Recorder, pid: int | None = None) -> None:
+        self.directory = directory
+        self.recorder = recorder
+        self.pid = os.getpid() if pid is None else pid
+        self.start = process_start(self.pid) or 0
+        self.path = directory / shard_name(role, self.pid, self.start)
+        self._written = b""
+
+    def flush(self) -> bool:
+        data = orjson.dumps(self.recorder.to_json())
+        if data == self._written:
+            return False
+        _write_atomically(self.path, data)
+        self._written = data
+        return True
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+class _Vanished(Exception):
+    pass
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    """A shard's content; None if it is damaged (logged; the rest is still read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise _Vanished from None
+    except OSError as exc:
+        log.warning("metrics shard %s unreadable: %s", path, exc)
+        return None
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_SHARD_BYTES + 1)
+    try:
+        loaded = orjson.loads(data) if len(data) <= MAX_SHARD_BYTES else None
+    except orjson.JSONDecodeError:
+        loaded = None
+    if not isinstance(loaded, dict):
+        log.warning("metrics shard %s is damaged or too large; left out", path)
+        return None
+    return loaded
+
+
+def add(total: Recorder, shard: dict[str, Any], live: bool) -> None:
+    """Add one shard's values to ``total``; entries that do not fit the catalogue are left out."""
+    for entry in _entries(shard.get("counters")):
+        name, values, value = entry
+        if _fits(name, values, "counter") and isinstance(value, (int, float)) and math.isfinite(value):
+            key = (name, values)
+            total.counters[key] = total.counters.get(key, 0.0) + float(value)
+    for entry in _entries(shard.get("histograms")):
+        name, values, cells = entry
+        spec = BY_NAME.get(name)
+        if (not _fits(name, values, "histogram") or spec is None or not isinstance(cells, list)
+                or len(cells) != len(spec.buckets) + 2
+                or not all(isinstance(c, (int, float)) and math.isfinite(c) for c in cells)):
+            continue
+        key = (name, values)
+        found = total.histograms.setdefault(key, [0.0] * len(cells))
+        for i, cell in enumerate(cells):
+            found[i] += float(cell)
+    if live:
+        for entry in _entries(shard.get("live")):
+            name, values, value = entry
+            spec = BY_NAME.get(name)
+            if (spec is not None and spec.live_only and _fits(name, values, spec.kind)
+                    and isinstance(value, (int, float)) and math.isfinite(value)):
+                key = (name, values)
+                total.live[key] = total.live.get(key, 0.0) + float(value)
+
+
+def _entries(raw: object) -> list[tuple[str, tuple[str, ...], Any]]:
+    if not isinstance(raw, list):
+        return []
+    out = []
+    for item in raw:
+        if (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and isinstance(item[1], list)
+                and all(isinstance(v, str) and len(v) <= MAX_LABEL_CHARS for v in item[1])):
+            out.append((item[0], tuple(item[1]), item[2]))
+    return out
+
+
+def _fits(name: str, values: tuple[str, ...], kind: str) -> bool:
+    spec = BY_NAME.get(name)
+    return spec is not None and spec.kind == kind and len(values) == len(spec.labels)
+
+
+def _listing(directory: Path) -> list[str]:
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if n.endswith(".json") and n != ARCHIVE and not n.startswith("."))
+
+
+def _archive(directory: Path) -> dict[str, Any]:
+    try:
+        loaded = _load(directory / ARCHIVE)
+    except _Vanished:
+        return {}
+    return loaded or {}
+
+
+def read_merged(directory: Path, alive: Alive = process_alive) -> Recorder:
+    """Every process's metrics summed (live values of running processes only)."""
+    for _ in range(_READ_ATTEMPTS):
+        names = _listing(directory)  # first: a shard folded after this is in the archive read next
+        archive = _archive(directory)
+        folded = set(archive.get("merged", [])) if isinstance(archive.get("merged"), list) else set()
+        total = Recorder()
+        add(total, archive, live=False)
+        try:
+            for name in names:
+                if name in folded:
+                    continue
+                shard = _load(directory / name)
+                identity = _identity(name)
+                if shard is not None:
+                    add(total, shard, live=identity is not None and alive(*identity))
+        except _Vanished:  # folded into the archive meanwhile: read it all again
+            continue
+        return total
+    raise RuntimeError(f"metrics shards in {directory} kept changing while read")
+
+
+def compact(directory: Path, alive: Alive = process_alive) -> int:
+    """Fold the shards of processes that have exited into the archive; how many were folded.
+
+    Only one process (the controller) compacts a directory.
+    """
+    archive = _archive(directory)
+    folded = set(archive.get("merged", [])) if isinstance(archive.get("merged"), list) else set()
+    names = _listing(directory)
+    for name in [n for n in names if n in folded]:  # folded before a crash, not yet removed
+        (directory / name).unlink(missing_ok=True)
+    dead = [n for n in names if n not in folded and (_identity(n) is None or not alive(*_identity(n)))]  # type: ignore[misc]
+    _remove_stale_temporaries(directory, alive)
+    if not dead:
+        return 0
+    total = Recorder()
+    add(total, archive, live=False)
+    for name in dead:
+        try:
+            shard = _load(directory / name)
+        except _Vanished:
+            continue
+        if shard is not None:
+            add(total, shard, live=False)
+    remaining = sorted({n for n in folded if (directory / n).exists()} | set(dead))
+    _write_atomically(directory / ARCHIVE, orjson.dumps({"merged": remaining, **total.to_json()}))
+    for name in dead:
+        (directory / name).unlink(missing_ok=True)
+    return len(dead)
+
+
+def _remove_stale_temporaries(directory: Path, alive: Alive) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(directory):
+            if name.startswith(".") and name.endswith(".json.tmp"):
+                identity = _identity(name[1:].removesuffix(".tmp"))
+                if identity is None or not alive(*identity):
+                    (directory / name).unlink(missing_ok=True)
