@@ -116,7 +116,7 @@ def test_readers_never_see_a_total_change_while_shards_are_folded(tmp_path):
     reader = threading.Thread(target=read)
     reader.start()
     try:
-        for calls in range(1, 21):  # fold one new dead process at a time, as the controller does each minute
+        for _ in range(20):  # fold one new dead process at a time, as the controller does each minute
             _process(tmp_path, 0, stay=False)
             compact(tmp_path)
     finally:
