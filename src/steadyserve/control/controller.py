@@ -32,7 +32,7 @@ from ..gateway.routes import (
 from ..printable import printable
 from ..types import Clock
 from ..wording import plural
-from . import orphans, private_dirs, reports
+from . import orphans, prediction, private_dirs, reports
 from .config import DeploymentConfig, PlatformConfig
 from .desired import DeploymentState, DesiredState
 from .launch import GATEWAY_MODULE, METRICS_DIR, REPLICA_MODULE, gateway_args, replica_args, replica_env
@@ -53,6 +53,7 @@ from .rollout import (
     plan,
 )
 from .secrets import SECRETS_DIR_VAR, redact, split_by_mount, write_secret_files
+from .spec import PredictionSettings
 from .statedb import Event, StateDB
 from .supervision import (
     HAS_PROCESS,
@@ -94,6 +95,7 @@ class Managed:
     ejections_seen: int = 0  # gateways: last ejection seq turned into an event
     timeouts_seen: int = 0  # replicas: last handler timeout turned into an event
     auth_failures_seen: int = 0  # gateways: last refused call written to the audit log
+    forecast: str | None = None  # replicas: predicted to fail, and configured to be replaced before
 
     @property
     def label(self) -> str:
@@ -235,13 +237,27 @@ class Controller(DesiredState):
                 log.exception("controller tick failed")
             elapsed = self.clock() - started
             if self.observer is not None:
-                self._guarded("controller", "controller", "", "observe",
-                              functools.partial(self.observer.after_tick, self.replica_views(), elapsed))
+                self._guarded("controller", "controller", "", "observe", functools.partial(self._measure, elapsed))
             try:
                 await asyncio.wait_for(stop.wait(), max(0.0, interval - elapsed))
             except TimeoutError:
                 pass
         await self.shutdown()
+
+    def _measure(self, tick_s: float) -> None:
+        """Metrics and history after a tick; forecasts become events, and replacements where configured."""
+        assert self.observer is not None
+        for found in self.observer.after_tick(self.replica_views(), tick_s):
+            managed = self.managed.get(("replica", found.deployment, found.replica))
+            if managed is None or managed.proc is None or managed.proc.pid != found.pid or managed.config is None:
+                continue
+            replace_it = (found.forecast.kind == "memory" and managed.config.spec.prediction.replace
+                          and managed.slot.state == ProcState.READY and managed.slot.replace_reason is None)
+            self.record("replica", found.replica, "predicted",
+                        found.forecast.message + ("; replacing it before it does" if replace_it else ""),
+                        found.deployment)
+            if replace_it:
+                managed.forecast = f"predicted to fail: {found.forecast.message}"
 
     def replica_views(self) -> list[ReplicaView]:
         views = []
@@ -249,9 +265,14 @@ class Controller(DesiredState):
             if kind != "replica":
                 continue
             running = m.proc is not None and m.slot.state in HAS_PROCESS and m.proc.poll() is None
-            limit = m.config.spec.resources.memory_mb if m.config is not None else None
-            views.append(ReplicaView(name, id_, m.slot.state.value, m.proc.pid if running and m.proc else None,
-                                     m.slot.restarts, limit))
+            spec = m.config.spec if m.config is not None else None
+            stats = m.stats
+            views.append(ReplicaView(
+                name, id_, m.slot.state.value, m.proc.pid if running and m.proc else None, m.slot.restarts,
+                spec.resources.memory_mb if spec is not None else None,
+                calls=_number(stats.get("requests")), errors=_number(stats.get("errors")),
+                handler_s=_number(stats.get("handler_seconds")),
+                prediction=_prediction_settings(spec.prediction) if spec is not None else prediction.Settings()))
         return views
 
     def _policy(self, managed: Managed) -> tuple[SupervisionPolicy, float]:
@@ -368,7 +389,8 @@ class Controller(DesiredState):
             error=self._from_process(managed, self._read_error(managed)) if exit_code is not None else None,
             problem=None if result is None else self._from_process(managed, result.problem),
             has_process=managed.proc is not None,
-            replace_reason=None if result is None else self._from_process(managed, result.replace_reason),
+            replace_reason=(None if result is None else self._from_process(managed, result.replace_reason))
+            or managed.forecast,
             rss_mb=rss_mb,
             routes_version=self._routes_version,
             in_routes=(managed.deployment, slot.id, slot.generation) in self._routed,
@@ -522,6 +544,7 @@ class Controller(DesiredState):
         managed.ejections_seen = 0
         managed.auth_failures_seen = 0
         managed.timeouts_seen = 0
+        managed.forecast = None
 
     def _replica_env(self, managed: Managed) -> dict[str, str]:
         """The deployment's env and its revision's secrets (files for mount: file)."""
@@ -644,3 +667,12 @@ class Controller(DesiredState):
         self.db.set_meta(status="stopped")
         private_dirs.remove_socket_dir(self.config.state_dir, self.socket_dir)
         self.record("controller", "controller", "stopped", "all processes stopped")
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def _prediction_settings(spec: PredictionSettings) -> prediction.Settings:
+    return prediction.Settings(window_s=spec.window_s, horizon_s=spec.horizon_s, latency_drift=spec.latency_drift,
+                               error_ratio=spec.error_ratio)

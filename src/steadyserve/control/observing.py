@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +25,12 @@ from ..metrics.recorder import Recorder
 from ..metrics.shards import ShardWriter, compact, read_merged
 from ..metrics.store import OBSERVABILITY_DB, SqliteHistoryStore
 from ..types import Clock
-from . import private_dirs
+from . import prediction, private_dirs
 from .launch import METRICS_DIR
 
 log = logging.getLogger(__name__)
 COMPACT_EVERY_S = 60.0
+READINGS_KEPT = 4000  # per replica: a window of an hour at the fastest tick
 RETAIN_S = 8 * 24 * 3600.0  # the history's durable tier: the SLOs' 3-day window and a margin
 
 
@@ -40,6 +42,20 @@ class ReplicaView:
     pid: int | None  # while a process runs
     restarts: int
     memory_limit_mb: int | None
+    calls: float = 0.0  # as the replica last reported them (cumulative since it started)
+    errors: float = 0.0
+    handler_s: float = 0.0
+    prediction: prediction.Settings = prediction.Settings()
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """A forecast about one running replica, reported once while it holds."""
+
+    deployment: str
+    replica: str
+    pid: int
+    forecast: prediction.Forecast
 
 
 class Observer:
@@ -57,11 +73,15 @@ class Observer:
         self._processes: dict[int, psutil.Process] = {}
         self._last_step = 0.0
         self._last_compact = 0.0
+        # Each running replica's recent readings, by (deployment, replica, pid): a restart starts afresh.
+        self._readings: dict[tuple[str, str, int], deque[prediction.Reading]] = {}
+        self._holding: set[tuple[str, str, int, str]] = set()  # forecasts reported and still holding
 
-    def after_tick(self, replicas: Sequence[ReplicaView], tick_s: float) -> None:
+    def after_tick(self, replicas: Sequence[ReplicaView], tick_s: float) -> list[Predicted]:
+        """Measure, record, and return the forecasts that are new since the last tick."""
         self.recorder.observe(catalog.TICK_DURATION, (), tick_s)
         self._count_replicas(replicas)
-        self._read_processes(replicas)
+        rss = self._read_processes(replicas)
         self.writer.flush()
         now = self.wall_clock()
         if now - self._last_step >= self.step_s:
@@ -71,6 +91,32 @@ class Observer:
             self._last_compact = now
             compact(self.metrics_dir)
             self.history.prune_store(RETAIN_S, now)
+        return self._predict(replicas, rss, now)
+
+    def _predict(self, replicas: Sequence[ReplicaView], rss: dict[tuple[str, str], float],
+                 now: float) -> list[Predicted]:
+        new: list[Predicted] = []
+        holding: set[tuple[str, str, int, str]] = set()
+        running: set[tuple[str, str, int]] = set()
+        for r in replicas:
+            if not r.pid or (r.deployment, r.replica) not in rss:
+                continue
+            key = (r.deployment, r.replica, r.pid)
+            running.add(key)
+            readings = self._readings.setdefault(key, deque(maxlen=READINGS_KEPT))
+            readings.append(prediction.Reading(now, rss[(r.deployment, r.replica)], r.calls, r.errors, r.handler_s))
+            while readings and readings[0].ts < now - 2 * r.prediction.window_s - 60:
+                readings.popleft()
+            limit = r.memory_limit_mb * 1024 * 1024 if r.memory_limit_mb is not None else None
+            for forecast in prediction.assess(readings, limit, r.prediction, now):
+                mark = (*key, forecast.kind)
+                holding.add(mark)
+                if mark not in self._holding:
+                    new.append(Predicted(r.deployment, r.replica, r.pid, forecast))
+        for key in [k for k in self._readings if k not in running]:
+            del self._readings[key]
+        self._holding = holding
+        return new
 
     def _count_replicas(self, replicas: Sequence[ReplicaView]) -> None:
         states: dict[tuple[str, ...], float] = {}
@@ -89,7 +135,7 @@ class Observer:
         self.recorder.replace_live(catalog.REPLICAS, states)
         self.recorder.replace_live(catalog.REPLICA_MEMORY_LIMIT, limits)
 
-    def _read_processes(self, replicas: Sequence[ReplicaView]) -> None:
+    def _read_processes(self, replicas: Sequence[ReplicaView]) -> dict[tuple[str, str], float]:
         cpu: dict[tuple[str, ...], float] = {}
         memory: dict[tuple[str, ...], float] = {}
         running = {r.pid for r in replicas if r.pid}
@@ -103,6 +149,7 @@ class Observer:
                 cpu[(r.deployment, r.replica)], memory[(r.deployment, r.replica)] = reading
         self.recorder.replace_live(catalog.REPLICA_CPU, cpu)
         self.recorder.replace_live(catalog.REPLICA_MEMORY, memory)
+        return {(d, r): v for (d, r), v in memory.items()}
 
     def _reading(self, pid: int) -> tuple[float, float] | None:
         """CPU seconds of a replica (and its reaped children) and resident bytes of it and its children."""

@@ -115,6 +115,20 @@ class ResourceLimits(_Strict):
     cpu_share: float | None = Field(default=None, gt=0, le=1, description="1 = normal priority; lower = nicer")
 
 
+class PredictionSettings(_Strict):
+    """Failure prediction over each replica's recent readings (control/prediction.py)."""
+
+    replace: bool = Field(
+        default=False, description="replace a replica before its memory trend reaches resources.memory_mb"
+        " (start a successor, wait until it is ready, drain the old one)")
+    window_s: float = Field(default=60.0, ge=5, le=3600, description="trends are fitted over this much history")
+    horizon_s: float = Field(default=300.0, gt=0, le=86400,
+                             description="forecast a memory limit reached within this long")
+    latency_drift: float = Field(default=3.0, gt=1,
+                                 description="warn when handler time is this many times the replica's first calls'")
+    error_ratio: float = Field(default=0.5, gt=0, le=1, description="warn when this share of recent calls failed")
+
+
 SECRET_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 
 
@@ -163,6 +177,7 @@ class DeploymentSpec(_Strict):
     health: HealthSettings = HealthSettings()
     rollout: RolloutSettings = RolloutSettings()
     resources: ResourceLimits = ResourceLimits()
+    prediction: PredictionSettings = PredictionSettings()
     env: dict[str, str] = Field(default={}, description="plain settings, visible to viewers: use secrets for secrets")
     secrets: dict[str, SecretRef] = Field(
         default={}, description="write-only values delivered to replicas; the API shows their names only")
@@ -206,6 +221,13 @@ class DeploymentSpec(_Strict):
             if not re.fullmatch(SECRET_NAME_PATTERN, name):  # "$" alone would let "KEY\n" through
                 raise ValueError(f"secret name {name!r} must look like an environment variable name (A-Z, 0-9, _)")
         return value
+
+    @model_validator(mode="after")
+    def _prediction_has_a_limit(self) -> DeploymentSpec:
+        if self.prediction.replace and self.resources.memory_mb is None:
+            raise ValueError("prediction.replace needs resources.memory_mb: the limit the memory trend is"
+                             " measured against")
+        return self
 
     @model_validator(mode="after")
     def _secrets_apart_from_env(self) -> DeploymentSpec:

@@ -99,6 +99,7 @@ class ReplicaApp:
         self.inflight = 0
         self.requests = 0
         self.errors = 0  # answered 5xx
+        self.handler_seconds = 0.0  # time in handler calls, all together (the controller watches its trend)
         self.handler_timeout_s = handler_timeout_s
         self.stuck_grace_s = stuck_grace_s
         self.max_ongoing = max_ongoing
@@ -213,7 +214,9 @@ class ReplicaApp:
                 self._idle.set()
         if reply.status >= 500:
             self.errors += 1
-        self.metrics.observe(spec.name, reply.status, time.perf_counter() - started)
+        duration_s = time.perf_counter() - started
+        self.handler_seconds += duration_s
+        self.metrics.observe(spec.name, reply.status, duration_s)
         return response(reply.status, reply.body, content_type=reply.content_type,
                         extra_headers=extra + reply.headers)
 
@@ -459,6 +462,7 @@ class ReplicaApp:
         now = asyncio.get_running_loop().time()
         return {"replica": self.replica_id, "ready": self.serving, "draining": self.draining,
                 "inflight": self.inflight, "requests": self.requests, "errors": self.errors,
+                "handler_seconds": round(self.handler_seconds, 6),
                 "handler_timeouts": list(self.timeouts), **self._workers.stats(now)}
 
     def _healthz(self, extra: bytes = b"") -> bytes:
