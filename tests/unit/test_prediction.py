@@ -33,7 +33,7 @@ def test_theil_sen_ignores_a_single_spike():
 
 @pytest.mark.parametrize(("mib_per_s", "limit_mib", "eta_s"), [
     (1.0, 260, 100),  # 160 MiB now, 100 MiB to go at 1 MiB/s
-    (0.5, 305, 290),  # just within the horizon
+    (0.5, 275, 290),  # 130 MiB now: just within the horizon
 ])
 def test_a_memory_trend_reaching_the_limit_within_the_horizon_is_forecast(mib_per_s, limit_mib, eta_s):
     found = memory_forecast(_memory(mib_per_s), limit_mib * MIB, SETTINGS, now=60)
