@@ -28,6 +28,7 @@ from .. import __version__
 from ..auth import Action, TokenRecord, check
 from ..errors import ConfigError
 from ..printable import AUDIT_TARGET_MAX_CHARS, printable
+from .api_observe import observe_router
 from .api_refusals import RefusalAudit, RefusalKey
 from .config import resolve_deployment
 from .controller import Controller
@@ -249,6 +250,9 @@ def build_api(controller: Controller, base_dir: Path, local_actor: str | None = 
     @app.get("/v1/events")
     async def events(limit: int = Query(default=100, ge=1, le=10_000), type: str | None = None) -> list[dict[str, Any]]:
         return [e.__dict__ for e in controller.db.events(limit=limit, type=type)]
+
+    if controller.observer is not None:
+        app.include_router(observe_router(controller.observer.history, db))
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     async def docs() -> str:

@@ -664,6 +664,8 @@ class Controller(DesiredState):
             self._collect_orphans(stopping=True)
             await asyncio.to_thread(orphans.wait_reaped, 5.0)
         self._persist()
+        if self.observer is not None:  # the last minute of history, which the per-minute tier has not yet
+            self._guarded("controller", "controller", "", "save history", self.observer.close)
         self.db.set_meta(status="stopped")
         private_dirs.remove_socket_dir(self.config.state_dir, self.socket_dir)
         self.record("controller", "controller", "stopped", "all processes stopped")

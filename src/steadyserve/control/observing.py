@@ -30,6 +30,7 @@ from .launch import METRICS_DIR
 
 log = logging.getLogger(__name__)
 COMPACT_EVERY_S = 60.0
+MAX_WATCHED_GAP_S = 5.0  # a controller paused longer did not watch that time
 READINGS_KEPT = 4000  # per replica: a window of an hour at the fastest tick
 RETAIN_S = 8 * 24 * 3600.0  # the history's durable tier: the SLOs' 3-day window and a margin
 
@@ -72,18 +73,27 @@ class Observer:
         self._restarts: dict[tuple[str, str], int] = {}
         self._processes: dict[int, psutil.Process] = {}
         self._last_step = 0.0
+        self._last_tick = wall_clock()
+        self._served: set[str] = set()  # deployments that have had a ready replica
         self._last_compact = 0.0
         # Each running replica's recent readings, by (deployment, replica, pid): a restart starts afresh.
         self._readings: dict[tuple[str, str, int], deque[prediction.Reading]] = {}
         self._holding: set[tuple[str, str, int, str]] = set()  # forecasts reported and still holding
 
+    def close(self) -> None:
+        """A last history step (the stopped processes' final counts), written through to the store."""
+        self.writer.flush()
+        self.history.add(self.wall_clock(), flatten(read_merged(self.metrics_dir)))
+        self.history.flush()
+
     def after_tick(self, replicas: Sequence[ReplicaView], tick_s: float) -> list[Predicted]:
         """Measure, record, and return the forecasts that are new since the last tick."""
         self.recorder.observe(catalog.TICK_DURATION, (), tick_s)
-        self._count_replicas(replicas)
+        now = self.wall_clock()
+        self._count_replicas(replicas, min(MAX_WATCHED_GAP_S, max(0.0, now - self._last_tick)))
+        self._last_tick = now
         rss = self._read_processes(replicas)
         self.writer.flush()
-        now = self.wall_clock()
         if now - self._last_step >= self.step_s:
             self._last_step = now
             self.history.add(now, flatten(read_merged(self.metrics_dir)))
@@ -118,7 +128,17 @@ class Observer:
         self._holding = holding
         return new
 
-    def _count_replicas(self, replicas: Sequence[ReplicaView]) -> None:
+    def _count_replicas(self, replicas: Sequence[ReplicaView], elapsed_s: float) -> None:
+        """Replicas by state; time watched and time with a ready replica (the report's time availability)."""
+        for name in {r.deployment for r in replicas}:
+            ready = any(r.deployment == name and r.state == "ready" for r in replicas)
+            if ready:
+                self._served.add(name)
+            if name not in self._served:
+                continue  # starting up for the first time is not an outage
+            self.recorder.inc(catalog.DEPLOYMENT_SECONDS, (name,), elapsed_s)
+            if ready:
+                self.recorder.inc(catalog.DEPLOYMENT_READY_SECONDS, (name,), elapsed_s)
         states: dict[tuple[str, ...], float] = {}
         limits: dict[tuple[str, ...], float] = {}
         for r in replicas:

@@ -382,6 +382,17 @@ class StateDB:
         rows = self._conn.execute(sql, [*args, limit]).fetchall()
         return [Event(**dict(r)) for r in reversed(rows)]
 
+    def events_between(self, since: float, until: float, deployment: str | None = None,
+                       limit: int = 100_000) -> list[Event]:
+        """Events in [since, until] in order (of one deployment, with its replicas', if named)."""
+        sql = "SELECT * FROM events WHERE ts >= ? AND ts <= ?"
+        args: list[Any] = [since, until]
+        if deployment is not None:
+            sql += " AND deployment = ?"
+            args.append(deployment)
+        rows = self._conn.execute(sql + " ORDER BY seq LIMIT ?", [*args, limit]).fetchall()
+        return [Event(**dict(r)) for r in rows]
+
 
 def _migrate(path: Path) -> None:
     """Version 3 -> 4 in place, in one transaction; the version-3 file is kept aside first."""

@@ -72,6 +72,10 @@ BATCH_SIZE = _spec("steady_batch_size", "histogram", "Calls per executed batch",
 # --- controller: the processes ------------------------------------------------------------
 REPLICAS = _spec("steady_replicas", "gauge", "Replicas by state (starting, ready, unhealthy, ...)",
                  "deployment", "state")
+DEPLOYMENT_SECONDS = _spec("steady_deployment_watched_seconds", "counter",
+                           "Time the controller watched the deployment", "deployment")
+DEPLOYMENT_READY_SECONDS = _spec("steady_deployment_ready_seconds", "counter",
+                                 "Time the deployment had at least one ready replica", "deployment")
 RESTARTS = _spec("steady_replica_restarts", "counter", "Replica processes restarted by the supervisor",
                  "deployment")
 REPLICA_CPU = _spec("steady_replica_cpu_seconds", "counter", "CPU time (user + system) of a running replica",
@@ -86,6 +90,6 @@ TICK_DURATION = _spec("steady_controller_tick_duration_seconds", "histogram", "T
 ALL: tuple[MetricSpec, ...] = (
     REQUESTS, REQUEST_DURATION, INFLIGHT, QUEUED, ADMISSION, RETRIES, EJECTIONS,
     HANDLER_CALLS, HANDLER_DURATION, HANDLER_INFLIGHT, BATCH_SIZE,
-    REPLICAS, RESTARTS, REPLICA_CPU, REPLICA_MEMORY, REPLICA_MEMORY_LIMIT, TICK_DURATION,
+    REPLICAS, DEPLOYMENT_SECONDS, DEPLOYMENT_READY_SECONDS, RESTARTS, REPLICA_CPU, REPLICA_MEMORY, REPLICA_MEMORY_LIMIT, TICK_DURATION,
 )
 BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in ALL}

@@ -28,6 +28,7 @@ class HistoryStore(Protocol):
     def write(self, ts: float, values: Mapping[SeriesKey, float]) -> None: ...
     def select(self, name: str, since: float, until: float) -> dict[Labels, list[Sample]]: ...
     def prune(self, before: float) -> None: ...
+    def earliest(self) -> float | None: ...
 
 
 class History:
@@ -73,6 +74,15 @@ class History:
                 del self._ring[key]
                 self._names[key[0]].discard(key)
 
+    def flush(self) -> None:
+        """Write the latest step to the store now (the controller is stopping)."""
+        if self.store is None or not self._times:
+            return
+        ts = self._times[-1]
+        latest = {key: ring[-1][1] for key, ring in self._ring.items() if ring and ring[-1][0] == ts
+                  and not math.isnan(ring[-1][1])}
+        self._roll_up(ts, latest)
+
     def _roll_up(self, ts: float, values: Mapping[SeriesKey, float]) -> None:
         """Write the series that changed since the last roll-up (an idle instance writes nothing)."""
         assert self.store is not None
@@ -88,6 +98,12 @@ class History:
     @property
     def memory_since(self) -> float:
         return self._times[0] if self._times else math.inf
+
+    def earliest(self) -> float | None:
+        """The time of the oldest sample held (memory or store); None when empty."""
+        stored = self.store.earliest() if self.store is not None else None
+        found = min(t for t in (stored, self.memory_since) if t is not None)
+        return None if math.isinf(found) else found
 
     def select(self, name: str, matchers: Mapping[str, str] | None = None, since: float = -math.inf,
                until: float = math.inf) -> dict[Labels, list[Sample]]:
@@ -138,6 +154,31 @@ class History:
             bound = float(dict(labels).get("le", "+Inf"))
             by_bound[bound] = by_bound.get(bound, 0.0) + grew
         return query.bucket_quantile(q, sorted(by_bound.items()))
+
+    def grid_increase(self, name: str, matchers: Mapping[str, str] | None, grid: list[float],
+                      by: tuple[str, ...] = ()) -> dict[Labels, list[float]]:
+        """A counter's growth over each interval of ``grid``, summed per ``by`` group (for reports, charts)."""
+        sums: dict[Labels, list[float]] = {}
+        for labels, samples in self.select(name, matchers, grid[0], grid[-1]).items():
+            grown = query.increases_on_grid(samples, grid)
+            group = _group(labels, by)
+            found = sums.get(group)
+            sums[group] = grown if found is None else [a + b for a, b in zip(found, grown, strict=True)]
+        return sums
+
+    def grid_values(self, name: str, matchers: Mapping[str, str] | None, grid: list[float],
+                    max_age_s: float) -> dict[Labels, list[float | None]]:
+        """Each series' value at each grid point (None where it had none)."""
+        return {labels: query.values_on_grid(samples, grid, max_age_s)
+                for labels, samples in self.select(name, matchers, grid[0], grid[-1]).items()}
+
+    def grid_quantile(self, q: float, histogram: str, matchers: Mapping[str, str] | None,
+                      grid: list[float]) -> list[float | None]:
+        """The q-quantile of each grid interval's observations."""
+        by_le = self.grid_increase(f"{histogram}_bucket", matchers, grid, by=("le",))
+        bounds = sorted((float(dict(labels).get("le", "+Inf")), grown) for labels, grown in by_le.items())
+        return [query.bucket_quantile(q, [(bound, grown[i]) for bound, grown in bounds])
+                for i in range(len(grid) - 1)]
 
     def steps(self, since: float, until: float) -> list[float]:
         """The times of the in-memory steps in [since, until] (what a chart's x axis can use)."""

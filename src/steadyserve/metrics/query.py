@@ -78,3 +78,44 @@ def bucket_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float |
             return lower_bound + (bound - lower_bound) * (rank - lower_count) / (count - lower_count)
         lower_bound, lower_count = bound, count
     return lower_bound
+
+
+def increases_on_grid(samples: Sequence[Sample], grid: Sequence[float]) -> list[float]:
+    """``increase`` over each interval (grid[i-1], grid[i]], in one pass (len(grid) - 1 values)."""
+    out: list[float] = []
+    index = 0
+    previous: float | None = None
+    # The value at the grid's start: the last sample at or before it.
+    while index < len(samples) and samples[index][0] <= grid[0]:
+        value = samples[index][1]
+        previous = None if math.isnan(value) else value
+        index += 1
+    for end in grid[1:]:
+        grown = 0.0
+        while index < len(samples) and samples[index][0] <= end:
+            value = samples[index][1]
+            if not math.isnan(value):
+                base = previous if previous is not None else 0.0
+                grown += value - base if value >= base else value
+                previous = value
+            else:
+                previous = None
+            index += 1
+        out.append(grown)
+    return out
+
+
+def values_on_grid(samples: Sequence[Sample], grid: Sequence[float], max_age_s: float) -> list[float | None]:
+    """The value at each grid point (the last sample no older than ``max_age_s``; None if none)."""
+    out: list[float | None] = []
+    index = 0
+    last: Sample | None = None
+    for point in grid:
+        while index < len(samples) and samples[index][0] <= point:
+            last = samples[index]
+            index += 1
+        if last is None or math.isnan(last[1]) or point - last[0] > max_age_s:
+            out.append(None)
+        else:
+            out.append(last[1])
+    return out

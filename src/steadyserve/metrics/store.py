@@ -81,6 +81,11 @@ class SqliteHistoryStore:
                     found[tuple((str(k), str(v)) for k, v in json.loads(labels_json))] = samples
             return found
 
+    def earliest(self) -> float | None:
+        with self._lock:
+            row = self._db.execute("SELECT MIN(ts) FROM history_samples").fetchone()
+        return None if row[0] is None else float(row[0])
+
     def prune(self, before: float) -> None:
         """Drop rows older than ``before``, keeping each series' last one before it (its value then)."""
         with self._lock:
