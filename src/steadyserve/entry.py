@@ -5,18 +5,17 @@ from __future__ import annotations
 import logging
 import os
 import resource
-import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 
 import uvloop
 
+from .logs.format import install_json_logging
 
-def run_process(kind: str, process_id: str, main: Coroutine[object, object, int], endpoint: str) -> int:
-    """Run ``main`` on uvloop with log lines tagged by process; remove its Unix socket after."""
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
-        format=f"%(asctime)s %(levelname)s {kind}={process_id} pid={os.getpid()} %(message)s",
-    )
+
+def run_process(identity: Mapping[str, str], main: Coroutine[object, object, int], endpoint: str) -> int:
+    """Run ``main`` on uvloop, logging JSON records that carry ``identity`` (the controller collects
+    them: logs/collect.py); remove its Unix socket after."""
+    install_json_logging(identity, logging.INFO)
     _raise_open_files_limit()
     try:
         return uvloop.run(main)

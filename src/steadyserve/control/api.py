@@ -27,7 +27,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..auth import Action, TokenRecord, check
 from ..errors import ConfigError
+from ..logs.store import LOGS_DB_NAME
 from ..printable import AUDIT_TARGET_MAX_CHARS, printable
+from .api_logs import build_logs_router
 from .api_observe import observe_router
 from .api_refusals import RefusalAudit, RefusalKey
 from .config import resolve_deployment
@@ -253,6 +255,7 @@ def build_api(controller: Controller, base_dir: Path, local_actor: str | None = 
 
     if controller.observer is not None:
         app.include_router(observe_router(controller.observer.history, db))
+    app.include_router(build_logs_router(controller.config.state_dir / LOGS_DB_NAME))
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     async def docs() -> str:

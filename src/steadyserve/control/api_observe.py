@@ -34,4 +34,11 @@ def observe_router(history: History, db: StateDB) -> APIRouter:
         return [report_data.to_json(r, with_steps=steps)
                 for r in report_data.reports(history, events, names, start, end)]
 
+    @router.get("/v1/charts")
+    async def charts(deployment: str = Query(max_length=200),
+                     minutes: float = Query(default=15.0, gt=0, le=24 * 60)) -> dict[str, Any]:
+        """Series for the dashboard's charts over the last ``minutes``."""
+        now = time.time()
+        return {"deployment": deployment, **report_data.chart_series(history, deployment, now - minutes * 60, now)}
+
     return router

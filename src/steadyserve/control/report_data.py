@@ -86,3 +86,25 @@ def to_json(report: DeploymentReport, with_steps: bool = True) -> dict[str, Any]
             "p50_s": [s.p50_s for s in report.steps], "p99_s": [s.p99_s for s in report.steps],
         }
     return body
+
+
+def chart_series(history: History, deployment: str, since: float, until: float) -> dict[str, list[float | None]]:
+    """What the dashboard plots for a deployment: calls/s, p50/p99 (ms), error and shed ratios, ready replicas."""
+    grid = grid_for(history, since, until)
+    steps = deployment_steps(history, deployment, grid)
+    admission = history.grid_increase(catalog.ADMISSION.exposed_name, {"deployment": deployment}, grid,
+                                      by=("decision",))
+    empty = [0.0] * (len(grid) - 1)
+    shed = admission.get((("decision", "shed"),), empty)
+    admitted = admission.get((("decision", "admitted"),), empty)
+    step_s = grid[1] - grid[0]
+    return {
+        "t": [s.end for s in steps],
+        "calls_per_s": [s.calls / step_s for s in steps],
+        "p50_ms": [None if s.p50_s is None else s.p50_s * 1000 for s in steps],
+        "p99_ms": [None if s.p99_s is None else s.p99_s * 1000 for s in steps],
+        "error_ratio": [s.failed / s.calls if s.calls else None for s in steps],
+        "shed_ratio": [shed[i] / (shed[i] + admitted[i]) if shed[i] + admitted[i] else None
+                       for i in range(len(steps))],
+        "ready": [s.ready for s in steps],
+    }

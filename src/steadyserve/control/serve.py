@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import re
 import signal
@@ -23,6 +24,7 @@ from .config import PlatformConfig
 from .controller import ROUTES_FILE, Controller
 from .launch import child_base_env
 from .leftovers import is_controller_of, is_recorded_process, socket_dirs
+from .log_collection import collect_logs
 from .observing import Observer
 from .processes import ProcessLauncher, pid_alive
 from .spec import AdmissionSettings, DeploymentSpec, GatewaySpec, PlatformSpec
@@ -30,6 +32,8 @@ from .statedb import DB_NAME, Event, StateDB
 from .supervision import ProcState
 
 CONTROL_SOCKET = "control.sock"  # in the private socket directory
+LAST_LOG_PASS_S = 10.0  # at stop: storing the stopped processes' last lines may take this long
+log = logging.getLogger(__name__)
 
 
 def check_port(host: str, port: int) -> int:
@@ -228,9 +232,16 @@ def run_platform(
         snapshots = asyncio.create_task(keep_snapshots(
             db.path, config.snapshot_interval_s, config.snapshot_keep,
             lambda message: controller.record("controller", "state", "snapshot_failed", message)))
+        stopped = asyncio.Event()  # every process has stopped: the log collector's last pass
+        logs = asyncio.create_task(collect_logs(controller, stopped))
         try:
             await controller.run(stop)
         finally:
+            stopped.set()
+            try:
+                await asyncio.wait_for(logs, LAST_LOG_PASS_S)
+            except TimeoutError:
+                log.warning("the last log collection pass did not finish within %gs", LAST_LOG_PASS_S)
             snapshots.cancel()
             api.should_exit = local.should_exit = True
             await asyncio.gather(*api_tasks)

@@ -20,6 +20,8 @@ from ..wire.endpoints import create_server
 from ..wire.http11 import Request, json_response
 from ..wire.limits import ServerLimits, add_limit_flags, limits_from_flags
 from ..wire.server import HttpServer
+from .access_log import FLUSH_S as ACCESS_FLUSH_S
+from .access_log import AccessLog
 from .metrics import GatewayMetrics
 from .proxy import Gateway
 from .ratelimit import LocalLimiter, RateLimiter
@@ -93,6 +95,12 @@ def _flush_now(gateway: Gateway) -> None:
         log.warning("could not write metrics: %s", exc)
 
 
+async def _flush_access_log(gateway: Gateway) -> None:
+    while True:
+        await asyncio.sleep(ACCESS_FLUSH_S)
+        gateway.access.flush()
+
+
 async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     table_file = TableFile(args.routes)
@@ -107,13 +115,14 @@ async def _serve(args: argparse.Namespace) -> int:
         return table is not None
 
     gateway = Gateway(args.id, refresh=refresh, limiter=limiter, refusal_counts=counts,
-                      metrics=GatewayMetrics(args.metrics_dir))
+                      metrics=GatewayMetrics(args.metrics_dir), access=AccessLog(args.id))
     initial = table_file.poll()
     if initial is not None:
         gateway.apply_table(initial)
     follower = loop.create_task(_follow_table(gateway, table_file))
     roller = loop.create_task(_roll_refusals(gateway))
     flusher = loop.create_task(_flush_metrics(gateway))
+    access_flusher = loop.create_task(_flush_access_log(gateway))
 
     public = HttpServer(gateway.handle, limits_from_flags(args))
     tls = None
@@ -145,13 +154,15 @@ async def _serve(args: argparse.Namespace) -> int:
     follower.cancel()
     roller.cancel()
     flusher.cancel()
+    access_flusher.cancel()
     _flush_now(gateway)
+    gateway.access.flush()
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    return run_process("gateway", args.id, _serve(args), args.admin_endpoint)
+    return run_process({"gateway": args.id}, _serve(args), args.admin_endpoint)
 
 
 if __name__ == "__main__":

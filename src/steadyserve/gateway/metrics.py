@@ -18,7 +18,8 @@ CLIENT_GONE = 499  # nginx's code for a call whose client left before the answer
 class CallNote:
     """Filled in by the request path as it learns who a call was for and how it ended."""
 
-    __slots__ = ("attempts", "counted", "deployment", "handler", "revision", "shed", "status")
+    __slots__ = ("attempts", "counted", "deployment", "handler", "replica", "request_id", "revision", "shed",
+                 "status")
 
     def __init__(self) -> None:
         self.deployment = NONE
@@ -28,6 +29,8 @@ class CallNote:
         self.attempts = 0
         self.shed = False
         self.counted = True  # scrapes of /metrics are not calls
+        self.replica: str | None = None  # the replica that answered
+        self.request_id = ""
 
 
 class GatewayMetrics:

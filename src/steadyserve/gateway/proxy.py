@@ -25,6 +25,7 @@ from ..printable import AUDIT_TARGET_MAX_CHARS, printable
 from ..types import Clock
 from ..wire.http11 import TIMEOUT_HEADER, Request, json_response, response, valid_request_id
 from ..wire.upstream import UpstreamPool
+from .access_log import AccessLog
 from .flow import (
     Answered,
     Call,
@@ -70,6 +71,7 @@ class Gateway:
         refusal_counts: Counters | None = None,
         wall_clock: Clock = time.time,
         metrics: GatewayMetrics | None = None,
+        access: AccessLog | None = None,
     ) -> None:
         self.gateway_id = gateway_id
         self._pool_factory = pool_factory  # a unit test passes a fake
@@ -103,6 +105,7 @@ class Gateway:
         # What this process saw of each revision, for rollout judgement: deployment -> revision -> counts.
         self.outcomes: dict[str, dict[int, RevisionOutcomes]] = {}
         self.metrics = metrics if metrics is not None else GatewayMetrics()
+        self.access = access if access is not None else AccessLog(gateway_id, write=lambda data: None)
 
     # --- routing table -------------------------------------------------------
     def apply_table(self, table: RoutingTable) -> None:
@@ -161,13 +164,16 @@ class Gateway:
         self.inflight += 1
         note = CallNote()
         started = time.perf_counter()
+        response = b""
         try:
             response = await self._proxy(request, note)
             note.status = _status_of(response)
             return response
         finally:
             self.inflight -= 1
-            self.metrics.call(note, time.perf_counter() - started)
+            duration_s = time.perf_counter() - started
+            self.metrics.call(note, duration_s)
+            self.access.call(request.method, request.path, note, duration_s, len(request.body), len(response))
 
     def _request_id(self, request: Request) -> bytes:
         """The caller's id if it is a sane token; otherwise a new one replaces it."""
@@ -181,6 +187,7 @@ class Gateway:
 
     async def _proxy(self, request: Request, note: CallNote) -> bytes:
         request_id = self._request_id(request)
+        note.request_id = request_id.decode("latin-1")
         if request.path == METRICS_PATH:
             note.counted = False
             return self._metrics(request, request_id)
@@ -220,11 +227,13 @@ class Gateway:
         note.attempts = result.attempts
         if isinstance(result, Forward):
             note.revision = str(result.replica.revision)
+            note.replica = result.replica.id
             return result.response  # type: ignore[no-any-return]
         if result.details.get("shed"):
             self.shed += 1
             note.shed = True
         if result.replica is not None:
+            note.replica = result.replica
             note.revision = next((str(r.revision) for r in service.replicas if r.id == result.replica), NONE)
         extra = b"retry-after: %d\r\n" % result.retry_after_s if result.retry_after_s is not None else b""
         details = {k: v for k, v in result.details.items() if k != "shed"}

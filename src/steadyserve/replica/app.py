@@ -26,6 +26,7 @@ from ..errors import (
     RequestError,
     UnknownHandler,
 )
+from ..logs.format import set_request_id
 from ..metrics.exposition import CONTENT_TYPE
 from ..service import HandlerSpec, Service
 from ..wire.http11 import Request, json_response, response
@@ -230,6 +231,7 @@ class ReplicaApp:
             return Reply(err.status, orjson.dumps(err.to_json()))
         # The handler's task (and the worker thread it may run on) sees who called.
         set_caller(parse_caller_header(request.header(CALLER_HEADER)))
+        set_request_id(request_id.decode("ascii", "replace") if request_id else None)  # on its log records
         if isinstance(kwargs, list):
             return await self._bounded(spec, request_id, deadline, self._invoke_many(spec, kwargs, deadline),
                                        functools.partial(self._serialise_many, spec))

@@ -175,7 +175,9 @@ async def _drain(app: ReplicaApp, http: HttpServer, server: asyncio.AbstractServ
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    return run_process("replica", args.id, _serve(args), args.endpoint)
+    identity = {"deployment": args.deployment or parse_target(args.target).name, "revision": args.revision,
+                "replica": args.id}
+    return run_process(identity, _serve(args), args.endpoint)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,57 @@
+"""The controller's log collection loop: every few seconds, off the event loop.
+
+Tails every process's log file into the log store (logs/collect.py), and turns what
+log analysis finds (a new error template, a template's rate jumping after a rollout)
+into events. Runs apart from the supervision tick, so a backlog of lines never
+delays a probe; a failure is logged and the next pass tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from ..logs.collect import LogCollector
+from .controller import Controller
+
+log = logging.getLogger(__name__)
+COLLECT_EVERY_S = 1.0
+
+
+async def collect_logs(controller: Controller, stop: asyncio.Event, interval_s: float = COLLECT_EVERY_S) -> None:
+    """Collect until ``stop`` is set, then once more (the stopped processes' last lines) and close."""
+    revisions: dict[str, int] = {}
+
+    def revision_of(label: str) -> int | None:
+        return revisions.get(label)
+
+    config = controller.config
+    try:
+        collector = await asyncio.to_thread(LogCollector.open, config.state_dir, config.logs_dir,
+                                            revision_of=revision_of)
+    except Exception:
+        log.exception("log collection could not start; processes still log to %s", config.logs_dir)
+        return
+    try:
+        while True:
+            stopping = stop.is_set()
+            # Replaced, not changed in place: the collector's thread reads the previous dict meanwhile.
+            revisions = {m.label: m.revision for m in controller.managed.values() if m.revision}
+            try:
+                result = await asyncio.to_thread(collector.step, time.time())
+            except Exception:
+                log.exception("log collection failed; the next pass tries again")
+            else:
+                for finding in result.findings:
+                    controller.record("deployment" if finding.deployment else "gateway",
+                                      finding.deployment or "gateways", finding.kind, finding.message,
+                                      finding.deployment)
+            if stopping:
+                return
+            try:
+                await asyncio.wait_for(stop.wait(), interval_s)
+            except TimeoutError:
+                pass
+    finally:
+        await asyncio.to_thread(collector.close)
