@@ -5,8 +5,8 @@ VENV := .venv
 PIP := $(VENV)/bin/pip
 STAMP_EXAMPLES := $(VENV)/.examples-installed
 STAMP_TEST := $(VENV)/.test-installed
-# Real outside parts the tests run: Prometheus and promtool, Alertmanager (Debian packages).
-DEBIAN_TEST_PACKAGES := prometheus prometheus-alertmanager
+# Real outside parts the tests run: Prometheus and promtool, Alertmanager, Chromium (Debian packages).
+DEBIAN_TEST_PACKAGES := prometheus prometheus-alertmanager chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test bench clean test-tools
@@ -27,7 +27,7 @@ demo: $(STAMP_EXAMPLES)  ## serve examples/digits with 2 replicas on PORT (Ctrl-
 	$(VENV)/bin/steady serve examples/digits --replicas 2 --port $(PORT)
 
 test-tools:  ## Debian packages the tests start (skipped when already installed)
-	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null || { \
+	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null && command -v chromium >/dev/null || { \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  $(SUDO) apt-get install -y --no-install-recommends $(DEBIAN_TEST_PACKAGES) >/dev/null \
 	  || { $(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y --no-install-recommends $(DEBIAN_TEST_PACKAGES) >/dev/null; }; }

@@ -85,6 +85,18 @@ def test_forbidden_names_the_role(secured):
     assert response.status_code == 403 and "role 'viewer' may not invoke" in response.json()["error"]
 
 
+@pytest.mark.parametrize(("role", "status"), [("admin", 200), ("deployer", 200), ("viewer", 200),
+                                            ("invoker", 403), (None, 401)])
+def test_metrics_need_a_token_that_may_read(secured, role, status):
+    inst, tokens = secured
+    response = httpx.get(f"{inst.url}/metrics", headers=_headers(tokens[role] if role else None), timeout=30)
+    assert response.status_code == status
+    if status == 200:
+        assert "steady_requests_total" in response.text or "steady_replicas" in response.text
+    else:
+        assert "token" in response.json()["error"] or "may not" in response.json()["error"]
+
+
 def test_health_checks_need_no_token(secured):
     inst, _ = secured
     assert httpx.get(f"{inst.url}/v2/health/live").status_code == 200

@@ -34,9 +34,11 @@ from .api_observe import observe_router
 from .api_refusals import RefusalAudit, RefusalKey
 from .config import resolve_deployment
 from .controller import Controller
+from .dashboard import LOGINS_PATH, dashboard_router, logins_router, session_of
 from .desired import ApplyResult
 from .revisions import revision_changes
 from .secrets import check_secret_value
+from .sessions import Sessions
 from .spec import NAME_PATTERN, DeploymentSpec
 from .supervision import ProcState
 
@@ -107,26 +109,33 @@ class ApiError(Exception):
         self.status, self.message, self.details = status, message, details
 
 
-def build_api(controller: Controller, base_dir: Path, local_actor: str | None = None) -> FastAPI:
+def build_api(controller: Controller, base_dir: Path, local_actor: str | None = None,
+              sessions: Sessions | None = None, secure_cookie: bool = False) -> FastAPI:
     """The control API app. ``local_actor``: served on the private Unix socket, whose file
-    permissions are the authentication (as Docker's socket); otherwise every call needs a token."""
+    permissions are the authentication (as Docker's socket); otherwise every call needs a token,
+    or, to read, a dashboard session (``sessions``, shared by the apps of one controller)."""
     app = FastAPI(title="steadyserve control API", version=__version__, docs_url=None, redoc_url=None)
     db = controller.db
+    sessions = sessions if sessions is not None else Sessions()
     refusals = app.state.refusals = RefusalAudit(db)
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:
         """Authenticate, authorise, and audit every mutating call and every refusal."""
         path = request.url.path
-        if path in _PUBLIC_PATHS:
-            return await call_next(request)
-        action = Action.READ if request.method in ("GET", "HEAD") else Action.DEPLOY
+        if path in _PUBLIC_PATHS or path == "/ui" or path.startswith("/ui/"):
+            return await call_next(request)  # the dashboard's page and login check for themselves
+        # Minting a dashboard login grants no more than reading.
+        action = Action.READ if request.method in ("GET", "HEAD") or path == LOGINS_PATH else Action.DEPLOY
         verb = audit_verb(request.method, path) if action == Action.DEPLOY else action.value
         host = request.client.host if request.client else "local socket"
         source = f"{host}:{request.client.port}" if request.client else host
         target = printable(f"{request.method} {path}", AUDIT_TARGET_MAX_CHARS)
-        actor = local_actor or "-"
-        if local_actor is None:
+        actor, role = local_actor or "-", "admin"
+        session = session_of(request, sessions) if local_actor is None and action == Action.READ else None
+        if session is not None:  # a dashboard's cookie: reads only
+            actor, role = session.name, session.role
+        elif local_actor is None:
             tokens = {t["id"]: TokenRecord(t["id"], t["name"], t["role"], t["digest"]) for t in db.tokens()}
             verdict = check(request.headers.get("authorization"), tokens, action)
             if verdict.status != 200:
@@ -135,6 +144,8 @@ def build_api(controller: Controller, base_dir: Path, local_actor: str | None = 
                 headers = {"www-authenticate": "Bearer"} if verdict.status == 401 else {}
                 return JSONResponse({"error": verdict.reason}, status_code=verdict.status, headers=headers)
             actor = verdict.token.name if verdict.token else "-"
+            role = verdict.token.role if verdict.token else "-"
+        request.state.actor, request.state.role = actor, role
         response = await call_next(request)
         if action == Action.DEPLOY:
             db.add_audit(actor, verb, target, source, str(response.status_code))
@@ -256,6 +267,8 @@ def build_api(controller: Controller, base_dir: Path, local_actor: str | None = 
     if controller.observer is not None:
         app.include_router(observe_router(controller.observer.history, db))
     app.include_router(build_logs_router(controller.config.state_dir / LOGS_DB_NAME))
+    app.include_router(dashboard_router(db, sessions, secure_cookie))
+    app.include_router(logins_router(sessions))
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     async def docs() -> str:

@@ -93,9 +93,10 @@ class Observer:
         self._count_replicas(replicas, min(MAX_WATCHED_GAP_S, max(0.0, now - self._last_tick)))
         self._last_tick = now
         rss = self._read_processes(replicas)
-        self.writer.flush()
         if now - self._last_step >= self.step_s:
             self._last_step = now
+            # Once a step, not each tick: an idle instance should write next to nothing.
+            self.writer.flush()
             self.history.add(now, flatten(read_merged(self.metrics_dir)))
         if now - self._last_compact >= COMPACT_EVERY_S:
             self._last_compact = now

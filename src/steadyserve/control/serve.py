@@ -27,6 +27,7 @@ from .leftovers import is_controller_of, is_recorded_process, socket_dirs
 from .log_collection import collect_logs
 from .observing import Observer
 from .processes import ProcessLauncher, pid_alive
+from .sessions import Sessions
 from .spec import AdmissionSettings, DeploymentSpec, GatewaySpec, PlatformSpec
 from .statedb import DB_NAME, Event, StateDB
 from .supervision import ProcState
@@ -214,15 +215,16 @@ def run_platform(
         controller.on_event = announce
         tls = config.gateway
         # Over TCP every call needs a token; the Unix socket in the private socket dir needs none.
-        tcp_app = build_api(controller, config.base_dir)
+        sessions = Sessions()  # dashboard logins: minted over either app, used over TCP
+        tcp_app = build_api(controller, config.base_dir, sessions=sessions, secure_cookie=tls.tls_cert is not None)
         api = _ApiServer(uvicorn.Config(
             tcp_app, host=config.api_host, port=config.api_port,
             log_level="warning", lifespan="off",
             ssl_certfile=str(tls.tls_cert) if tls.tls_cert else None,
             ssl_keyfile=str(tls.tls_key) if tls.tls_key else None))
         local_path = controller.socket_dir / CONTROL_SOCKET
-        local = _ApiServer(uvicorn.Config(build_api(controller, config.base_dir, local_actor=local_actor()),
-                                          log_level="warning", lifespan="off"))
+        local = _ApiServer(uvicorn.Config(build_api(controller, config.base_dir, local_actor=local_actor(),
+                                                    sessions=sessions), log_level="warning", lifespan="off"))
         local_socket = _unix_listener(local_path)
         db.set_meta(api_socket=str(local_path))
         api_tasks = [asyncio.create_task(api.serve()), asyncio.create_task(local.serve(sockets=[local_socket]))]
