@@ -29,6 +29,7 @@ from ..auth import Action, TokenRecord, check
 from ..errors import ConfigError
 from ..logs.store import LOGS_DB_NAME
 from ..printable import AUDIT_TARGET_MAX_CHARS, printable
+from .api_alerts import alerts_router
 from .api_logs import build_logs_router
 from .api_observe import observe_router
 from .api_refusals import RefusalAudit, RefusalKey
@@ -267,6 +268,10 @@ def build_api(controller: Controller, base_dir: Path, local_actor: str | None = 
     if controller.observer is not None:
         app.include_router(observe_router(controller.observer.history, db))
     app.include_router(build_logs_router(controller.config.state_dir / LOGS_DB_NAME))
+    if controller.observer is not None:
+        observer = controller.observer
+        app.include_router(alerts_router(controller.alert_engine().store, lambda: observer.history, lambda: {
+            name: dep.config.spec.slo for name, dep in controller.deployments.items() if dep.config.spec.slo}))
     app.include_router(dashboard_router(db, sessions, secure_cookie))
     app.include_router(logins_router(sessions))
 

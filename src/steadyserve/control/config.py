@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..alerting.notifyspec import NotificationSettings
 from ..description import ServiceDescription
 from ..errors import ConfigError
 from ..loading import parse_target
@@ -72,6 +73,7 @@ class PlatformConfig(_Frozen):
     apply_hint: str = "steady deploy -f steady.yaml"
     snapshot_interval_s: float = Field(default=300.0, gt=0)  # state DB snapshots (spec `state:`)
     snapshot_keep: int = Field(default=12, ge=0)
+    notifications: NotificationSettings = NotificationSettings()  # where alerts go (spec `notifications:`)
 
     @property
     def url(self) -> str:
@@ -153,5 +155,6 @@ def resolve_platform(spec: PlatformSpec, base_dir: Path, state_dir: Path, api_po
     platform = PlatformConfig(state_dir=state_dir.resolve(), gateway=spec.gateway, api_port=api_port,
                               base_dir=base_dir.resolve(), deployments=tuple(config for config, _ in resolved),
                               default_deployment=default_deployment, auth_required=auth_required,
-                              snapshot_interval_s=spec.state.snapshot_interval_s, snapshot_keep=spec.state.snapshot_keep)
+                              snapshot_interval_s=spec.state.snapshot_interval_s, snapshot_keep=spec.state.snapshot_keep,
+                              notifications=spec.notifications)
     return platform, {config.name: service for config, service in resolved}

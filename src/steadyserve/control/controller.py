@@ -25,10 +25,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..alerting.engine import AlertEngine
+from ..alerting.notify import DeliveryOutcome, Notifier
+from ..alerting.rule import Rule
+from ..alerting.rules import rules_for
+from ..alerting.store import AlertStore
 from ..gateway.routes import (
     CanaryRoute,
     write_table,
 )
+from ..metrics.store import OBSERVABILITY_DB
 from ..printable import printable
 from ..types import Clock
 from ..wording import plural
@@ -115,7 +121,8 @@ class Controller(DesiredState):
         observer: Observer | None = None,
     ) -> None:
         self.config = config
-        self.observer = observer  # metrics, history: serve.py passes one; unit tests need none
+        self.observer = observer  # metrics, history, alerts: serve.py passes one; unit tests need none
+        self.alerts: AlertEngine | None = None
         # Only a controller that made itself its children's subreaper (serve.py) has orphans to collect.
         self.collect_orphans = collect_orphans
         self.db = db
@@ -227,8 +234,39 @@ class Controller(DesiredState):
         self.on_event(event)
 
     # --- the loop ---------------------------------------------------------------
+    def start_alerting(self) -> None:
+        """Alert evaluation on the history; notifications delivered off the loop (threads) when configured."""
+        assert self.observer is not None
+        settings = self.config.notifications
+        loop = asyncio.get_running_loop()
+        engine = self.alert_engine()
+        if settings.enabled and engine.notifier is None:
+            def on_outcome(outcome: DeliveryOutcome) -> None:  # on a notifier thread: the loop records it
+                loop.call_soon_threadsafe(self._notified, outcome)
+
+            engine.notifier = Notifier.from_settings(settings, on_outcome=on_outcome)
+
+    def alert_engine(self) -> AlertEngine:
+        """The alert engine (its store is what the API lists); notifications start with the loop."""
+        if self.alerts is None:
+            self.alerts = AlertEngine(AlertStore(self.config.state_dir / OBSERVABILITY_DB), None, self.record,
+                                      self.config.notifications.resend_interval_s)
+        return self.alerts
+
+    def _notified(self, outcome: DeliveryOutcome) -> None:
+        if not outcome.delivered:
+            self._guarded("alert", "notification", outcome.deployment, "report a notification", lambda: self.record(
+                "alert", "notification", "dropped" if outcome.dropped else "undelivered", outcome.describe(),
+                outcome.deployment))
+
+    def alert_rules(self) -> list[Rule]:
+        return [rule for name, dep in self.deployments.items() if not dep.deleting
+                for rule in rules_for(name, dep.config.spec.alerts, dep.config.spec.slo)]
+
     async def run(self, stop: asyncio.Event) -> None:
         interval = self.config.probe_interval_s
+        if self.observer is not None:
+            self.start_alerting()
         while not stop.is_set():
             started = self.clock()
             try:
@@ -247,7 +285,10 @@ class Controller(DesiredState):
     def _measure(self, tick_s: float) -> None:
         """Metrics and history after a tick; forecasts become events, and replacements where configured."""
         assert self.observer is not None
-        for found in self.observer.after_tick(self.replica_views(), tick_s):
+        forecasts = self.observer.after_tick(self.replica_views(), tick_s)
+        if self.alerts is not None and self.observer.stepped_at is not None:  # a new history step: evaluate
+            self.alerts.tick(self.observer.history, self.alert_rules(), self.observer.stepped_at)
+        for found in forecasts:
             managed = self.managed.get(("replica", found.deployment, found.replica))
             if managed is None or managed.proc is None or managed.proc.pid != found.pid or managed.config is None:
                 continue
@@ -666,6 +707,8 @@ class Controller(DesiredState):
         self._persist()
         if self.observer is not None:  # the last minute of history, which the per-minute tier has not yet
             self._guarded("controller", "controller", "", "save history", self.observer.close)
+        if self.alerts is not None:
+            self._guarded("controller", "controller", "", "close alerting", self.alerts.close)
         self.db.set_meta(status="stopped")
         private_dirs.remove_socket_dir(self.config.state_dir, self.socket_dir)
         self.record("controller", "controller", "stopped", "all processes stopped")

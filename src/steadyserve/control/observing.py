@@ -75,6 +75,7 @@ class Observer:
         self._last_step = 0.0
         self._last_tick = wall_clock()
         self._served: set[str] = set()  # deployments that have had a ready replica
+        self.stepped_at: float | None = None  # the last tick recorded a history step at this time
         self._last_compact = 0.0
         # Each running replica's recent readings, by (deployment, replica, pid): a restart starts afresh.
         self._readings: dict[tuple[str, str, int], deque[prediction.Reading]] = {}
@@ -93,8 +94,9 @@ class Observer:
         self._count_replicas(replicas, min(MAX_WATCHED_GAP_S, max(0.0, now - self._last_tick)))
         self._last_tick = now
         rss = self._read_processes(replicas)
+        self.stepped_at = None
         if now - self._last_step >= self.step_s:
-            self._last_step = now
+            self._last_step = self.stepped_at = now
             # Once a step, not each tick: an idle instance should write next to nothing.
             self.writer.flush()
             self.history.add(now, flatten(read_merged(self.metrics_dir)))

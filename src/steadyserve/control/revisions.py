@@ -16,7 +16,8 @@ from typing import Any
 
 from .config import DeploymentConfig
 
-_NOT_A_ROLLOUT = ("replicas",)
+# What the controller alone uses: changing it rolls nothing out (the revision's stored config follows it).
+_NOT_A_ROLLOUT = ("replicas", "prediction", "alerts", "slo")
 
 
 def revision_document(config: DeploymentConfig) -> dict[str, Any]:

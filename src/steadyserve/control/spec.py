@@ -21,6 +21,9 @@ from typing import Any, Literal
 import yaml  # type: ignore[import-untyped,unused-ignore]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..alerting.notifyspec import NotificationSettings
+from ..alerting.rulespec import AlertRules
+from ..alerting.slospec import SloSpec
 from ..errors import ConfigError
 from ..gateway.routes import Policy
 
@@ -178,6 +181,9 @@ class DeploymentSpec(_Strict):
     rollout: RolloutSettings = RolloutSettings()
     resources: ResourceLimits = ResourceLimits()
     prediction: PredictionSettings = PredictionSettings()
+    alerts: AlertRules = Field(
+        default=[], description="alert rules; a built-in's name changes it, or turns it off with enabled: false")
+    slo: SloSpec | None = Field(default=None, description="availability and latency objectives: burn-rate alerts")
     env: dict[str, str] = Field(default={}, description="plain settings, visible to viewers: use secrets for secrets")
     secrets: dict[str, SecretRef] = Field(
         default={}, description="write-only values delivered to replicas; the API shows their names only")
@@ -303,6 +309,7 @@ class PlatformSpec(_Strict):
     deployments: dict[str, DeploymentSpec]
     gateway: GatewaySpec = GatewaySpec()
     state: StateSpec = StateSpec()
+    notifications: NotificationSettings = NotificationSettings()
 
     @field_validator("deployments")
     @classmethod

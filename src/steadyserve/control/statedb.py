@@ -307,10 +307,14 @@ class StateDB:
         ``config_json`` (the resolved DeploymentConfig) lets recovery skip importing the service.
         """
         row = self._conn.execute(
-            "SELECT revision, spec FROM revisions WHERE deployment = ? ORDER BY revision DESC LIMIT 1",
+            "SELECT revision, spec, config FROM revisions WHERE deployment = ? ORDER BY revision DESC LIMIT 1",
             (deployment,),
         ).fetchone()
         if row is not None and row["spec"] == spec_json:
+            if config_json is not None and row["config"] != config_json:  # e.g. new alert rules: no rollout,
+                self._conn.execute(  # but a restarted controller must find them
+                    "UPDATE revisions SET config = ? WHERE deployment = ? AND revision = ?",
+                    (config_json, deployment, row["revision"]))
             return int(row["revision"]), False
         revision = 1 if row is None else int(row["revision"]) + 1
         self._conn.execute(

@@ -33,6 +33,7 @@ from .store import LOGS_DB_NAME, LogStore, PruneResult
 from .tail import DEFAULT_MAX_READ_BYTES, LogTailer
 
 MIB = 1024 * 1024
+IDLE_PRUNE_FACTOR = 60  # an idle store only ages: prune it every 60 intervals (an idle instance writes ~nothing)
 _SETTLE_S = 10.0  # a rollout's window is checked this long after it closes: its last lines are read by then
 
 
@@ -64,6 +65,7 @@ class LogCollector:
         self.miner = PatternMiner.load(store.connection, settings.max_templates)
         self._rollouts = template_db.load_rollouts(store.connection)
         self._pruned_at = -math.inf
+        self._stored_since_prune = 0
 
     @classmethod
     def open(cls, state_dir: Path, logs_dir: Path, settings: LogSettings = LogSettings(),
@@ -76,6 +78,8 @@ class LogCollector:
 
     def step(self, now: float) -> CollectResult:
         batch = self.tailer.read_new(now)
+        if not (batch.records or batch.offsets or batch.gone):
+            return CollectResult(0, self._check_rollouts(now), self._maybe_prune(now))
         try:
             records, changes = self.miner.observe(batch.records)
             new_rollouts = note_rollouts(records, self._rollouts)
@@ -89,11 +93,16 @@ class LogCollector:
             raise
         self._rollouts.update(new_rollouts)
         findings = new_error_templates(changes) + self._check_rollouts(now)
-        pruned = None
-        if now - self._pruned_at >= self.settings.prune_interval_s:
-            pruned = self.store.prune(self.settings.max_bytes, self.settings.max_age_s, now)
-            self._pruned_at = now
-        return CollectResult(len(records), findings, pruned)
+        return CollectResult(len(records), findings, self._maybe_prune(now, len(records)))
+
+    def _maybe_prune(self, now: float, stored: int = 0) -> PruneResult | None:
+        """Prune every ``prune_interval_s`` while lines arrive; when idle, only for age, rarely."""
+        self._stored_since_prune += stored
+        due_s = self.settings.prune_interval_s * (1 if self._stored_since_prune else IDLE_PRUNE_FACTOR)
+        if now - self._pruned_at < due_s:
+            return None
+        self._pruned_at, self._stored_since_prune = now, 0
+        return self.store.prune(self.settings.max_bytes, self.settings.max_age_s, now)
 
     def _check_rollouts(self, now: float) -> list[Finding]:
         window_s = self.settings.rate_window_s

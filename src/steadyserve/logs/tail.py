@@ -101,7 +101,8 @@ class LogTailer:
             read = self._read_file(name, known.get(name), per_file, now)
             if read is not None:
                 records += read[0]
-                offsets.append(read[1])
+                if read[1] != known.get(name):  # unchanged offsets are not written again (idle: no writes)
+                    offsets.append(read[1])
         gone = [name for name in known if name not in names]
         return Batch(records, offsets, gone)
 

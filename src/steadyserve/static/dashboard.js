@@ -113,11 +113,13 @@
         "pid", "restarts", "revision"], "no processes");
       fill("events", (events || []).slice().reverse(),
         [e => time(e.ts), e => e.deployment || "-", "subject", "type", "message"], "no events");
-      const firing = alerts === null ? null : (alerts.active || alerts).filter(a => a.state !== "resolved");
-      fill("alerts", firing, [a => a.name || a.alertname, "deployment", "severity", a => [a.state, a.state],
-        a => a.active_since ? time(a.active_since) : a.since ? time(a.since) : "-", "summary"],
-        alerts === null ? "alerting is not available" : "none firing");
-      fill("slos", slos, ["deployment", s => s.objective, s => s.measured, s => s.budget_remaining], "no SLOs");
+      const active = alerts === null ? null : alerts.active;
+      fill("alerts", active, ["alertname", "deployment", "severity", a => [a.state, a.state],
+        a => a.active_since ? time(a.active_since) : "-", "summary"],
+        alerts === null ? "alerting is not available" : "none pending or firing");
+      const percent = v => v === null || v === undefined ? "-" : (v * 100).toFixed(3) + "%";
+      fill("slos", slos, [s => s.deployment + " (" + s.sli + ")", s => percent(s.objective),
+        s => percent(s.sli_value), s => percent(s.budget_remaining)], "no SLOs");
       chooseDeployment((deployments || []).map(d => d.name));
       await refreshCharts();
       await refreshLogs();
