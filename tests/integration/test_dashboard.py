@@ -58,6 +58,8 @@ def _page(browser, errors: list[str]):
 def test_the_dashboard_shows_a_running_deployment_live_and_a_killed_replica(served, browser):
     errors: list[str] = []
     context, page = _page(browser, errors)
+    # Offline: anything but the control API is refused (and would show as a console error).
+    context.route(re.compile("^(?!" + re.escape(served.api_url) + "/)"), lambda route: route.abort())
     with LoadStream(served.port, "/work", {"ms": 2}, threads=2) as load:
         wait_for(lambda: load.ok > 50, 60, "calls flowing")
         page.goto(_login_link(served))

@@ -15,7 +15,7 @@ SCALE = 0.001  # 1 h -> 3.6 s, 5 m -> 0.3 s, 3 d -> 259.2 s
 STEP_S = 0.1
 
 
-def availability(objective: float = 0.999, scale: float = SCALE, period: str = "30d") -> SloSpec:
+def availability(objective: float = 0.999, scale: float = SCALE, period: str = "7d") -> SloSpec:
     return SloSpec.model_validate({"availability": objective, "window_scale": scale, "period": period})
 
 
@@ -121,12 +121,17 @@ def test_budget_spent_is_the_bad_ratio_over_the_allowed_one(ok, bad, consumed):
 
 
 def test_budget_period_scales_and_says_how_much_history_there_was():
-    slo = availability(scale=0.001, period="30d")  # 2592 s
+    slo = availability(scale=0.002, period="7d")  # 1209.6 s
     history = steady_history(10.0, 100, calls(ok_per_step=10), start=5000.0)  # from 5000 s to 6000 s
     (found,) = budget(history, "d", slo, 6000.0)
-    assert found.period_s == pytest.approx(2592.0)
+    assert found.period_s == pytest.approx(1209.6)
     assert found.data_since == 5000.0
     assert found.consumed == 0.0
+
+
+def test_a_period_longer_than_the_history_keeps_is_refused():
+    with pytest.raises(ValueError, match="at most 8d: the metrics history keeps 8 days"):
+        availability(period="30d")
 
 
 def test_budget_without_calls_is_unknown():

@@ -76,3 +76,20 @@ def test_deploy_wait_fails_at_once_when_a_replica_crash_loops_with_nothing_to_ro
 ])
 def test_deploy_wait_keeps_waiting_on_a_crash_loop_a_rollback_or_a_recovery_ends(row, events):
     assert isinstance(judge("echo", 2, row, events), Waiting)
+
+
+def test_controller_only_settings_make_no_new_revision_but_are_kept(tmp_path):
+    from steadyserve.control.statedb import StateDB
+
+    plain = config()
+    watched = config(alerts=[{"name": "Mine", "expr": "error_ratio", "threshold": 0.1}],
+                     slo={"availability": 0.99}, prediction={"window_s": 30})
+    assert revision_json(plain) == revision_json(watched)
+    db = StateDB(tmp_path / "state.db")
+    try:
+        assert db.record_revision("echo", revision_json(plain), plain.model_dump_json()) == (1, True)
+        assert db.record_revision("echo", revision_json(watched), watched.model_dump_json()) == (1, False)
+        stored = DeploymentConfig.model_validate_json(db.revision_config("echo", 1))
+        assert [r.name for r in stored.spec.alerts] == ["Mine"] and stored.spec.slo is not None
+    finally:
+        db.close()

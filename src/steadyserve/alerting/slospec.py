@@ -3,7 +3,7 @@
     slo:
       availability: 0.999          # 99.9% of calls answer without a 5xx
       latency: {threshold_ms: 250, objective: 0.99}   # 99% of calls within 250 ms
-      period: 30d                  # the error budget's window (``steady slo``)
+      period: 7d                   # the error budget's window (``steady slo``; at most 8d)
       window_scale: 1.0            # tests: 0.001 makes the 1 h burn window 3.6 s
 
 Each objective gets the SRE workbook's multiwindow, multi-burn-rate alerts (``slo.py``),
@@ -23,7 +23,8 @@ Sli = Literal["availability", "latency"]
 Speed = Literal["Fast", "Medium", "Slow"]
 SLIS: tuple[Sli, ...] = ("availability", "latency")
 SPEEDS: tuple[Speed, ...] = ("Fast", "Medium", "Slow")
-DEFAULT_PERIOD_S = 30 * 86400.0
+DEFAULT_PERIOD_S = 7 * 86400.0
+MAX_PERIOD_S = 8 * 86400.0  # what the metrics history keeps (control/observing.py RETAIN_S)
 
 
 def burn_rule_name(sli: Sli, speed: Speed) -> str:
@@ -58,10 +59,18 @@ class SloSpec(Strict):
         description="share of calls answered without a 5xx (shed calls, 503, count as failed; 4xx as good)")
     latency: LatencyObjectiveSpec | None = None
     period_s: DurationS = Field(default=DEFAULT_PERIOD_S, alias="period", gt=0,
-                                description="the error budget's window, before window_scale")
+                                description="the error budget's window, before window_scale (the history"
+                                            " keeps 8 days)")
     window_scale: float = Field(
         default=1.0, ge=0.0001, le=1.0,
         description="multiplies every burn-rate window and the period; below 1 for tests only")
+
+    @field_validator("period_s")
+    @classmethod
+    def _period_in_history(cls, value: float) -> float:
+        if value > MAX_PERIOD_S:
+            raise ValueError("must be at most 8d: the metrics history keeps 8 days")
+        return value
 
     @model_validator(mode="after")
     def _an_objective(self) -> SloSpec:

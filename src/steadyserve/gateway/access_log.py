@@ -21,8 +21,9 @@ MAX_BUFFERED_BYTES = 64 * 1024
 
 class AccessLog:
     def __init__(self, gateway_id: str, write: Callable[[bytes], object] | None = None,
-                 sampler: AccessSampler | None = None) -> None:
+                 sampler: AccessSampler | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.gateway_id = gateway_id
+        self.clock = clock
         self._write = write if write is not None else (lambda data: os.write(2, data))
         self.sampler = sampler if sampler is not None else AccessSampler()
         self._lines: list[bytes] = []
@@ -30,7 +31,7 @@ class AccessLog:
 
     def call(self, method: bytes, path: bytes, note: CallNote, duration_s: float, bytes_in: int,
              bytes_out: int) -> None:
-        sampled = self.sampler.sample(time.monotonic())
+        sampled = self.sampler.sample(self.clock())
         if not sampled or not note.counted:
             return
         entry = AccessEntry(
