@@ -279,6 +279,19 @@ def test_a_replica_error_that_quotes_a_secret_shows_it_masked_in_events_and_stat
         stop_instance(inst)
 
 
+def test_a_secret_a_replica_logs_is_masked_in_the_log_store_viewers_read(tmp_path, monkeypatch):
+    inst = start_leaky(tmp_path, monkeypatch, "setup")
+    try:
+        def logged() -> list[str]:
+            result = inst.cli("logs", "leaky", "--json", "--limit", "1000")
+            return [line for line in result.stdout.splitlines() if "the upstream refused key" in line]
+
+        lines = wait_for(logged, 90, "the replica's setup error in the log store")
+        assert all("sk-live-0123456789" not in line for line in lines) and any("***" in line for line in lines)
+    finally:
+        stop_instance(inst)
+
+
 def test_a_failing_health_check_that_quotes_a_secret_shows_it_masked_clean_and_capped(tmp_path, monkeypatch):
     inst = start_leaky(tmp_path, monkeypatch, "health")
     try:

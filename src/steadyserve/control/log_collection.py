@@ -9,11 +9,14 @@ delays a probe; a failure is logged and the next pass tries again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 
 from ..logs.collect import LogCollector
+from ..logs.records import LogRecord
 from .controller import Controller
+from .secrets import redact as masked_text
 
 log = logging.getLogger(__name__)
 COLLECT_EVERY_S = 1.0
@@ -22,14 +25,23 @@ COLLECT_EVERY_S = 1.0
 async def collect_logs(controller: Controller, stop: asyncio.Event, interval_s: float = COLLECT_EVERY_S) -> None:
     """Collect until ``stop`` is set, then once more (the stopped processes' last lines) and close."""
     revisions: dict[str, int] = {}
+    secrets: dict[str, list[str]] = {}
 
     def revision_of(label: str) -> int | None:
         return revisions.get(label)
 
+    def redact(record: LogRecord) -> LogRecord:
+        """A deployment's secret values, printed by its code, are masked before viewers can read them."""
+        values = secrets.get(record.deployment or "")
+        if not values:
+            return record
+        masked = masked_text(record.message, values)
+        return record if masked == record.message else dataclasses.replace(record, message=masked)
+
     config = controller.config
     try:
         collector = await asyncio.to_thread(LogCollector.open, config.state_dir, config.logs_dir,
-                                            revision_of=revision_of)
+                                            revision_of=revision_of, redact=redact)
     except Exception:
         log.exception("log collection could not start; processes still log to %s", config.logs_dir)
         return
@@ -38,6 +50,7 @@ async def collect_logs(controller: Controller, stop: asyncio.Event, interval_s: 
             stopping = stop.is_set()
             # Replaced, not changed in place: the collector's thread reads the previous dict meanwhile.
             revisions = {m.label: m.revision for m in controller.managed.values() if m.revision}
+            secrets = {name: controller.db.all_secret_values(name) for name in controller.deployments}
             try:
                 result = await asyncio.to_thread(collector.step, time.time())
             except Exception:

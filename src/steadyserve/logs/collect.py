@@ -29,6 +29,7 @@ from .findings import (
     rate_jumps,
 )
 from .patterns import DEFAULT_MAX_TEMPLATES, PatternMiner
+from .records import LogRecord
 from .store import LOGS_DB_NAME, LogStore, PruneResult
 from .tail import DEFAULT_MAX_READ_BYTES, LogTailer
 
@@ -58,8 +59,10 @@ class CollectResult:
 
 class LogCollector:
     def __init__(self, logs_dir: Path, store: LogStore, settings: LogSettings = LogSettings(),
-                 revision_of: Callable[[str], int | None] | None = None) -> None:
+                 revision_of: Callable[[str], int | None] | None = None,
+                 redact: Callable[[LogRecord], LogRecord] | None = None) -> None:
         self.store = store
+        self.redact = redact  # e.g. masks a deployment's secret values that its code printed
         self.settings = settings
         self.tailer = LogTailer(logs_dir, store, settings.max_read_bytes, revision_of)
         self.miner = PatternMiner.load(store.connection, settings.max_templates)
@@ -69,9 +72,10 @@ class LogCollector:
 
     @classmethod
     def open(cls, state_dir: Path, logs_dir: Path, settings: LogSettings = LogSettings(),
-             revision_of: Callable[[str], int | None] | None = None) -> LogCollector:
+             revision_of: Callable[[str], int | None] | None = None,
+             redact: Callable[[LogRecord], LogRecord] | None = None) -> LogCollector:
         """A collector writing ``<state_dir>/logs.db`` (created 0600 if new)."""
-        return cls(logs_dir, LogStore(state_dir / LOGS_DB_NAME), settings, revision_of)
+        return cls(logs_dir, LogStore(state_dir / LOGS_DB_NAME), settings, revision_of, redact)
 
     def close(self) -> None:
         self.store.close()
@@ -80,8 +84,9 @@ class LogCollector:
         batch = self.tailer.read_new(now)
         if not (batch.records or batch.offsets or batch.gone):
             return CollectResult(0, self._check_rollouts(now), self._maybe_prune(now))
+        redact = self.redact
         try:
-            records, changes = self.miner.observe(batch.records)
+            records, changes = self.miner.observe([redact(r) for r in batch.records] if redact else batch.records)
             new_rollouts = note_rollouts(records, self._rollouts)
             with self.store.transaction() as conn:
                 self.store.insert_many(records)
