@@ -52,6 +52,11 @@ def test_level_and_text_filters_find_the_failure(chatty):
     # A new error template is an event.
     wait_for(lambda: [e for e in chatty.events("new_error_template") if e["deployment"] == "chatty"], 30,
              "a new_error_template event")
+    # ... and a metric, which alert rules can use (expr: log_findings).
+    from test_metrics import _scrape_if
+
+    wait_for(lambda: _scrape_if(chatty, "steady_log_findings_total", 1, deployment="chatty",
+                                kind="new_error_template"), 30, "the finding in /metrics")
     patterns = chatty.cli("logs", "--patterns")
     assert patterns.returncode == 0 and "talking about" in patterns.stdout
 

@@ -9,6 +9,7 @@ from steadyserve.alerting.expressions import (
     ErrorRatio,
     Inflight,
     LatencyQuantile,
+    LogFindings,
     MemoryBytes,
     MemoryRatio,
     Restarts,
@@ -117,6 +118,16 @@ def test_restarts_counts_what_the_counter_grew_in_the_window():
     assert Restarts(120).value(history, "d", 660.0) == 2.0
 
 
+def test_log_findings_count_what_log_analysis_found_in_the_window_and_none_is_zero():
+    history = History(step_s=60)
+    series = key("steady_log_findings_total", deployment="d", kind="new_error_template")
+    assert LogFindings(600).value(history, "d", 0.0) == 0.0  # nothing found yet: zero, not "no data"
+    for i, total in enumerate([0, 1, 1, 2]):
+        history.add(i * 60.0, {series: total})
+    assert LogFindings(600).value(history, "d", 180.0) == 2.0
+    assert LogFindings(60).value(history, "d", 180.0) == 1.0
+
+
 @pytest.mark.parametrize("expr, promql", [
     (ErrorRatio(300), '(sum(rate(steady_requests_total{deployment="d",code=~"5.."}[5m])) or vector(0))'
                       ' / sum(rate(steady_requests_total{deployment="d"}[5m]))'),
@@ -128,6 +139,7 @@ def test_restarts_counts_what_the_counter_grew_in_the_window():
     (MemoryRatio(), 'max(steady_replica_resident_memory_bytes{deployment="d"})'
                     ' / max(steady_replica_memory_limit_bytes{deployment="d"})'),
     (Restarts(600), 'sum(increase(steady_replica_restarts_total{deployment="d"}[10m]))'),
+    (LogFindings(600), '(sum(increase(steady_log_findings_total{deployment="d"}[10m])) or vector(0))'),
 ])
 def test_promql_reads_the_same_series(expr, promql):
     assert expr.promql("d") == promql

@@ -28,6 +28,7 @@ from .expressions import (
     Expression,
     Inflight,
     LatencyQuantile,
+    LogFindings,
     MemoryBytes,
     MemoryRatio,
     Restarts,
@@ -184,11 +185,12 @@ def _fill(series: SeriesSet, rule: Rule, side: Side) -> bool:
         series.gauge(name, {"deployment": d, "replica": "r1"}, resident / 2)
         series.gauge(catalog.REPLICA_MEMORY_LIMIT.exposed_name, {"deployment": d}, MEMORY_LIMIT_BYTES)
         return True
-    if isinstance(expr, Restarts):
+    if isinstance(expr, (Restarts, LogFindings)):
         amount = _amount_on(side, t)
         if amount is not None:
-            series.counter(catalog.RESTARTS.exposed_name, {"deployment": d},
-                           [(amount * series.step_s / expr.window_s, series.steps)])
+            name, labels = ((catalog.RESTARTS.exposed_name, {"deployment": d}) if isinstance(expr, Restarts)
+                            else (catalog.LOG_FINDINGS.exposed_name, {"deployment": d, "kind": "new_error_template"}))
+            series.counter(name, labels, [(amount * series.step_s / expr.window_s, series.steps)])
         return amount is not None
     if isinstance(expr, BurnRate):
         burn = _amount_on(side, t)

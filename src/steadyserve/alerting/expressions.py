@@ -211,6 +211,26 @@ class Restarts(Expression):
         return f"replica restarts over {format_duration(self.window_s)}"
 
 
+@dataclass(frozen=True)
+class LogFindings(Expression):
+    """New error templates and rate jumps that log analysis found (logs/findings.py)."""
+
+    window_s: float
+    unit: ClassVar[Unit] = "count"
+
+    def value(self, history: History, deployment: str, now: float) -> float | None:
+        grew = history.increase(catalog.LOG_FINDINGS.exposed_name, {"deployment": deployment}, self.window_s, now)
+        return sum(grew.values()) if grew else 0.0  # no finding recorded yet: none
+
+    def promql(self, deployment: str) -> str:
+        series = selector(catalog.LOG_FINDINGS.exposed_name, deployment=deployment)
+        # Parenthesised: `or` binds looser than the rule's comparison appended after it.
+        return f"(sum(increase({series}[{format_duration(self.window_s)}])) or vector(0))"
+
+    def describe(self) -> str:
+        return f"log analysis findings over {format_duration(self.window_s)}"
+
+
 _QUANTILES = {"latency_p50": 0.5, "latency_p90": 0.9, "latency_p99": 0.99}
 
 
@@ -234,4 +254,6 @@ def expression_of(expr: str, window_s: float, quantile: float | None = None,
         return MemoryBytes()
     if expr == "restarts":
         return Restarts(window_s)
+    if expr == "log_findings":
+        return LogFindings(window_s)
     raise ValueError(f"unknown expr {expr!r}")

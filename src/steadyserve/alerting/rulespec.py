@@ -26,6 +26,7 @@ inflight            calls in flight at the gateways now                    calls
 memory_ratio        the largest replica's resident memory / its limit      ratio 0..1
 memory_bytes        the largest replica's resident memory                  bytes
 restarts            replica restarts over ``window``                       restarts
+log_findings        new error templates, rate jumps over ``window``        findings
 ==================  =====================================================  =================
 """
 
@@ -41,12 +42,12 @@ from .model import DurationS, Strict
 from .slospec import BURN_RULE_NAMES
 
 ExprName = Literal["error_ratio", "shed_ratio", "latency_p50", "latency_p90", "latency_p99", "latency_quantile",
-                   "inflight", "memory_ratio", "memory_bytes", "restarts"]
+                   "inflight", "memory_ratio", "memory_bytes", "restarts", "log_findings"]
 Op = Literal[">", ">=", "<", "<="]
 Severity = Literal["info", "warning", "critical", "page", "ticket"]
 
 WINDOWED: frozenset[str] = frozenset({"error_ratio", "shed_ratio", "latency_p50", "latency_p90", "latency_p99",
-                                      "latency_quantile", "restarts"})
+                                      "latency_quantile", "restarts", "log_findings"})
 RATIOS: frozenset[str] = frozenset({"error_ratio", "shed_ratio", "memory_ratio"})
 PER_HANDLER: frozenset[str] = frozenset({"error_ratio", "latency_p50", "latency_p90", "latency_p99",
                                          "latency_quantile"})

@@ -15,6 +15,7 @@ import time
 
 from ..logs.collect import LogCollector
 from ..logs.records import LogRecord
+from ..metrics.catalog import LOG_FINDINGS
 from .controller import Controller
 from .secrets import redact as masked_text
 
@@ -57,6 +58,8 @@ async def collect_logs(controller: Controller, stop: asyncio.Event, interval_s: 
                 log.exception("log collection failed; the next pass tries again")
             else:
                 for finding in result.findings:
+                    if controller.observer is not None:  # a metric too: alert rules can use it (log_findings)
+                        controller.observer.recorder.inc(LOG_FINDINGS, (finding.deployment or "none", finding.kind))
                     controller.record("deployment" if finding.deployment else "gateway",
                                       finding.deployment or "gateways", finding.kind, finding.message,
                                       finding.deployment)

@@ -84,12 +84,15 @@ REPLICA_MEMORY = _spec("steady_replica_resident_memory_bytes", "gauge", "Residen
                        "deployment", "replica")
 REPLICA_MEMORY_LIMIT = _spec("steady_replica_memory_limit_bytes", "gauge",
                              "The deployment's per-replica memory limit (resources.memory_mb)", "deployment")
+LOG_FINDINGS = _spec("steady_log_findings", "counter",
+                     "What log analysis found: a new error template, a template's rate jumping after a rollout",
+                     "deployment", "kind")
 TICK_DURATION = _spec("steady_controller_tick_duration_seconds", "histogram", "Time of one controller tick",
                       buckets=TICK_BUCKETS_S)
 
 ALL: tuple[MetricSpec, ...] = (
     REQUESTS, REQUEST_DURATION, INFLIGHT, QUEUED, ADMISSION, RETRIES, EJECTIONS,
     HANDLER_CALLS, HANDLER_DURATION, HANDLER_INFLIGHT, BATCH_SIZE,
-    REPLICAS, DEPLOYMENT_SECONDS, DEPLOYMENT_READY_SECONDS, RESTARTS, REPLICA_CPU, REPLICA_MEMORY, REPLICA_MEMORY_LIMIT, TICK_DURATION,
+    REPLICAS, DEPLOYMENT_SECONDS, DEPLOYMENT_READY_SECONDS, RESTARTS, REPLICA_CPU, REPLICA_MEMORY, REPLICA_MEMORY_LIMIT, LOG_FINDINGS, TICK_DURATION,
 )
 BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in ALL}
