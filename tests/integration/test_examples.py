@@ -6,7 +6,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import EXAMPLES, run_cli
+from conftest import EXAMPLES, run_cli, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.integration
@@ -40,17 +40,14 @@ def test_digits_predicts_through_batches(serve):
     code, _, info = inst.post_json("/info", {})
     assert code == 200 and info["test_accuracy"] > 0.9
     # Concurrent calls were grouped: some replica ran a batch of more than one.
-    mean_batch_sizes = []
-    for _ in range(8):  # each GET /metrics lands on one of the two replicas
-        _, _, raw = inst.request("GET", "/metrics")
-        samples = {
-            s.name: s.value
-            for family in text_string_to_metric_families(raw.decode())
-            for s in family.samples
-            if s.labels.get("handler") == "predict"
-        }
-        mean_batch_sizes.append(samples["steady_batch_size_sum"] / max(1.0, samples["steady_batch_size_count"]))
-    assert max(mean_batch_sizes) > 1.0
+    def batch_sizes() -> dict[str, float]:
+        _, _, raw = inst.request("GET", "/metrics")  # every replica's batches (they write them twice a second)
+        return {s.name: s.value for family in text_string_to_metric_families(raw.decode()) for s in family.samples
+                if s.labels.get("handler") == "predict" and s.name.startswith("steady_batch_size_")}
+
+    samples = wait_for(lambda: (found := batch_sizes()).get("steady_batch_size_sum", 0) >= len(images) and found,
+                       30, "all 64 calls' batches in /metrics")
+    assert samples["steady_batch_size_sum"] / samples["steady_batch_size_count"] > 1.0
 
 
 def test_digits_rejects_a_wrong_sized_image(serve):

@@ -152,10 +152,11 @@ def test_a_killed_replica_takes_none_of_its_counts_with_it(served):
     os.kill(victim["pid"], signal.SIGKILL)
     wait_for(lambda: served.process("replica", "r0")["pid"] not in (None, victim["pid"]) and served.all_ready(),
              60, "r0 to be replaced")
-    after = scrape(served)
+    # The controller writes its own metrics once a history step (5 s): wait for the restart there.
+    after = wait_for(lambda: (s := scrape(served)) and total(s, "steady_replica_restarts_total", deployment="slow") >= 1
+                     and s, 30, "the restart in steady_replica_restarts_total")
     for name in ("steady_handler_calls_total", "steady_requests_total"):
         assert total(after, name, handler="work", code="200") == total(before, name, handler="work", code="200")
-    assert total(after, "steady_replica_restarts_total", deployment="slow") >= 1
     assert call(served, "/work", b'{"ms": 1}') == 200
     _settled(served, "steady_handler_calls_total", CALLS_OK + 1, deployment="slow", handler="work", code="200")
 
@@ -180,8 +181,10 @@ def test_a_real_prometheus_sees_what_clients_did(served, tmp_path):
                 return None
             return float(result[0]["value"][1]) if result else None
 
-        expected = total(_settled(served, "steady_requests_total", CALLS_OK + 1, handler="work", code="200"),
-                         "steady_requests_total", handler="work", code="200")
+        assert call(served, "/work", b'{"ms": 1}') == 200
+        expected = wait_for(lambda: total(scrape(served), "steady_requests_total", handler="work", code="200")
+                            > CALLS_OK and total(scrape(served), "steady_requests_total", handler="work",
+                                                 code="200"), 30, "the last call in /metrics")
         seen = wait_for(lambda: query('sum(steady_requests_total{deployment="slow",handler="work",code="200"})')
                         == expected, 60, "Prometheus to scrape the calls")
         assert seen
