@@ -78,3 +78,27 @@ notifications:
     finally:
         stop_instance(inst)
         receiver.server.shutdown()
+
+
+def test_readers_of_the_state_files_never_break_the_controllers_databases(tmp_path):
+    """`steady alerts`, `slo`, `logs` and `report` read the same SQLite files the controller writes.
+    Regression: a store that opened and closed its file dropped the controller's locks, and the
+    next reader removed the write-ahead log from under it (later writes went nowhere)."""
+    import os
+
+    from conftest import EXAMPLES
+
+    inst = start_instance(EXAMPLES / "echo", tmp_path / "state", "--replicas", "1", "--gateways", "1")
+    try:
+        pid = inst.proc.pid
+        for args in (("alerts",), ("slo",), ("logs",), ("report", "--since", "5m"), ("alerts", "--json")):
+            assert inst.cli(*args).returncode == 0
+
+        def open_files() -> list[str]:
+            return [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+
+        databases = [path for path in open_files() if ".db" in path]
+        assert any(path.endswith("observability.db-wal") for path in databases), databases
+        assert not [path for path in databases if path.endswith("(deleted)")], databases
+    finally:
+        stop_instance(inst)

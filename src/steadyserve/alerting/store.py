@@ -11,7 +11,6 @@ Writes happen when something changed: an idle instance writes nothing.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
@@ -20,6 +19,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import StateError
+from ..sqlite_files import create_private
 from .evaluate import AlertState, LabelPairs, Phase
 
 OBSERVABILITY_DB = "observability.db"
@@ -90,11 +90,7 @@ class AlertStore:
         self._saved: dict[str, AlertState] | None = None
         try:
             if create:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                try:
-                    os.fchmod(fd, 0o600)  # an existing file keeps no wider mode
-                finally:
-                    os.close(fd)
+                create_private(path)  # never open-and-close it: that would drop this process's SQLite locks
             self._conn = sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True, timeout=5.0,
                                          isolation_level=None, check_same_thread=False)
             self._conn.row_factory = sqlite3.Row

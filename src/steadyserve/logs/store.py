@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,6 +29,7 @@ from typing import Any
 import orjson
 
 from ..errors import StateError
+from ..sqlite_files import create_private
 from .records import LEVELS, LogRecord, level_number
 
 LOGS_DB_NAME = "logs.db"
@@ -112,9 +112,9 @@ class LogStore:
             self._conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA busy_timeout = 5000")
             return
-        # Created 0600 before SQLite opens it: the log holds what services printed. O_NOFOLLOW: a
-        # symlink planted there would have us write wherever it points. (-wal/-shm copy its mode.)
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+        # Created 0600 before SQLite opens it: the log holds what services printed. A symlink planted
+        # there is refused. (-wal/-shm copy its mode.) See sqlite_files for why not open-and-close.
+        create_private(path)
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA busy_timeout = 5000")
         self._conn.execute("PRAGMA journal_mode = WAL")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sqlite3
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..sqlite_files import create_private
 from .query import Labels, Sample, SeriesKey
 
 OBSERVABILITY_DB = "observability.db"  # in the state directory: history, alerts
@@ -29,8 +29,7 @@ CREATE TABLE IF NOT EXISTS history_samples (
 
 def connect(path: Path) -> sqlite3.Connection:
     """A connection to a private SQLite file (created 0600)."""
-    if not path.exists():
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+    create_private(path)
     db = sqlite3.connect(path, timeout=10.0, check_same_thread=False, isolation_level=None)
     db.execute("PRAGMA busy_timeout=10000")
     return db
