@@ -78,8 +78,10 @@ def deploy(spec_file: Path, wait: bool, timeout_s: float, api_url: str | None, c
                                   f" {', '.join(n for n in spec.deployments if n not in rolling)}")
                 console.print(table)
             raise
+        settings = result.get("settings_changed") or []
         outcome = ("created" if result["created"] else "rolling out" if result["rolling_out"]
-                   else "scaled" if result["changed"] else "unchanged")
+                   else "scaled" if result["changed"] and not settings
+                   else f"updated {', '.join(settings)} (no rollout)" if settings else "unchanged")
         table.add_row(name, str(result["revision"]), str(result["replicas"]), outcome)
         rolling[name] = result["revision"]
     console.print(table)

@@ -225,14 +225,33 @@ def export_group() -> None:
     """Write configuration for other tools, made from the spec."""
 
 
+def _recorded_specs(state_dir: Path) -> dict[str, Any]:
+    """The specs of the deployments an instance runs (or ran), as its state DB records them."""
+    from .control.config import DeploymentConfig
+
+    db = _open_db(state_dir)
+    try:
+        found = {}
+        for row in db.desired_deployments():
+            recorded = db.revision_config(row["name"], row["revision"])
+            if recorded is not None and not row["deleting"]:
+                found[row["name"]] = DeploymentConfig.model_validate_json(recorded).spec
+        return found
+    finally:
+        db.close()
+
+
 @export_group.command("prometheus-rules")
 @click.option("--file", "-f", "spec_file", type=click.Path(path_type=Path, dir_okay=False),
-              default=Path("steady.yaml"), show_default=True, help=SPEC_FILE_HELP)
+              help="Deployment spec (default: steady.yaml; without one, the deployments of --state-dir).")
+@click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="The deployments an instance runs, as recorded there (e.g. under `steady serve`).")
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the rule file here (default: standard output).")
 @click.option("--tests", "tests_file", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write promtool unit tests of the rules here (needs -o): `promtool test rules FILE`.")
-def prometheus_rules_command(spec_file: Path, output: Path | None, tests_file: Path | None) -> None:
+def prometheus_rules_command(spec_file: Path | None, state_dir: Path | None, output: Path | None,
+                             tests_file: Path | None) -> None:
     """The alert rules (built-ins, the spec's, SLO burn rates) as a Prometheus rule file."""
     from .alerting.export import prometheus_rules, to_yaml
     from .alerting.export_tests import promtool_tests
@@ -240,12 +259,23 @@ def prometheus_rules_command(spec_file: Path, output: Path | None, tests_file: P
 
     if tests_file is not None and output is None:
         fail("--tests needs -o FILE: the tests name the rule file they test")
-    try:
-        spec = load_spec(spec_file)
-    except ConfigError as exc:
-        fail(str(exc))
-        return
-    deployments = {name: deployment_alerting(dep) for name, dep in spec.deployments.items()}
+    if spec_file is not None and state_dir is not None:
+        fail("give -f SPEC or --state-dir DIR, not both")
+    if spec_file is None and state_dir is None:
+        if not Path("steady.yaml").exists() and Path(".steady", "state.db").exists():
+            state_dir = Path(".steady")
+        else:
+            spec_file = Path("steady.yaml")
+    if state_dir is not None:
+        specs = _recorded_specs(state_dir)
+    else:
+        assert spec_file is not None
+        try:
+            specs = dict(load_spec(spec_file).deployments)
+        except ConfigError as exc:
+            fail(f"{exc} (or name a running instance with --state-dir, e.g. the one `steady serve` runs)")
+            return
+    deployments = {name: deployment_alerting(dep) for name, dep in specs.items()}
     text = prometheus_rules(deployments)
     if output is None:
         click.echo(text, nl=False)
@@ -280,6 +310,8 @@ def export_grafana(output: Path | None) -> None:
         click.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
+        err_console.print(f"wrote {escape(str(output))}; import it in Grafana (Dashboards > New > Import)",
+                          soft_wrap=True)
 
 
 register(main)  # `steady alerts`, `steady slo`, `steady export ...` (cli.py imports this module last)

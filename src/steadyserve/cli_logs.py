@@ -87,7 +87,7 @@ def follow_records(store: LogStore, filters: dict[str, Any], after_id: int, emit
         (wait or _wait)(POLL_INTERVAL_S)
         for record in store.query(**filters, after_id=after_id, limit=MAX_QUERY_LIMIT):
             emit(record)
-            after_id = record.id
+            after_id = max(after_id, record.id)  # shown in time order, not id order
 
 
 def _open(state_dir: Path) -> LogStore:

@@ -106,7 +106,7 @@ def print_reports(reports: list[dict[str, Any]]) -> None:
 @main.command()
 @click.argument("deployment", required=False)
 @click.option("--since", default="24h", show_default=True, help="Start: 30m, 6h, 7d ago, or an ISO time.")
-@click.option("--until", default=None, help="End (default: now): 10m ago, or an ISO time.")
+@click.option("--until", default=None, help="End (default: now): 10m (ago), or an ISO time.")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON (with the per-step series).")
 @click.option("--html", "html_file", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write a self-contained page with charts (opens offline).")
@@ -128,6 +128,9 @@ def report(deployment: str | None, since: str, until: str | None, as_json: bool,
         reports = _api("GET", "/v1/report?" + urlencode(query), state_dir, _remote(api_url), cacert=cacert)
     else:
         reports = _offline(state_dir, start, end, deployment)
+    if deployment is not None and not any(r["calls"] or r["recorded_s"] for r in reports):
+        fail(f"no calls and no replicas of a deployment {deployment!r} were recorded in this period"
+             " (`steady status` lists the deployments)")
     if html_file is not None:
         from .report_html import render_page
 

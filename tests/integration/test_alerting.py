@@ -102,3 +102,32 @@ def test_readers_of_the_state_files_never_break_the_controllers_databases(tmp_pa
         assert not [path for path in databases if path.endswith("(deleted)")], databases
     finally:
         stop_instance(inst)
+
+
+def test_changing_alert_rules_is_applied_without_a_rollout_and_said_so(tmp_path):
+    spec = tmp_path / "steady.yaml"
+    body = """\
+deployments:
+  slow:
+    service: {service}
+    replicas: 1
+    alerts: [{{name: Busy, expr: inflight, threshold: {threshold}}}]
+gateway:
+  processes: 1
+"""
+    spec.write_text(body.format(service=FIXTURES / "slow", threshold=10))
+    inst = start_instance(spec, tmp_path / "state", command="up")
+    try:
+        pid = inst.process("replica", "r0")["pid"]
+        spec.write_text(body.format(service=FIXTURES / "slow", threshold=20))
+        deployed = inst.cli("deploy", "-f", str(spec))
+        assert deployed.returncode == 0, deployed.stderr
+        assert "updated alerts (no rollout)" in deployed.stdout
+        assert [e for e in inst.events("settings") if "alerts changed" in e["message"]]
+        assert inst.process("replica", "r0")["pid"] == pid  # nothing restarted
+        from conftest import run_cli
+
+        rules = run_cli("export", "prometheus-rules", "--state-dir", str(inst.state_dir))  # what runs
+        assert rules.returncode == 0 and "> 20" in rules.stdout and "alert: Busy" in rules.stdout
+    finally:
+        stop_instance(inst)

@@ -86,9 +86,14 @@ def _scrape_if(inst, name: str, expected: float, **labels: str) -> dict | None:
 
 
 def test_calls_are_counted_exactly_once_by_code_across_both_gateways(served):
-    samples = _settled(served, "steady_requests_total", CALLS_OK, deployment="slow", handler="work", code="200")
-    assert total(samples, "steady_requests_total", deployment="slow", handler="boom", code="500") == CALLS_FAILING
-    assert total(samples, "steady_requests_total", deployment="slow", handler="unknown", code="404") == CALLS_UNKNOWN
+    expected = {("work", "200"): CALLS_OK, ("boom", "500"): CALLS_FAILING, ("unknown", "404"): CALLS_UNKNOWN}
+
+    def settled() -> dict | None:  # each gateway process writes its counts on its own schedule: all of them
+        samples = scrape(served)
+        return samples if all(total(samples, "steady_requests_total", deployment="slow", handler=handler, code=code)
+                              == value for (handler, code), value in expected.items()) else None
+
+    samples = wait_for(settled, 30, f"both gateways' counts {expected}")
     assert total(samples, "steady_request_duration_seconds_count", deployment="slow", handler="work") == CALLS_OK
     assert total(samples, "steady_admission_total", deployment="slow", decision="admitted") == (
         CALLS_OK + CALLS_FAILING + CALLS_UNKNOWN)
@@ -99,8 +104,15 @@ def test_calls_are_counted_exactly_once_by_code_across_both_gateways(served):
 
 
 def test_handler_calls_are_summed_over_replicas(served):
-    samples = _settled(served, "steady_handler_calls_total", CALLS_OK, deployment="slow", handler="work", code="200")
-    assert total(samples, "steady_handler_calls_total", handler="boom", code="500") == CALLS_FAILING
+    expected = {("steady_handler_calls_total", "work", "200"): CALLS_OK,
+                ("steady_handler_calls_total", "boom", "500"): CALLS_FAILING}
+
+    def settled() -> dict | None:  # each replica writes its counts on its own schedule: all of them
+        samples = scrape(served)
+        return samples if all(total(samples, name, deployment="slow", handler=handler, code=code) == value
+                              for (name, handler, code), value in expected.items()) else None
+
+    samples = wait_for(settled, 30, f"the replicas' counts {expected}")
     assert total(samples, "steady_handler_duration_seconds_count", handler="work") == CALLS_OK
     by_revision = {dict(ls)["revision"] for (n, ls), _ in samples.items() if n == "steady_handler_calls_total"}
     assert by_revision == {"1"}

@@ -73,3 +73,12 @@ def test_bad_periods_are_refused_with_the_forms_accepted(tmp_path, args, message
 
     result = run_cli("report", *args, "--state-dir", str(tmp_path))
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_a_deployment_never_recorded_is_an_error_not_a_row_of_zeros(tmp_path):
+    inst = start_instance(FIXTURES / "slow", tmp_path / "state", "--replicas", "1", "--gateways", "1")
+    try:
+        result = inst.cli("report", "no-such-deployment")
+        assert result.returncode == 1 and "no calls and no replicas of a deployment 'no-such-deployment'" in result.stderr
+    finally:
+        stop_instance(inst)

@@ -28,8 +28,10 @@ def problem(data: dict) -> str:
 @pytest.mark.parametrize("rule, says", [
     ({"name": "my alert", "expr": "inflight", "threshold": 1}, "alerts.0.name: String should match pattern"),
     ({"name": "X", "expr": "cpu", "threshold": 1}, "alerts.0.expr: Input should be 'error_ratio'"),
-    ({"name": "X", "expr": "inflight"}, "give expr and threshold (or name a built-in rule"),
-    ({"name": "X", "threshold": 1}, "give expr and threshold"),
+    ({"name": "X", "expr": "inflight"}, "alert X: give threshold (or name a built-in rule"),
+    ({"name": "X", "threshold": 1}, "alert X: give expr (or name"),
+    ({"name": "X"}, "alert X: give expr and threshold"),
+    ({"name": "SteadyHighMemroy", "enabled": False}, "there is no rule SteadyHighMemroy; built-ins: SteadyHighErrorRatio"),
     ({"name": "X", "expr": "error_ratio", "threshold": 5}, "is a ratio: between 0 and 1 (0.05 = 5%)"),
     ({"name": "X", "expr": "inflight", "threshold": 1, "window": "5m"}, "window does not apply to inflight"),
     ({"name": "X", "expr": "latency_quantile", "threshold": 1}, "needs quantile"),

@@ -45,7 +45,9 @@ def test_the_file_is_private_and_in_wal_mode(store: LogStore):
 def test_the_writer_does_not_follow_a_planted_symlink(tmp_path: Path):
     target = tmp_path / "elsewhere"
     (tmp_path / LOGS_DB_NAME).symlink_to(target)
-    with pytest.raises(OSError):
+    from steadyserve.errors import StateError
+
+    with pytest.raises(StateError, match="not a regular file"):
         LogStore(tmp_path / LOGS_DB_NAME)
     assert not target.exists()
 

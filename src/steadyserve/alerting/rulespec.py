@@ -142,7 +142,8 @@ def _merged(change: AlertRuleSpec, base: AlertRuleSpec) -> AlertRuleSpec:
 def _complete(rule: AlertRuleSpec) -> AlertRuleSpec:
     if rule.enabled and (rule.expr is None or rule.threshold is None):
         builtins = ", ".join(BUILTIN_BY_NAME)
-        raise ValueError(f"alert {rule.name}: give expr and threshold (or name a built-in rule to change it:"
+        missing = " and ".join(key for key in ("expr", "threshold") if getattr(rule, key) is None)
+        raise ValueError(f"alert {rule.name}: give {missing} (or name a built-in rule to change it:"
                          f" {builtins})")
     return rule
 
@@ -160,6 +161,10 @@ def effective_specs(spec_rules: Sequence[AlertRuleSpec]) -> list[AlertRuleSpec]:
         change = given.pop(base.name, None)
         effective.append(base if change is None else _merged(change, base))
     for name, rule in given.items():
+        if not rule.enabled and rule.expr is None and name not in BURN_RULE_NAMES:  # off what does not exist: a typo
+            raise ValueError(f"alert {name}: enabled: false turns off a built-in or SLO rule, and there is no"
+                             f" rule {name}; built-ins: {', '.join(BUILTIN_BY_NAME)}; SLO rules:"
+                             f" {', '.join(sorted(BURN_RULE_NAMES))}")
         if name in BURN_RULE_NAMES:
             if rule.model_fields_set - {"name", "enabled"}:
                 raise ValueError(f"alert {name} is an SLO burn-rate rule: it can only be turned off"

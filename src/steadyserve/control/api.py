@@ -98,10 +98,12 @@ class DeploymentOut(BaseModel):
 class ApplyOut(BaseModel):
     name: str
     revision: int
-    changed: bool = Field(description="created, a new revision is rolling out, or the replica count changed")
+    changed: bool = Field(description="created, a new revision is rolling out, the replica count changed, or"
+                                      " settings only the controller uses changed (alerts, slo, prediction)")
     created: bool
     rolling_out: bool
     replicas: int
+    settings_changed: list[str] = Field(default=[], description="of alerts, slo, prediction: changed, no rollout")
 
 
 class ApiError(Exception):
@@ -220,7 +222,8 @@ def build_api(controller: Controller, base_dir: Path, local_actor: str | None = 
 
     def _applied(name: str, result: ApplyResult) -> ApplyOut:
         return ApplyOut(name=name, revision=result.revision, changed=result.changed, created=result.created,
-                        rolling_out=result.rolling_out, replicas=result.replicas)
+                        rolling_out=result.rolling_out, replicas=result.replicas,
+                        settings_changed=list(result.watching))
 
     @app.delete("/v1/deployments/{name}", status_code=202)
     async def delete_deployment(name: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from ..wording import plural
 from .config import DeploymentConfig, PlatformConfig, resolve_deployment
-from .revisions import Drift, drift_changes, drift_message, revision_json
+from .revisions import CONTROLLER_ONLY_SETTINGS, Drift, drift_changes, drift_message, revision_json
 from .rollout import GatewayLedger, Outcomes
 from .spec import DeploymentSpec
 from .statedb import StateDB
@@ -50,10 +50,11 @@ class ApplyResult:
     replicas: int
     scaled: bool  # the same revision, with the replica count the spec changed
     created: bool = False  # a new deployment
+    watching: tuple[str, ...] = ()  # what changed of what only the controller uses (alerts, slo, prediction)
 
     @property
     def changed(self) -> bool:
-        return self.created or self.rolling_out or self.scaled
+        return self.created or self.rolling_out or self.scaled or bool(self.watching)
 
 
 class DesiredState:
@@ -89,9 +90,15 @@ class DesiredState:
             count = replicas if replicas is not None else (
                 spec_count if spec_count != current.spec_replicas else current.replicas)
             current.spec_replicas = spec_count
+            watching = tuple(key for key in CONTROLLER_ONLY_SETTINGS
+                             if getattr(current.config.spec, key) != getattr(config.spec, key))
+            if watching:
+                self.record("deployment", config.name, "settings",
+                            f"{', '.join(watching)} changed (revision {revision} stays: nothing rolls out)",
+                            config.name)
             current.config = current.configs[revision] = config
             scaled = self.scale(config.name, count)
-            return ApplyResult(revision, rolling_out=False, replicas=count, scaled=scaled)
+            return ApplyResult(revision, rolling_out=False, replicas=count, scaled=scaled, watching=watching)
         if current is None or current.deleting:
             count = replicas if replicas is not None else spec_count
             next_index = current.next_index if current is not None else 0

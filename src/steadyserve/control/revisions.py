@@ -17,7 +17,8 @@ from typing import Any
 from .config import DeploymentConfig
 
 # What the controller alone uses: changing it rolls nothing out (the revision's stored config follows it).
-_NOT_A_ROLLOUT = ("replicas", "prediction", "alerts", "slo")
+CONTROLLER_ONLY_SETTINGS = ("prediction", "alerts", "slo")
+_NOT_A_ROLLOUT = ("replicas", *CONTROLLER_ONLY_SETTINGS)
 
 
 def revision_document(config: DeploymentConfig) -> dict[str, Any]:

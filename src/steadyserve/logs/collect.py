@@ -85,8 +85,11 @@ class LogCollector:
         if not (batch.records or batch.offsets or batch.gone):
             return CollectResult(0, self._check_rollouts(now), self._maybe_prune(now))
         redact = self.redact
+        # In time order across the files of this pass: ids then follow time, and a template's first
+        # sighting is its earliest line.
+        ordered = sorted(batch.records, key=lambda r: r.ts)
         try:
-            records, changes = self.miner.observe([redact(r) for r in batch.records] if redact else batch.records)
+            records, changes = self.miner.observe([redact(r) for r in ordered] if redact else ordered)
             new_rollouts = note_rollouts(records, self._rollouts)
             with self.store.transaction() as conn:
                 self.store.insert_many(records)

@@ -211,7 +211,8 @@ class LogStore:
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
         found = [_stored(row) for row in rows]
-        return found if after_id is not None else found[::-1]
+        # Shown in time order: lines of different processes are stored a batch at a time.
+        return sorted(found, key=lambda r: (r.record.ts, r.id))
 
     def last_id(self) -> int:
         with self._lock:
