@@ -80,7 +80,7 @@ def test_spec_errors_name_the_file_and_line(tmp_path):
     spec.write_text("deployments:\n  echo:\n    service: x\n    replicas: 2\n    colour: red\n")
     result = run_cli("up", "-f", str(spec), "--state-dir", str(tmp_path / "s"), "--port", "0")
     assert result.returncode == 1
-    assert f"{spec}:5: deployments.echo.colour: Extra inputs are not permitted" in result.stderr
+    assert f"{spec}:5: deployments.echo.colour: unknown key; the keys here: admission, alerts," in result.stderr
     result = run_cli("up", "-f", str(tmp_path / "missing.yaml"), "--state-dir", str(tmp_path / "s"))
     assert result.returncode == 1 and "missing.yaml: cannot read the spec" in result.stderr
 

@@ -56,7 +56,7 @@ def test_a_rule_named_twice_is_refused():
 
 @pytest.mark.parametrize("slo, says", [
     ({}, "give availability (e.g. 0.999), latency"),
-    ({"availability": 1.0}, "less than 1"),
+    ({"availability": 1.0}, "must be a share between 0 and 1, such as 0.999 for 99.9 %, not 1"),
     ({"availability": 0.999, "window_scale": 0}, "greater than or equal to 0.0001"),
     ({"latency": {"threshold_ms": 300, "objective": 0.99}}, "300 ms is not a bound of the latency histogram; use one of"),
     ({"latency": {"threshold_ms": 250}}, "slo.latency.objective: Field required"),

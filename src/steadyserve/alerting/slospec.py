@@ -55,7 +55,7 @@ class LatencyObjectiveSpec(Strict):
 
 class SloSpec(Strict):
     availability: float | None = Field(
-        default=None, gt=0, lt=1,
+        default=None,
         description="share of calls answered without a 5xx (shed calls, 503, count as failed; 4xx as good)")
     latency: LatencyObjectiveSpec | None = None
     period_s: DurationS = Field(default=DEFAULT_PERIOD_S, alias="period", gt=0,
@@ -64,6 +64,13 @@ class SloSpec(Strict):
     window_scale: float = Field(
         default=1.0, ge=0.0001, le=1.0,
         description="multiplies every burn-rate window and the period; below 1 for tests only")
+
+    @field_validator("availability")
+    @classmethod
+    def _a_share(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value < 1:
+            raise ValueError(f"must be a share between 0 and 1, such as 0.999 for 99.9 %, not {value:g}")
+        return value
 
     @field_validator("period_s")
     @classmethod

@@ -15,6 +15,7 @@ Input should be a valid integer``.
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -377,8 +378,40 @@ def parse_spec(text: str, source: str) -> PlatformSpec:
             loc = tuple(p for p in err["loc"] if p not in ("int", "ReplicaRange"))
             key = ".".join(str(p) for p in loc) or "(top level)"
             message = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                allowed = _allowed_keys(loc[:-1])
+                message = f"unknown key{'; the keys here: ' + ', '.join(allowed) if allowed else ''}"
             problems.append(f"{source}:{_nearest_line(lines, loc)}: {key}: {message}")
         raise ConfigError("\n".join(problems)) from exc
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the model at ``loc`` (within the spec file) accepts, as the file writes them."""
+    model: Any = PlatformSpec
+    for part in loc:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+        if isinstance(part, str) and part in _field_names(model):
+            model = _inner_model(model.model_fields[_field_names(model)[part]].annotation)
+        # else: a mapping key (a deployment's name) or a list index: the values' model stays
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    return sorted(f.alias or name for name, f in model.model_fields.items())
+
+
+def _field_names(model: type[BaseModel]) -> dict[str, str]:
+    return {(f.alias or name): name for name, f in model.model_fields.items()} | {n: n for n in model.model_fields}
+
+
+def _inner_model(annotation: Any) -> Any:
+    """The model inside ``X | None``, ``list[X]``, ``dict[str, X]``, ``Annotated[...]`` (or the type itself)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in reversed(typing.get_args(annotation)):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def read_spec_text(path: Path) -> str:
