@@ -220,3 +220,12 @@ def test_the_dead_processes_shards_are_folded_without_changing_a_total(served):
                 and not k[0].startswith(("steady_controller", "steady_replica_cpu"))}
     assert counters and all(after.get(k) == v for k, v in counters.items())
     assert (directory / "archive.json").exists()
+
+
+def test_counters_of_every_deployment_are_there_at_zero_before_they_count(served):
+    samples = wait_for(lambda: (s := scrape(served)) and any(n == "steady_replica_restarts_total" for n, _ in s) and s,
+                       30, "the controller's counters")
+    for name in ("steady_retries_total", "steady_ejections_total", "steady_replica_restarts_total"):
+        assert any(n == name and ("deployment", "slow") in ls for n, ls in samples), name
+    decisions = {dict(ls)["decision"] for n, ls in samples if n == "steady_admission_total"}
+    assert decisions == {"admitted", "shed"}

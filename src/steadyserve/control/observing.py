@@ -148,6 +148,7 @@ class Observer:
             states[(r.deployment, r.state)] = states.get((r.deployment, r.state), 0.0) + 1
             if r.memory_limit_mb is not None:
                 limits[(r.deployment,)] = float(r.memory_limit_mb * 1024 * 1024)
+            self.recorder.ensure(catalog.RESTARTS, (r.deployment,))
             key = (r.deployment, r.replica)
             seen = self._restarts.get(key)
             if seen is not None and r.restarts > seen:

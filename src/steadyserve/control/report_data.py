@@ -90,6 +90,9 @@ def to_json(report: DeploymentReport, with_steps: bool = True) -> dict[str, Any]
 
 def chart_series(history: History, deployment: str, since: float, until: float) -> dict[str, list[float | None]]:
     """What the dashboard plots for a deployment: calls/s, p50/p99 (ms), error and shed ratios, ready replicas."""
+    earliest = history.earliest()
+    if earliest is not None and since < earliest < until:
+        since = earliest  # no line of zeros for the time before anything was recorded
     grid = grid_for(history, since, until)
     steps = deployment_steps(history, deployment, grid)
     admission = history.grid_increase(catalog.ADMISSION.exposed_name, {"deployment": deployment}, grid,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from ..metrics import catalog
@@ -52,6 +52,13 @@ class GatewayMetrics:
             r.inc(catalog.ADMISSION, (note.deployment, "admitted"))
         if note.attempts > 1:
             r.inc(catalog.RETRIES, (note.deployment,), note.attempts - 1)
+
+    def know(self, deployments: Iterable[str]) -> None:
+        """The per-deployment counters at zero for the deployments in the routing table."""
+        for name in deployments:
+            for spec, values in ((catalog.RETRIES, (name,)), (catalog.EJECTIONS, (name,)),
+                                 (catalog.ADMISSION, (name, "admitted")), (catalog.ADMISSION, (name, "shed"))):
+                self.recorder.ensure(spec, values)
 
     def ejected(self, deployment: str) -> None:
         self.recorder.inc(catalog.EJECTIONS, (deployment,))

@@ -125,6 +125,7 @@ class Gateway:
             gone.pool.close()  # in-flight requests finish; idle connections go
         self.services = services
         self.table = table
+        self.metrics.know(services)
         self.tokens = {i: TokenRecord(i, t.name, t.role, t.digest, t.rate_per_s, t.burst)
                        for i, t in table.tokens.items()}
         self.limiter.forget(set(self.tokens))

@@ -26,6 +26,10 @@ class Recorder:
         key = (spec.name, values)
         self.counters[key] = self.counters.get(key, 0.0) + amount
 
+    def ensure(self, spec: MetricSpec, values: tuple[str, ...]) -> None:
+        """A counter series at zero until it counts: Prometheus's rate() and alerts see 0, not nothing."""
+        self.counters.setdefault((spec.name, values), 0.0)
+
     def observe(self, spec: MetricSpec, values: tuple[str, ...], amount: float) -> None:
         key = (spec.name, values)
         cells = self.histograms.get(key)
