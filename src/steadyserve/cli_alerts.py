@@ -49,7 +49,7 @@ def load_history(state_dir: Path) -> History:
     if not path.exists():
         fail(f"no metrics history at {path}: is this the state directory of an instance that has run"
              " (steady serve / steady up --state-dir ...)?")
-    return History(store=SqliteHistoryStore(path))
+    return History(store=SqliteHistoryStore.open_existing(path))
 
 
 def deployment_alerting(spec: Any) -> DeploymentAlerting:

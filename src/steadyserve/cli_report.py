@@ -46,7 +46,7 @@ def _offline(state_dir: Path, since: float, until: float, deployment: str | None
     if not path.exists():
         fail(f"no metrics history at {path}: is this the state directory of an instance that has run"
              " (steady serve / steady up --state-dir ...)?")
-    history = History(store=SqliteHistoryStore(path))
+    history = History(store=SqliteHistoryStore.open_existing(path))
     db = _open_db(state_dir)
     try:
         events = db.events_between(since - 60, until)

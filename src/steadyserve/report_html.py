@@ -14,8 +14,13 @@ def _static(name: str) -> str:
 
 
 def _script_safe(text: str) -> str:
-    """Text that cannot end the <script> element it sits in."""
+    """Script text that cannot end the <script> element it sits in."""
     return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+
+
+def _json_in_script(value: object) -> str:
+    """JSON for a <script type="application/json"> element: every '<' as \\u003c (still valid JSON)."""
+    return json.dumps(value).replace("<", "\\u003c")
 
 
 def _maybe(value: float | None, scale: float, spec: str, unit: str) -> str:
@@ -49,7 +54,7 @@ table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ padding: 4px 10p
 <h2>Incidents</h2><table><tr><th>deployment</th><th>start</th><th>duration</th><th>failed calls</th><th>cause</th></tr>
 {incidents or '<tr><td colspan="5">none</td></tr>'}</table>
 <div id="reports"></div>
-<script id="report-data" type="application/json">{_script_safe(json.dumps(reports))}</script>
+<script id="report-data" type="application/json">{_json_in_script(reports)}</script>
 <script>{_script_safe(_static("vendor/uplot/uPlot.iife.min.js"))}</script>
 <script>{_script_safe(_static("report.js"))}</script>
 </body></html>

@@ -97,6 +97,13 @@ def test_metrics_need_a_token_that_may_read(secured, role, status):
         assert "token" in response.json()["error"] or "may not" in response.json()["error"]
 
 
+def test_a_replicas_own_metrics_are_not_reachable_through_a_deployment_path(secured):
+    inst, tokens = secured
+    for path in ("/slow/metrics", "/slow/healthz"):
+        response = httpx.get(f"{inst.url}{path}", headers=_headers(tokens["invoker"]), timeout=30)
+        assert response.status_code == 404 and "internal" in response.json()["error"]
+
+
 def test_health_checks_need_no_token(secured):
     inst, _ = secured
     assert httpx.get(f"{inst.url}/v2/health/live").status_code == 200
@@ -194,3 +201,18 @@ def test_steady_call_refused_for_want_of_a_token_says_where_one_comes_from(secur
     assert wrong.returncode == 1 and "the token in $STEADY_TOKEN was refused" in wrong.stderr
     right = call({**base_env, "STEADY_TOKEN": tokens["invoker"]})
     assert right.returncode == 0, right.stderr
+
+
+def test_a_dashboard_session_reads_only_and_ends_when_its_token_is_revoked(secured):
+    inst, _ = secured
+    created = run_cli("token", "create", "--role", "viewer", "--name", "dash-viewer", "--state-dir",
+                      str(inst.state_dir))
+    assert created.returncode == 0, created.stderr
+    with httpx.Client(base_url=inst.api, timeout=30, follow_redirects=False) as browser:
+        login = browser.post("/ui/login", data={"token": created.stdout.strip()})
+        assert login.status_code == 303 and "steady_session" in browser.cookies
+        assert browser.get("/v1/deployments").status_code == 200
+        assert browser.post("/v1/ui/logins").status_code == 401  # a cookie mints nothing
+        revoked = run_cli("token", "revoke", "dash-viewer", "--state-dir", str(inst.state_dir))
+        assert revoked.returncode == 0, revoked.stderr
+        assert browser.get("/v1/deployments").status_code == 401

@@ -82,3 +82,18 @@ def test_a_deployment_never_recorded_is_an_error_not_a_row_of_zeros(tmp_path):
         assert result.returncode == 1 and "no calls and no replicas of a deployment 'no-such-deployment'" in result.stderr
     finally:
         stop_instance(inst)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a database at all" * 100, b"SQLite format 3\x00" + b"\xff" * 4000])
+def test_a_damaged_history_file_is_a_clear_error_not_a_traceback(tmp_path, content):
+    from conftest import run_cli
+
+    from steadyserve.control.statedb import StateDB
+
+    StateDB(tmp_path / "state.db").close()  # an instance's state dir, stopped
+    (tmp_path / "observability.db").write_bytes(content)
+    result = run_cli("report", "--state-dir", str(tmp_path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "observability.db" in result.stderr, result.stderr
+    result = run_cli("slo", "--state-dir", str(tmp_path))
+    assert "Traceback" not in result.stderr, result.stderr

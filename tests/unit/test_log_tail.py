@@ -147,8 +147,15 @@ def test_one_call_reads_a_bounded_amount_and_later_calls_catch_up(logs_dir: Path
     assert [m for _, m in stored(store)] == [line.decode() for line in lines]
 
 
-def test_raw_lines_get_the_revision_their_process_runs(logs_dir: Path, store: LogStore):
+def test_every_line_gets_the_revision_its_process_runs_whatever_it_says(logs_dir: Path, store: LogStore):
     append(logs_dir / "digits-r3.log", b"print output\n" + orjson.dumps({"ts": NOW, "msg": "m", "revision": 2})
            + b"\n")
     LogTailer(logs_dir, store, revision_of={"digits-r3": 5}.get).collect_once(NOW)
-    assert [r.record.revision for r in store.query()] == [5, 2]
+    assert [r.record.revision for r in store.query()] == [5, 5]  # a printed line cannot make up a rollout
+
+
+def test_a_line_cannot_place_itself_far_in_the_past(logs_dir: Path, store: LogStore):
+    append(logs_dir / "digits-r3.log", orjson.dumps({"ts": NOW - 10, "msg": "recent"}) + b"\n"
+           + orjson.dumps({"ts": NOW - 86400, "msg": "backdated"}) + b"\n")
+    LogTailer(logs_dir, store).collect_once(NOW)
+    assert {r.record.message: r.record.ts for r in store.query()} == {"recent": NOW - 10, "backdated": NOW}

@@ -155,3 +155,37 @@ def test_an_observation_on_a_bound_falls_in_that_bucket(value):
     flat = flatten(recorder)
     le = repr(value)
     assert flat[("steady_request_duration_seconds_bucket", (("deployment", "d"), ("handler", "h"), ("le", le)))] == 1
+
+
+def test_a_fifo_among_the_shards_is_left_out_and_hangs_no_reader(tmp_path):
+    _process(tmp_path, 2, stay=False)
+    os.mkfifo(tmp_path / "replica-999999-1.json")
+    assert _requests(read_merged(tmp_path)) == 2  # returns: the FIFO is not opened for reading blocking
+    compact(tmp_path)
+    assert _requests(read_merged(tmp_path)) == 2
+
+
+@pytest.mark.parametrize("value", [-5, 1e300, True])
+def test_absurd_numbers_in_a_shard_are_left_out(tmp_path, value):
+    _process(tmp_path, 2, stay=False)
+    (tmp_path / "gateway-1-1.json").write_bytes(orjson.dumps(
+        {"counters": [["steady_requests", ["d", "1", "h", "200"], value]]}))
+    assert _requests(read_merged(tmp_path)) == 2
+
+
+def test_a_damaged_archive_is_set_aside_never_overwritten(tmp_path):
+    (tmp_path / ARCHIVE).write_bytes(b"{damaged")
+    _process(tmp_path, 3, stay=False)
+    compact(tmp_path)
+    aside = list(tmp_path.glob(f"{ARCHIVE}.damaged-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == b"{damaged"
+    assert _requests(read_merged(tmp_path)) == 3
+
+
+def test_an_archive_past_the_shard_size_limit_is_still_read(tmp_path):
+    from steadyserve.metrics.shards import MAX_SHARD_BYTES
+
+    many = [["steady_requests", [f"d{i}", "1", "h", "200"], 1] for i in range(MAX_SHARD_BYTES // 40)]
+    (tmp_path / ARCHIVE).write_bytes(orjson.dumps({"merged": [], "counters": many}))
+    assert (tmp_path / ARCHIVE).stat().st_size > MAX_SHARD_BYTES
+    assert _requests(read_merged(tmp_path)) == len(many)

@@ -45,3 +45,15 @@ def test_a_flood_of_logins_cannot_fill_memory():
     sessions = Sessions(Clock())
     ids = [sessions.start("x", "viewer") for _ in range(MAX_SESSIONS + 10)]
     assert sessions.get(ids[0]) is None and sessions.get(ids[-1]) is not None
+
+
+def test_one_holders_flood_of_sessions_pushes_out_only_its_own():
+    from steadyserve.control.sessions import MAX_LOGIN_CODES, MAX_SESSIONS_PER_NAME
+
+    sessions = Sessions(Clock())
+    other = sessions.start("alice", "viewer")
+    mine = [sessions.start("mallory", "viewer") for _ in range(MAX_SESSIONS_PER_NAME + 5)]
+    assert sessions.get(other) is not None
+    assert sum(sessions.get(s) is not None for s in mine) == MAX_SESSIONS_PER_NAME
+    codes = [sessions.mint_login("mallory", "viewer") for _ in range(MAX_LOGIN_CODES + 5)]
+    assert sessions.redeem(codes[0]) is None and sessions.redeem(codes[-1]) is not None

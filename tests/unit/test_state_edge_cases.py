@@ -287,3 +287,16 @@ def test_the_restore_command_a_refusal_prints_is_quoted_for_the_shell(tmp_path):
     message = refusal_message(state_dir / "state.db", "is damaged", Snapshot(snapshot, dt.datetime(2099, 1, 1)), [])
     command = message.split("restore it with `", 1)[1].split("`", 1)[0]
     assert shlex.split(command) == ["steady", "restore", str(snapshot), "--state-dir", str(state_dir)]
+
+
+def test_old_events_go_beyond_the_newest_kept(tmp_path):
+    from steadyserve.control.statedb import StateDB
+
+    db = StateDB(tmp_path / "state.db")
+    try:
+        for i in range(10):
+            db.add_event("replica", "r0", "ready", f"event {i}")
+        assert db.prune_events(keep=4) == 6
+        assert [e.message for e in db.events(limit=100)] == [f"event {i}" for i in range(6, 10)]
+    finally:
+        db.close()

@@ -35,7 +35,7 @@ from .api_observe import observe_router
 from .api_refusals import RefusalAudit, RefusalKey
 from .config import resolve_deployment
 from .controller import Controller
-from .dashboard import LOGINS_PATH, dashboard_router, logins_router, session_of
+from .dashboard import COOKIE, LOGINS_PATH, dashboard_router, logins_router, session_of
 from .desired import ApplyResult
 from .revisions import revision_changes
 from .secrets import check_secret_value
@@ -134,9 +134,15 @@ def build_api(controller: Controller, base_dir: Path, local_actor: str | None = 
         host = request.client.host if request.client else "local socket"
         source = f"{host}:{request.client.port}" if request.client else host
         target = printable(f"{request.method} {path}", AUDIT_TARGET_MAX_CHARS)
-        actor, role = local_actor or "-", "admin"
-        session = session_of(request, sessions) if local_actor is None and action == Action.READ else None
-        if session is not None:  # a dashboard's cookie: reads only
+        actor, role, token_id = local_actor or "-", "admin", None
+        # A dashboard's cookie: reads only (GET), and only while the token it came from is not revoked.
+        session = (session_of(request, sessions) if local_actor is None and request.method in ("GET", "HEAD")
+                   else None)
+        if session is not None and session.token_id is not None and session.token_id not in {
+                t["id"] for t in db.tokens()}:
+            sessions.end(request.cookies.get(COOKIE))
+            session = None
+        if session is not None:
             actor, role = session.name, session.role
         elif local_actor is None:
             tokens = {t["id"]: TokenRecord(t["id"], t["name"], t["role"], t["digest"]) for t in db.tokens()}
@@ -148,7 +154,8 @@ def build_api(controller: Controller, base_dir: Path, local_actor: str | None = 
                 return JSONResponse({"error": verdict.reason}, status_code=verdict.status, headers=headers)
             actor = verdict.token.name if verdict.token else "-"
             role = verdict.token.role if verdict.token else "-"
-        request.state.actor, request.state.role = actor, role
+            token_id = verdict.token.id if verdict.token else None
+        request.state.actor, request.state.role, request.state.token_id = actor, role, token_id
         response = await call_next(request)
         if action == Action.DEPLOY:
             db.add_audit(actor, verb, target, source, str(response.status_code))

@@ -38,7 +38,7 @@ def build_logs_router(db_path: Path) -> APIRouter:
              until: str | None = Query(default=None, max_length=64),
              grep: str | None = Query(default=None, max_length=500, description="these words, in this order"),
              request_id: str | None = Query(default=None, max_length=128),
-             after_id: int | None = Query(default=None, ge=0, description="to follow: records after this id"),
+             after_id: int | None = Query(default=None, ge=0, le=2**62, description="to follow: records after this id"),
              limit: int = Query(default=100, ge=1, le=API_MAX_LIMIT)) -> list[dict[str, Any]]:
         """Log records, oldest first: the newest ``limit`` matching, or the first ``limit`` after ``after_id``."""
         now = time.time()

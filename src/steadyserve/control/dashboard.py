@@ -55,22 +55,22 @@ def session_of(request: Request, sessions: Sessions) -> Any:
 def dashboard_router(db: StateDB, sessions: Sessions, secure_cookie: bool) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
-    def _start_session(name: str, role: str) -> RedirectResponse:
+    def _start_session(name: str, role: str, token_id: str | None) -> RedirectResponse:
         redirect = RedirectResponse("/ui", status_code=303, headers=PAGE_HEADERS)
-        redirect.set_cookie(COOKIE, sessions.start(name, role), max_age=int(12 * 3600), httponly=True,
+        redirect.set_cookie(COOKIE, sessions.start(name, role, token_id), max_age=int(12 * 3600), httponly=True,
                             samesite="strict", secure=secure_cookie, path="/")
         return redirect
 
-    def _who(secret: str) -> tuple[str, str] | None:
-        """(name, role) of a valid API token allowed to read, or of an unused login code."""
+    def _who(secret: str) -> tuple[str, str, str | None] | None:
+        """(name, role, token id) of a valid API token allowed to read, or of an unused login code."""
         if secret.startswith(LOGIN_PREFIX):
             found = sessions.redeem(secret)
-            return (found.name, found.role) if found is not None else None
+            return (found.name, found.role, found.token_id) if found is not None else None
         tokens = {t["id"]: TokenRecord(t["id"], t["name"], t["role"], t["digest"]) for t in db.tokens()}
         verdict = check(f"Bearer {secret}", tokens, Action.READ)
         if verdict.status != 200 or verdict.token is None:
             return None
-        return verdict.token.name, verdict.token.role
+        return verdict.token.name, verdict.token.role, verdict.token.id
 
     @router.get("/ui")
     async def page(request: Request, token: str | None = None) -> Response:
@@ -121,6 +121,7 @@ def logins_router(sessions: Sessions) -> APIRouter:
     async def mint(request: Request) -> dict[str, Any]:
         name = getattr(request.state, "actor", "-")
         role = getattr(request.state, "role", "viewer")
-        return {"code": sessions.mint_login(name, role), "path": "/ui?token=", "expires_in_s": 120}
+        token_id = getattr(request.state, "token_id", None)
+        return {"code": sessions.mint_login(name, role, token_id), "path": "/ui?token=", "expires_in_s": 120}
 
     return router

@@ -21,6 +21,7 @@ from .secrets import redact as masked_text
 
 log = logging.getLogger(__name__)
 COLLECT_EVERY_S = 1.0
+MAX_FINDING_EVENTS = 10  # per pass (each second)
 
 
 async def collect_logs(controller: Controller, stop: asyncio.Event, interval_s: float = COLLECT_EVERY_S) -> None:
@@ -57,7 +58,12 @@ async def collect_logs(controller: Controller, stop: asyncio.Event, interval_s: 
             except Exception:
                 log.exception("log collection failed; the next pass tries again")
             else:
-                for finding in result.findings:
+                shown, rest = result.findings[:MAX_FINDING_EVENTS], result.findings[MAX_FINDING_EVENTS:]
+                if rest:  # a flood of new shapes (a service printing noise) is one event, not thousands
+                    controller.record("controller", "logs", "findings_capped",
+                                      f"{len(rest)} more log findings in this pass were not recorded as events"
+                                      " (`steady logs --patterns` lists the templates)")
+                for finding in shown:
                     if controller.observer is not None:  # a metric too: alert rules can use it (log_findings)
                         controller.observer.recorder.inc(LOG_FINDINGS, (finding.deployment or "none", finding.kind))
                     controller.record("deployment" if finding.deployment else "gateway",

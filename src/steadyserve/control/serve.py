@@ -219,12 +219,13 @@ def run_platform(
         tcp_app = build_api(controller, config.base_dir, sessions=sessions, secure_cookie=tls.tls_cert is not None)
         api = _ApiServer(uvicorn.Config(
             tcp_app, host=config.api_host, port=config.api_port,
-            log_level="warning", lifespan="off",
+            log_level="warning", lifespan="off", proxy_headers=False,  # the audit records the real peer
             ssl_certfile=str(tls.tls_cert) if tls.tls_cert else None,
             ssl_keyfile=str(tls.tls_key) if tls.tls_key else None))
         local_path = controller.socket_dir / CONTROL_SOCKET
         local = _ApiServer(uvicorn.Config(build_api(controller, config.base_dir, local_actor=local_actor(),
-                                                    sessions=sessions), log_level="warning", lifespan="off"))
+                                                    sessions=sessions), log_level="warning", lifespan="off",
+                                          proxy_headers=False))
         local_socket = _unix_listener(local_path)
         db.set_meta(api_socket=str(local_path))
         api_tasks = [asyncio.create_task(api.serve()), asyncio.create_task(local.serve(sockets=[local_socket]))]

@@ -18,6 +18,8 @@ SESSION_S = 12 * 3600.0
 LOGIN_CODE_S = 120.0
 LOGIN_PREFIX = "login_"
 MAX_SESSIONS = 1000  # beyond: the oldest go (a flood of logins cannot fill memory)
+MAX_SESSIONS_PER_NAME = 20  # ... and one holder's flood pushes out only its own sessions
+MAX_LOGIN_CODES = 1000
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class Session:
     name: str  # who: the token's name, or the local operator
     role: str
     expires_at: float
+    token_id: str | None = None  # the API token it came from: revoking the token ends the session
 
 
 class Sessions:
@@ -33,11 +36,13 @@ class Sessions:
         self._sessions: dict[str, Session] = {}
         self._codes: dict[str, Session] = {}
 
-    def mint_login(self, name: str, role: str) -> str:
+    def mint_login(self, name: str, role: str, token_id: str | None = None) -> str:
         """A code that starts one session, once, within ``LOGIN_CODE_S``."""
         self._expire()
+        while len(self._codes) >= MAX_LOGIN_CODES:
+            del self._codes[next(iter(self._codes))]
         code = LOGIN_PREFIX + secrets.token_urlsafe(24)
-        self._codes[code] = Session(name, role, self.clock() + LOGIN_CODE_S)
+        self._codes[code] = Session(name, role, self.clock() + LOGIN_CODE_S, token_id)
         return code
 
     def redeem(self, code: str) -> Session | None:
@@ -46,12 +51,15 @@ class Sessions:
             return None
         return found
 
-    def start(self, name: str, role: str) -> str:
+    def start(self, name: str, role: str, token_id: str | None = None) -> str:
         self._expire()
+        own = [key for key, s in self._sessions.items() if s.name == name]
+        for key in own[: max(0, len(own) - MAX_SESSIONS_PER_NAME + 1)]:
+            del self._sessions[key]
         while len(self._sessions) >= MAX_SESSIONS:
             del self._sessions[next(iter(self._sessions))]
         session_id = secrets.token_urlsafe(32)
-        self._sessions[session_id] = Session(name, role, self.clock() + SESSION_S)
+        self._sessions[session_id] = Session(name, role, self.clock() + SESSION_S, token_id)
         return session_id
 
     def get(self, session_id: str | None) -> Session | None:

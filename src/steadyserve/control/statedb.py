@@ -386,6 +386,11 @@ class StateDB:
         rows = self._conn.execute(sql, [*args, limit]).fetchall()
         return [Event(**dict(r)) for r in reversed(rows)]
 
+    def prune_events(self, keep: int) -> int:
+        """Keep the newest ``keep`` events (what a report or the dashboard reads back); how many went."""
+        return self._conn.execute("DELETE FROM events WHERE seq <= (SELECT max(seq) FROM events) - ?",
+                                  (keep,)).rowcount
+
     def events_between(self, since: float, until: float, deployment: str | None = None,
                        limit: int = 100_000) -> list[Event]:
         """Events in [since, until] in order (of one deployment, with its replicas', if named)."""

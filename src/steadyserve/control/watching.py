@@ -23,13 +23,20 @@ from .config import PlatformConfig
 from .desired import DeploymentState
 from .observing import Observer, ReplicaView
 from .spec import PredictionSettings
+from .statedb import StateDB
 from .supervision import HAS_PROCESS, ProcState
 
 if TYPE_CHECKING:
     from .controller import Key, Managed
 
 
+EVENTS_KEPT = 200_000  # the newest events stay (months of a busy instance); older ones go
+PRUNE_EVENTS_EVERY_S = 600.0
+
+
 class Watching:
+    _events_pruned_at: float = 0.0
+    db: StateDB
     config: PlatformConfig
     deployments: dict[str, DeploymentState]
     managed: dict[Key, Managed]
@@ -71,8 +78,12 @@ class Watching:
         """Metrics and history after a tick; forecasts become events, and replacements where configured."""
         assert self.observer is not None
         forecasts = self.observer.after_tick(self.replica_views(), tick_s)
-        if self.alerts is not None and self.observer.stepped_at is not None:  # a new history step: evaluate
-            self.alerts.tick(self.observer.history, self.alert_rules(), self.observer.stepped_at)
+        stepped_at = self.observer.stepped_at
+        if self.alerts is not None and stepped_at is not None:  # a new history step: evaluate
+            self.alerts.tick(self.observer.history, self.alert_rules(), stepped_at)
+        if stepped_at is not None and stepped_at - self._events_pruned_at >= PRUNE_EVENTS_EVERY_S:
+            self._events_pruned_at = stepped_at
+            self.db.prune_events(EVENTS_KEPT)
         for found in forecasts:
             managed = self.managed.get(("replica", found.deployment, found.replica))
             if managed is None or managed.proc is None or managed.proc.pid != found.pid or managed.config is None:

@@ -57,7 +57,8 @@ _NO_REPLICA_HEADER = b"x-steady-replica: none\r\n"
 _PUBLIC_PATHS = frozenset({b"/v2/health/live", b"/v2/health/ready"})  # for load balancers' checks
 DEPLOYMENT_HEADER = b"x-steady-deployment"
 METRICS_PATH = b"/metrics"  # the instance's one scrape target (a deployment's handlers never take it)
-_INTERNAL_ROUTES = frozenset({"healthz", "readyz"})
+# Replicas' probes are the controller's; a replica's own metrics are in /metrics (which needs a reading role).
+_INTERNAL_ROUTES = frozenset({"healthz", "readyz", "metrics"})
 
 
 class Gateway:
@@ -212,7 +213,7 @@ class Gateway:
         note.handler = handler if handler in service.route.handlers else "unknown"
         if handler in _INTERNAL_ROUTES:  # replicas' probes are for the controller, not for callers
             return self._error(404, request_id, f"/{handler} is internal; load balancers use /v2/health/live"
-                               " and /v2/health/ready")
+                               " and /v2/health/ready, Prometheus scrapes /metrics")
         now = self.clock()
         timeout_s = service.route.timeout_s
         asked = request.timeout_s()  # a caller may ask for less than the deployment's timeout_s

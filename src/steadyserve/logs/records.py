@@ -37,6 +37,7 @@ _ALIASES = {"warn": "warning", "fatal": "critical", "err": "error", "trace": "de
 MAX_MESSAGE_CHARS = 32 * 1024  # msg plus its exception: one stored row stays bounded
 _MAX_FIELD_CHARS = 200
 _FUTURE_SLACK_S = 300.0  # a record stamped further ahead than this has a broken clock: stamped on arrival
+_PAST_SLACK_S = 3600.0  # lines are read within seconds of being written; a backlog stays within this
 _GATEWAY_LABEL = re.compile(r"g\d{1,4}")
 _ERROR_LINE = re.compile(r"(Traceback \(most recent call last\):|[A-Za-z_][\w.]*(Error|Exception|Exit): )")
 _WARNING_LINE = re.compile(r"[A-Za-z_][\w.]*Warning: ")
@@ -156,7 +157,9 @@ def _access(doc: dict[str, Any], who: Label, now: float) -> LogRecord:
 
 
 def _ts(value: object, now: float) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= now + _FUTURE_SLACK_S:
+    # Within the last hour, not ahead: a printed line cannot place itself long before (or after) it was read.
+    if (isinstance(value, int | float) and not isinstance(value, bool)
+            and now - _PAST_SLACK_S <= value <= now + _FUTURE_SLACK_S):
         return float(value)
     return now  # also NaN: no comparison holds for it
 

@@ -141,7 +141,9 @@ class LogTailer:
             if not line.strip():
                 continue
             record = parse_line(line, label, now)
-            if record.revision is None and revision is not None:
+            if revision is not None and record.revision != revision:
+                # The controller knows what the process runs; a line may say anything (user code prints too),
+                # and a made-up revision would count as a rollout of its own.
                 record = replace(record, revision=revision)
             records.append(record)
         return records, FileOffset(name, st.st_ino, position.offset + chunk.consumed, chunk.skipping)

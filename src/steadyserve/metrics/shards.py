@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
+import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,10 @@ from .recorder import Recorder
 log = logging.getLogger(__name__)
 ARCHIVE = "archive.json"
 MAX_SHARD_BYTES = 8 << 20
+MAX_ARCHIVE_BYTES = 256 << 20  # written by the controller alone; it grows with every series ever seen
+MAX_SERIES_PER_SHARD = 20_000  # a process writing more is broken (or hostile): the rest is left out
+MAX_ARCHIVE_SERIES = 2_000_000
+MAX_VALUE = 1e15  # counts and seconds past this are nonsense (and would sum to inf)
 MAX_LABEL_CHARS = 256
 _READ_ATTEMPTS = 5
 
@@ -103,19 +108,22 @@ class _Vanished(Exception):
     pass
 
 
-def _load(path: Path) -> dict[str, Any] | None:
+def _load(path: Path, max_bytes: int = MAX_SHARD_BYTES) -> dict[str, Any] | None:
     """A shard's content; None if it is damaged (logged; the rest is still read)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:  # O_NONBLOCK: a FIFO planted here must not hang the reader (the gateway, the controller)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise _Vanished from None
     except OSError as exc:
         log.warning("metrics shard %s unreadable: %s", path, exc)
         return None
     with os.fdopen(fd, "rb") as f:
-        data = f.read(MAX_SHARD_BYTES + 1)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            log.warning("metrics shard %s is not a regular file; left out", path)
+            return None
+        data = f.read(max_bytes + 1)
     try:
-        loaded = orjson.loads(data) if len(data) <= MAX_SHARD_BYTES else None
+        loaded = orjson.loads(data) if len(data) <= max_bytes else None
     except orjson.JSONDecodeError:
         loaded = None
     if not isinstance(loaded, dict):
@@ -124,39 +132,42 @@ def _load(path: Path) -> dict[str, Any] | None:
     return loaded
 
 
-def add(total: Recorder, shard: dict[str, Any], live: bool) -> None:
+def _sane(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= MAX_VALUE
+
+
+def add(total: Recorder, shard: dict[str, Any], live: bool, max_series: int = MAX_SERIES_PER_SHARD) -> None:
     """Add one shard's values to ``total``; entries that do not fit the catalogue are left out."""
-    for entry in _entries(shard.get("counters")):
+    for entry in _entries(shard.get("counters"), max_series):
         name, values, value = entry
-        if _fits(name, values, "counter") and isinstance(value, (int, float)) and math.isfinite(value):
+        if _fits(name, values, "counter") and _sane(value):
             key = (name, values)
             total.counters[key] = total.counters.get(key, 0.0) + float(value)
-    for entry in _entries(shard.get("histograms")):
+    for entry in _entries(shard.get("histograms"), max_series):
         name, values, cells = entry
         spec = BY_NAME.get(name)
         if (not _fits(name, values, "histogram") or spec is None or not isinstance(cells, list)
                 or len(cells) != len(spec.buckets) + 2
-                or not all(isinstance(c, (int, float)) and math.isfinite(c) for c in cells)):
+                or not all(_sane(c) for c in cells)):
             continue
         key = (name, values)
         found = total.histograms.setdefault(key, [0.0] * len(cells))
         for i, cell in enumerate(cells):
             found[i] += float(cell)
     if live:
-        for entry in _entries(shard.get("live")):
+        for entry in _entries(shard.get("live"), max_series):
             name, values, value = entry
             spec = BY_NAME.get(name)
-            if (spec is not None and spec.live_only and _fits(name, values, spec.kind)
-                    and isinstance(value, (int, float)) and math.isfinite(value)):
+            if spec is not None and spec.live_only and _fits(name, values, spec.kind) and _sane(value):
                 key = (name, values)
                 total.live[key] = total.live.get(key, 0.0) + float(value)
 
 
-def _entries(raw: object) -> list[tuple[str, tuple[str, ...], Any]]:
+def _entries(raw: object, max_series: int) -> list[tuple[str, tuple[str, ...], Any]]:
     if not isinstance(raw, list):
         return []
     out = []
-    for item in raw:
+    for item in raw[:max_series]:
         if (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and isinstance(item[1], list)
                 and all(isinstance(v, str) and len(v) <= MAX_LABEL_CHARS for v in item[1])):
             out.append((item[0], tuple(item[1]), item[2]))
@@ -178,7 +189,7 @@ def _listing(directory: Path) -> list[str]:
 
 def _archive(directory: Path) -> dict[str, Any]:
     try:
-        loaded = _load(directory / ARCHIVE)
+        loaded = _load(directory / ARCHIVE, MAX_ARCHIVE_BYTES)
     except _Vanished:
         return {}
     return loaded or {}
@@ -191,7 +202,7 @@ def read_merged(directory: Path, alive: Alive = process_alive) -> Recorder:
         archive = _archive(directory)
         folded = set(archive.get("merged", [])) if isinstance(archive.get("merged"), list) else set()
         total = Recorder()
-        add(total, archive, live=False)
+        add(total, archive, live=False, max_series=MAX_ARCHIVE_SERIES)
         try:
             for name in names:
                 if name in folded:
@@ -212,6 +223,12 @@ def compact(directory: Path, alive: Alive = process_alive) -> int:
     Only one process (the controller) compacts a directory.
     """
     archive = _archive(directory)
+    if not archive and (directory / ARCHIVE).exists():
+        # Damaged: never overwrite it (that would lose every folded count for good); set it aside.
+        aside = directory / f"{ARCHIVE}.damaged-{int(time.time())}"
+        os.replace(directory / ARCHIVE, aside)
+        log.error("metrics archive %s was damaged; moved to %s (totals restart from the live shards)",
+                  directory / ARCHIVE, aside)
     folded = set(archive.get("merged", [])) if isinstance(archive.get("merged"), list) else set()
     names = _listing(directory)
     for name in [n for n in names if n in folded]:  # folded before a crash, not yet removed
@@ -221,7 +238,7 @@ def compact(directory: Path, alive: Alive = process_alive) -> int:
     if not dead:
         return 0
     total = Recorder()
-    add(total, archive, live=False)
+    add(total, archive, live=False, max_series=MAX_ARCHIVE_SERIES)
     for name in dead:
         try:
             shard = _load(directory / name)

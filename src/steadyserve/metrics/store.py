@@ -12,7 +12,9 @@ import sqlite3
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import quote
 
+from ..errors import StateError
 from ..sqlite_files import create_private
 from .query import Labels, Sample, SeriesKey
 
@@ -36,12 +38,28 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 class SqliteHistoryStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, db: sqlite3.Connection | None = None) -> None:
         self.path = path
-        self._db = connect(path)
-        self._db.executescript(_SCHEMA)
+        if db is None:
+            db = connect(path)
+            db.executescript(_SCHEMA)
+        self._db = db
         self._ids: dict[SeriesKey, int] = {}
         self._lock = threading.Lock()  # the API's threads read while the controller writes
+
+    @classmethod
+    def open_existing(cls, path: Path) -> SqliteHistoryStore:
+        """For readers (the CLI): read-only; a damaged file is a StateError that says so."""
+        if path.is_symlink() or not path.is_file():
+            raise StateError(f"{path}: no metrics history there (or not a regular file)")
+        try:
+            db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=10.0,
+                                 check_same_thread=False, isolation_level=None)
+            db.execute("SELECT count(*) FROM history_series").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{path}: not a readable metrics history ({exc}); a backup of the state"
+                             " directory (steady backup) does not hold it: remove the file to start a new one") from None
+        return cls(path, db)
 
     def _series_id(self, key: SeriesKey) -> int:
         found = self._ids.get(key)
@@ -65,6 +83,12 @@ class SqliteHistoryStore:
 
     def select(self, name: str, since: float, until: float) -> dict[Labels, list[Sample]]:
         """Each series' rows in (since, until] and the last one at or before ``since``."""
+        try:
+            return self._select(name, since, until)
+        except (sqlite3.DatabaseError, ValueError, TypeError) as exc:
+            raise StateError(f"{self.path}: the metrics history cannot be read ({exc})") from None
+
+    def _select(self, name: str, since: float, until: float) -> dict[Labels, list[Sample]]:
         with self._lock:
             series = self._db.execute("SELECT id, labels FROM history_series WHERE name = ?", (name,)).fetchall()
             found: dict[Labels, list[Sample]] = {}
