@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from steadyserve.alerting.slospec import SloSpec
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed"),
 ]
 
 CUSTOM = [AlertRuleSpec.model_validate(rule) for rule in (

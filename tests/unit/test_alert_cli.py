@@ -15,7 +15,6 @@ from steadyserve.alerting.slospec import SloSpec
 from steadyserve.alerting.store import OBSERVABILITY_DB, AlertStore
 from steadyserve.alerting.views import slo_view
 from steadyserve.cli_alerts import print_slos, register
-from steadyserve.control.spec import DeploymentSpec
 
 SPEC = """
 deployments:
@@ -24,7 +23,6 @@ deployments:
   echo:
     service: examples/echo
 """
-WIRED = "alerts" in DeploymentSpec.model_fields and "slo" in DeploymentSpec.model_fields
 
 
 @pytest.fixture
@@ -101,7 +99,6 @@ def test_export_refusals(args, says, tmp_path, monkeypatch):
     assert result.exit_code == 1 and says in result.output
 
 
-@pytest.mark.skipif(not WIRED, reason="DeploymentSpec has no alerts/slo yet")
 def test_export_includes_the_spec_rules_and_slo(cli, tmp_path):
     (tmp_path / "steady.yaml").write_text(SPEC.replace("service: examples/digits", """service: examples/digits
     alerts:
