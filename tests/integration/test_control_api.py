@@ -156,7 +156,7 @@ def test_client_sdk_manages_deployments(serve, tmp_path):
         assert [d["name"] for d in client.deployments()] == ["slow"]
         created = client.deploy("echo", {"service": str(EXAMPLES / "echo"), "replicas": 1})
         assert created == {"name": "echo", "revision": 1, "changed": True, "created": True, "rolling_out": False,
-                           "replicas": 1}
+                           "replicas": 1, "settings_changed": []}
         wait_for(lambda: client.get_deployment("echo")["ready"] == 1, 60, "echo ready")
         assert client.call("echo", "echo", message="managed") == {"message": "managed"}
         assert client.scale("echo", 2)["replicas"] == 2

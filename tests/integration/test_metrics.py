@@ -194,12 +194,13 @@ def test_a_real_prometheus_sees_what_clients_did(served, tmp_path):
             return float(result[0]["value"][1]) if result else None
 
         assert call(served, "/work", b'{"ms": 1}') == 200
-        expected = wait_for(lambda: total(scrape(served), "steady_requests_total", handler="work", code="200")
-                            > CALLS_OK and total(scrape(served), "steady_requests_total", handler="work",
-                                                 code="200"), 30, "the last call in /metrics")
-        seen = wait_for(lambda: query('sum(steady_requests_total{deployment="slow",handler="work",code="200"})')
-                        == expected, 60, "Prometheus to scrape the calls")
-        assert seen
+
+        def agree() -> bool:  # what Prometheus stored equals what /metrics says now (both settle)
+            stored = query('sum(steady_requests_total{deployment="slow",handler="work",code="200"})')
+            return stored is not None and stored > CALLS_OK and stored == total(
+                scrape(served), "steady_requests_total", handler="work", code="200")
+
+        wait_for(agree, 90, "Prometheus to hold the calls /metrics counts")
         assert query('sum(steady_requests_total{deployment="slow",handler="boom",code="500"})') == CALLS_FAILING
         assert query('up{job="steady"}') == 1.0
         assert query("count(steady_replica_resident_memory_bytes)") == 2
