@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import resource
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 
 import uvloop
 
 from .logs.format import install_json_logging
+
+
+async def every(interval_s: float, action: Callable[[], object]) -> None:
+    """Run ``action`` every ``interval_s`` until the task is cancelled."""
+    while True:
+        await asyncio.sleep(interval_s)
+        action()
 
 
 def run_process(identity: Mapping[str, str], main: Coroutine[object, object, int], endpoint: str) -> int:

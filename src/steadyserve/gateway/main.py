@@ -15,7 +15,7 @@ import ssl
 import sys
 from pathlib import Path
 
-from ..entry import run_process
+from ..entry import every, run_process
 from ..wire.endpoints import create_server
 from ..wire.http11 import Request, json_response
 from ..wire.limits import ServerLimits, add_limit_flags, limits_from_flags
@@ -76,31 +76,6 @@ async def _follow_table(gateway: Gateway, table_file: TableFile) -> None:
         await asyncio.sleep(TABLE_POLL_S)
 
 
-async def _roll_refusals(gateway: Gateway) -> None:
-    while True:
-        gateway.roll_refusals(REFUSAL_WINDOW_S)
-        await asyncio.sleep(REFUSAL_WINDOW_S / 10)
-
-
-async def _flush_metrics(gateway: Gateway) -> None:
-    while True:
-        await asyncio.sleep(METRICS_FLUSH_S)
-        _flush_now(gateway)
-
-
-def _flush_now(gateway: Gateway) -> None:
-    try:
-        gateway.metrics.flush(gateway.services)
-    except OSError as exc:  # a full disk must not stop the calls; the next flush tries again
-        log.warning("could not write metrics: %s", exc)
-
-
-async def _flush_access_log(gateway: Gateway) -> None:
-    while True:
-        await asyncio.sleep(ACCESS_FLUSH_S)
-        gateway.access.flush()
-
-
 async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     table_file = TableFile(args.routes)
@@ -120,9 +95,10 @@ async def _serve(args: argparse.Namespace) -> int:
     if initial is not None:
         gateway.apply_table(initial)
     follower = loop.create_task(_follow_table(gateway, table_file))
-    roller = loop.create_task(_roll_refusals(gateway))
-    flusher = loop.create_task(_flush_metrics(gateway))
-    access_flusher = loop.create_task(_flush_access_log(gateway))
+    # What this process counted, refused and logged leaves it in batches, off the calls' path.
+    roller = loop.create_task(every(REFUSAL_WINDOW_S / 10, lambda: gateway.roll_refusals(REFUSAL_WINDOW_S)))
+    flusher = loop.create_task(every(METRICS_FLUSH_S, lambda: gateway.metrics.flush(gateway.services)))
+    access_flusher = loop.create_task(every(ACCESS_FLUSH_S, gateway.access.flush))
 
     public = HttpServer(gateway.handle, limits_from_flags(args))
     tls = None
@@ -155,7 +131,7 @@ async def _serve(args: argparse.Namespace) -> int:
     roller.cancel()
     flusher.cancel()
     access_flusher.cancel()
-    _flush_now(gateway)
+    gateway.metrics.flush(gateway.services)
     gateway.access.flush()
     return 0
 

@@ -86,10 +86,16 @@ class ShardWriter:
         self._written = b""
 
     def flush(self) -> bool:
+        """Write the totals if they changed; a failed write (a full disk) is logged and tried next time:
+        it never stops the calls being counted."""
         data = orjson.dumps(self.recorder.to_json())
         if data == self._written:
             return False
-        _write_atomically(self.path, data)
+        try:
+            _write_atomically(self.path, data)
+        except OSError as exc:
+            log.warning("could not write metrics to %s: %s", self.path, exc)
+            return False
         self._written = data
         return True
 

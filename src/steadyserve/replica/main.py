@@ -17,7 +17,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from ..entry import run_process
+from ..entry import every, run_process
 from ..loading import load_service_class, parse_target
 from ..service import handler_specs
 from ..wire.endpoints import create_server
@@ -117,14 +117,14 @@ async def _serve(args: argparse.Namespace) -> int:
         return _fatal(args, "setup", setup.exception())  # type: ignore[arg-type]
     app.start_batchers()
     watchdog = loop.create_task(app.watch())
-    flusher = loop.create_task(_flush_metrics(app))
+    flusher = loop.create_task(every(METRICS_FLUSH_S, lambda: app.metrics.flush(app.inflight)))
     app.ready = True
     log.info("replica %s ready (handlers: %s)", args.id, ", ".join(specs))
     await stop_wait
     await _drain(app, http, server, args.grace_s, args.drain_linger_s)
     watchdog.cancel()
     flusher.cancel()
-    _flush_now(app)
+    app.metrics.flush(app.inflight)
     workers.shutdown()
     busy = workers.running()
     if busy:  # a thread stuck in user code would keep the interpreter from exiting
@@ -133,19 +133,6 @@ async def _serve(args: argparse.Namespace) -> int:
         logging.shutdown()
         os._exit(0)
     return 0
-
-
-async def _flush_metrics(app: ReplicaApp) -> None:
-    while True:
-        await asyncio.sleep(METRICS_FLUSH_S)
-        _flush_now(app)
-
-
-def _flush_now(app: ReplicaApp) -> None:
-    try:
-        app.metrics.flush(app.inflight)
-    except OSError as exc:  # a full disk must not stop the calls; the next flush tries again
-        log.warning("could not write metrics: %s", exc)
 
 
 async def _drain(app: ReplicaApp, http: HttpServer, server: asyncio.AbstractServer, grace_s: float,
