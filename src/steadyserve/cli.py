@@ -338,6 +338,38 @@ def status(state_dir: Path, as_json: bool, api_url: str | None, cacert: Path | N
                       f"[{colours.get(state, 'white')}]{state}[/]", str(r["inflight"]), str(r["requests"]),
                       str(r["restarts"]), str(r["revision"] or "-"), r["uptime"], for_terminal(r["last_error"] or ""))
     console.print(table)
+    scaling = _autoscaling_table(state_dir, api_url, cacert)
+    if scaling is not None:
+        console.print(scaling)
+
+
+def _autoscaling_table(state_dir: Path, api_url: str | None, cacert: Path | None) -> Table | None:
+    """Each autoscaled deployment: its load, mode, forecast, budget and the last change with its reason
+    (from the control API; nothing when the instance is not running)."""
+    try:
+        deployments = _api("GET", "/v1/deployments", state_dir, _remote(api_url), cacert=cacert)
+    except SystemExit:
+        return None
+    rows = [d for d in deployments if isinstance(d, dict) and d.get("autoscaling")]
+    if not rows:
+        return None
+    table = Table(title="autoscaling")
+    for column in ("deployment", "replicas", "bounds", "load / target", "mode", "cold start"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("last change and why, forecast, capacity", overflow="fold", min_width=30)
+    for d in rows:
+        a = d["autoscaling"]
+        load = "-" if a.get("load") is None else f"{a['load']:.3g}"
+        lines = [for_terminal(a.get("last_change") or f"no change yet ({a.get('reason')})")]
+        if a.get("predictive") and a["predictive"] != "off":
+            lines.append(for_terminal(f"forecast: {a['predictive']}"))
+        if a.get("capacity"):
+            lines.append(f"[yellow]{for_terminal('capacity: ' + a['capacity'])}[/]")
+        cold = "-" if a.get("cold_start_s") is None else f"{a['cold_start_s']:.1f}s"
+        table.add_row(d["name"], f"{a['desired']} ({d.get('ready', 0)} ready)", f"{a['min']}..{a['max']}",
+                      f"{load} / {a['target']:g} {a['metric']}", a["mode"], cold,
+                      "\n".join(lines))
+    return table
 
 
 @main.command()
@@ -464,7 +496,7 @@ def run() -> None:
 
 
 # Registers the management commands on `main`; imported last because it uses the above.
-from . import cli_admin, cli_alerts, cli_dashboard, cli_logs, cli_report, cli_state  # noqa: E402,F401
+from . import cli_admin, cli_alerts, cli_dashboard, cli_logs, cli_report, cli_simulate, cli_state  # noqa: E402,F401
 
 if __name__ == "__main__":
     # Run through the package module, on which cli_admin registered its commands.

@@ -93,6 +93,9 @@ class DeploymentOut(BaseModel):
     rolling_out_from: int | None
     deleting: bool
     spec: DeploymentSpec
+    autoscaling: dict[str, Any] | None = Field(
+        default=None, description="with replicas {min, max}: the autoscaler's load, mode, last decision and why,"
+                                  " forecast, capacity (docs/autoscaling.md)")
 
 
 class ApplyOut(BaseModel):
@@ -193,7 +196,8 @@ def build_api(controller: Controller, base_dir: Path, local_actor: str | None = 
                     and m.revision == dep.revision)
         return DeploymentOut(name=name, revision=dep.revision, replicas=dep.replicas, ready=ready,
                              target=dep.config.target, rolling_out_from=dep.previous_revision,
-                             deleting=dep.deleting, spec=dep.config.spec)
+                             deleting=dep.deleting, spec=dep.config.spec,
+                             autoscaling=controller.autoscaling_status(name))
 
     async def _resolve(name: str, spec: DeploymentSpec) -> Any:
         import re
@@ -240,7 +244,11 @@ def build_api(controller: Controller, base_dir: Path, local_actor: str | None = 
 
     @app.post("/v1/deployments/{name}/scale", response_model=DeploymentOut)
     async def scale(name: str, body: ScaleIn) -> DeploymentOut:
-        _get(name)
+        dep = _get(name)
+        if dep.config.spec.autoscaled:
+            low, high = dep.config.spec.replica_bounds
+            raise ApiError(409, f"{name} is autoscaled between {low} and {high} replicas; change replicas:"
+                           " {min, max} in the spec and deploy it (`steady deploy -f FILE`)", replicas=dep.replicas)
         controller.scale(name, body.replicas)
         return _out(name)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..alerting.notifyspec import NotificationSettings
+from ..autoscaling.settings import CapacitySpec
 from ..description import ServiceDescription
 from ..errors import ConfigError
 from ..loading import parse_target
@@ -74,6 +75,7 @@ class PlatformConfig(_Frozen):
     snapshot_interval_s: float = Field(default=300.0, gt=0)  # state DB snapshots (spec `state:`)
     snapshot_keep: int = Field(default=12, ge=0)
     notifications: NotificationSettings = NotificationSettings()  # where alerts go (spec `notifications:`)
+    capacity: CapacitySpec = CapacitySpec()  # the machine's budget for replicas (spec `capacity:`)
 
     @property
     def url(self) -> str:
@@ -156,5 +158,5 @@ def resolve_platform(spec: PlatformSpec, base_dir: Path, state_dir: Path, api_po
                               base_dir=base_dir.resolve(), deployments=tuple(config for config, _ in resolved),
                               default_deployment=default_deployment, auth_required=auth_required,
                               snapshot_interval_s=spec.state.snapshot_interval_s, snapshot_keep=spec.state.snapshot_keep,
-                              notifications=spec.notifications)
+                              notifications=spec.notifications, capacity=spec.capacity)
     return platform, {config.name: service for config, service in resolved}

@@ -41,7 +41,7 @@ from .leftovers import is_recorded_process
 from .observing import Observer
 from .probes import HttpProber, Prober, ProbeResult
 from .processes import AdoptedProcess, Launcher, ProcessHandle, pid_alive
-from .publish import build_table, canary_route
+from .publish import build_table, canary_route, cold_start_timeout
 from .rollout import (
     AddSlot,
     DeploymentView,
@@ -53,6 +53,7 @@ from .rollout import (
     SlotView,
     plan,
 )
+from .scaling import Scaling
 from .secrets import SECRETS_DIR_VAR, redact, split_by_mount, write_secret_files
 from .statedb import Event, StateDB
 from .supervision import (
@@ -103,7 +104,7 @@ class Managed:
         return f"{self.deployment}-{self.slot.id}" if self.deployment else self.slot.id
 
 
-class Controller(DesiredState, Watching):
+class Controller(DesiredState, Watching, Scaling):
     def __init__(
         self,
         config: PlatformConfig,
@@ -269,6 +270,7 @@ class Controller(DesiredState, Watching):
         versions = self._gateway_versions()
         for key in [k for k in self.managed if k[0] != "gateway"]:
             self._step_slot(self.managed[key], probed.get(key), now, versions)
+        self._guarded("controller", "controller", "", "autoscale", functools.partial(self._autoscale, self.clock()))
         self._plan_deployments(self.clock())
         self._guarded("controller", "controller", "", "publish routes", self._publish_routes)
         self._guarded("controller", "controller", "", "persist state", self._persist)
@@ -575,7 +577,8 @@ class Controller(DesiredState, Watching):
         )
         canaries = {name: self._canary(name, state) for name, state in self.deployments.items()}
         # Republish when ready replicas change, or the deployments themselves do.
-        key = (ready, tuple((n, d.revision) for n, d in sorted(self.deployments.items())), self.db.tokens_stamp(),
+        key = (ready, tuple((n, d.revision, cold_start_timeout(d.config)) for n, d in sorted(self.deployments.items())),
+               self.db.tokens_stamp(),
                tuple(sorted((n, c) for n, c in canaries.items() if c is not None)))
         if key == self._published and not force:
             return
@@ -618,6 +621,7 @@ class Controller(DesiredState, Watching):
     async def shutdown(self) -> None:
         """Gateways first (no new traffic), then replicas drain; SIGKILL what outlives grace."""
         self.record("controller", "controller", "stopping", "stopping all processes")
+        self.stop_scaling()
         for kind in ("gateway", "replica"):
             group = [m for (k, _, _), m in self.managed.items() if k == kind and m.proc is not None]
             for m in group:

@@ -89,6 +89,8 @@ class DesiredState:
         if current is not None and current.revision == revision and not current.deleting:
             count = replicas if replicas is not None else (
                 spec_count if spec_count != current.spec_replicas else current.replicas)
+            if replicas is None and config.spec.autoscaled:  # the autoscaler's count, in the new bounds
+                count = _within(current.replicas, config.spec.replica_bounds)
             current.spec_replicas = spec_count
             watching = tuple(key for key in CONTROLLER_ONLY_SETTINGS
                              if getattr(current.config.spec, key) != getattr(config.spec, key))
@@ -107,7 +109,9 @@ class DesiredState:
             self.record("deployment", config.name, "created", f"revision {revision}, {plural(count, 'replica')}", config.name)
         else:
             current.configs[revision] = config
-            if replicas is None and spec_count != current.spec_replicas:
+            if replicas is None and config.spec.autoscaled:
+                replicas = _within(current.replicas, config.spec.replica_bounds)
+            elif replicas is None and spec_count != current.spec_replicas:
                 replicas = spec_count  # the spec's count changed: it wins over an earlier scale
             current.spec_replicas = spec_count
             current.previous_revision, current.revision, current.config = current.revision, revision, config
@@ -205,3 +209,6 @@ class DesiredState:
             self.db.save_deployments(rows)
             self._saved_desired = rows
 
+
+def _within(count: int, bounds: tuple[int, int]) -> int:
+    return max(bounds[0], min(bounds[1], count))

@@ -80,6 +80,8 @@ class Observer:
         # Each running replica's recent readings, by (deployment, replica, pid): a restart starts afresh.
         self._readings: dict[tuple[str, str, int], deque[prediction.Reading]] = {}
         self._holding: set[tuple[str, str, int, str]] = set()  # forecasts reported and still holding
+        self.cpu_seconds: dict[tuple[str, str], float] = {}  # (deployment, replica) -> CPU seconds, last tick
+        self.resident_bytes: dict[tuple[str, str], float] = {}
 
     def close(self) -> None:
         """A last history step (the stopped processes' final counts), written through to the store."""
@@ -173,6 +175,8 @@ class Observer:
                 cpu[(r.deployment, r.replica)], memory[(r.deployment, r.replica)] = reading
         self.recorder.replace_live(catalog.REPLICA_CPU, cpu)
         self.recorder.replace_live(catalog.REPLICA_MEMORY, memory)
+        self.cpu_seconds = {(d, r): v for (d, r), v in cpu.items()}  # the autoscaler's CPU and memory readings
+        self.resident_bytes = {(d, r): v for (d, r), v in memory.items()}
         return {(d, r): v for (d, r), v in memory.items()}
 
     def _reading(self, pid: int) -> tuple[float, float] | None:

@@ -49,6 +49,12 @@ def admission_route(dep: DeploymentConfig, gateway_processes: int) -> AdmissionR
     )
 
 
+def cold_start_timeout(dep: DeploymentConfig) -> float | None:
+    """How long a call waits for a first replica: set for deployments that may scale to zero."""
+    spec = dep.spec
+    return spec.scaling.cold_start_timeout_s if spec.autoscaled and spec.replica_bounds[0] == 0 else None
+
+
 def build_table(*, version: int, default_deployment: str | None, deployments: Sequence[DeploymentConfig],
                 ready: Sequence[ReadyReplica], canaries: dict[str, CanaryRoute | None], auth_required: bool,
                 tokens: Sequence[dict[str, Any]], gateway_processes: int) -> RoutingTable:
@@ -64,6 +70,7 @@ def build_table(*, version: int, default_deployment: str | None, deployments: Se
             v2_handler=dep.v2_handler,
             canary=canaries.get(dep.name),
             forward_identity=spec.forward_identity,
+            cold_start_timeout_s=cold_start_timeout(dep),
             replicas=tuple(ReplicaRoute(id=i, generation=g, endpoint=e, revision=r)
                            for d, i, g, e, r in ready if d == dep.name),
         )

@@ -17,7 +17,7 @@ from typing import Any
 from .config import DeploymentConfig
 
 # What the controller alone uses: changing it rolls nothing out (the revision's stored config follows it).
-CONTROLLER_ONLY_SETTINGS = ("prediction", "alerts", "slo")
+CONTROLLER_ONLY_SETTINGS = ("prediction", "alerts", "slo", "autoscaling")
 _NOT_A_ROLLOUT = ("replicas", *CONTROLLER_ONLY_SETTINGS)
 
 

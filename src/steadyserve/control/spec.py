@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..alerting.notifyspec import NotificationSettings
 from ..alerting.rulespec import AlertRules
 from ..alerting.slospec import SloSpec
+from ..autoscaling.settings import AutoscalingSettings, CapacitySpec
 from ..errors import ConfigError
 from ..gateway.routes import Policy
 
@@ -185,6 +186,8 @@ class DeploymentSpec(_Strict):
     alerts: AlertRules = Field(
         default=[], description="alert rules; a built-in's name changes it, or turns it off with enabled: false")
     slo: SloSpec | None = Field(default=None, description="availability and latency objectives: burn-rate alerts")
+    autoscaling: AutoscalingSettings | None = Field(
+        default=None, description="with replicas: {min, max}: what the replica count follows (docs/autoscaling.md)")
     env: dict[str, str] = Field(default={}, description="plain settings, visible to viewers: use secrets for secrets")
     secrets: dict[str, SecretRef] = Field(
         default={}, description="write-only values delivered to replicas; the API shows their names only")
@@ -237,6 +240,13 @@ class DeploymentSpec(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _autoscaling_has_bounds(self) -> DeploymentSpec:
+        if self.autoscaling is not None and isinstance(self.replicas, int):
+            raise ValueError(f"autoscaling needs bounds: replicas: {{min: 1, max: {max(self.replicas, 2)}}}"
+                             f" instead of replicas: {self.replicas}")
+        return self
+
+    @model_validator(mode="after")
     def _secrets_apart_from_env(self) -> DeploymentSpec:
         both = sorted(set(self.env) & set(self.secrets))
         if both:
@@ -259,8 +269,23 @@ class DeploymentSpec(_Strict):
 
     @property
     def desired_replicas(self) -> int:
-        """Replicas to run now; a range starts at its minimum (autoscaling moves it later)."""
+        """Replicas to run now; a range starts at its minimum, at least one (autoscaling moves it later)."""
         return self.replicas if isinstance(self.replicas, int) else max(1, self.replicas.min)
+
+    @property
+    def autoscaled(self) -> bool:
+        return isinstance(self.replicas, ReplicaRange)
+
+    @property
+    def scaling(self) -> AutoscalingSettings:
+        """The autoscaling settings (the defaults for a bare range)."""
+        return self.autoscaling if self.autoscaling is not None else AutoscalingSettings()
+
+    @property
+    def replica_bounds(self) -> tuple[int, int]:
+        if isinstance(self.replicas, int):
+            return self.replicas, self.replicas
+        return self.replicas.min, self.replicas.max
 
 
 class HttpLimitsSpec(_Strict):
@@ -311,6 +336,7 @@ class PlatformSpec(_Strict):
     gateway: GatewaySpec = GatewaySpec()
     state: StateSpec = StateSpec()
     notifications: NotificationSettings = NotificationSettings()
+    capacity: CapacitySpec = CapacitySpec()
 
     @field_validator("deployments")
     @classmethod

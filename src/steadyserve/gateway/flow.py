@@ -183,6 +183,13 @@ def _give_up(error: UpstreamError, replica: UpstreamReplica, reason: str, attemp
                   details={"reason": reason, "attempts": attempts}, attempts=attempts)
 
 
+def _cold_refusal(service: ServiceRuntime) -> Refuse:
+    timeout_s = service.route.cold_start_timeout_s or 0.0
+    return Refuse(503, f"{service.name!r} is scaled to zero and no replica was ready within the"
+                  f" {timeout_s:g}s cold_start_timeout_s; it is starting: retry", retry_after_s=2,
+                  details={"cold_start": True})
+
+
 def call_flow(service: ServiceRuntime, call: Call, on_ejected: OnEjected, roll: float = 0.0) -> Flow:
     now = call.started_at
     timeout_s = call.deadline - call.started_at
@@ -192,8 +199,11 @@ def call_flow(service: ServiceRuntime, call: Call, on_ejected: OnEjected, roll: 
     refreshed = False
     queued_until: float | None = None
     lost = 0  # attempts whose replica dropped the connection mid-call
+    cold_until: float | None = None  # waiting for a first replica of a deployment scaled to zero
     while True:
         remaining_s = call.deadline - now
+        if cold_until is not None and now >= cold_until and not service.replicas:
+            return _cold_refusal(service)
         if remaining_s <= 0:
             return Refuse(504, f"no answer within the call's timeout of {timeout_s:g}s",
                           details={"attempts": len(tried)}, attempts=len(tried))
@@ -206,6 +216,20 @@ def call_flow(service: ServiceRuntime, call: Call, on_ejected: OnEjected, roll: 
                 outcome = yield Refresh(service.name)
                 assert isinstance(outcome, Refreshed)
                 service, now = outcome.service or service, outcome.now
+                continue
+            cold_start_s = service.route.cold_start_timeout_s
+            if cold_start_s is not None and not service.replicas:
+                # Scaled to zero: wait in the bounded queue while the first replica starts (the
+                # controller sees the queue and wakes the deployment).
+                if cold_until is None:
+                    if len(service.waiters) >= service.route.admission.max_queued:
+                        return Refuse(503, f"overloaded: {service.name!r} is starting from zero and"
+                                      f" {len(service.waiters)} calls already wait (max_queued_requests)",
+                                      retry_after_s=2, details={"shed": True})
+                    cold_until = queued_until = now + min(cold_start_s, remaining_s)
+                outcome = yield Wait(service, cold_until)
+                assert isinstance(outcome, Woken)
+                now, service = outcome.now, outcome.current or service
                 continue
             return Refuse(503, f"no ready replica for service {service.name!r}", retry_after_s=1)
         if pick is _FULL:

@@ -85,6 +85,9 @@ class Gateway:
         self.inflight = 0
         self.requests = 0
         self.shed = 0
+        # Per deployment, since this process started: calls that arrived, and of them shed (the autoscaler's demand).
+        self.arrived: dict[str, int] = {}
+        self.shed_by: dict[str, int] = {}
         self._ids = itertools.count(1)
         # Recent ejections, reported through the admin endpoint; the controller
         # turns them into events (it stays the only writer of the state DB).
@@ -214,6 +217,7 @@ class Gateway:
         if handler in _INTERNAL_ROUTES:  # replicas' probes are for the controller, not for callers
             return self._error(404, request_id, f"/{handler} is internal; load balancers use /v2/health/live"
                                " and /v2/health/ready, Prometheus scrapes /metrics")
+        self.arrived[service.name] = self.arrived.get(service.name, 0) + 1
         now = self.clock()
         timeout_s = service.route.timeout_s
         asked = request.timeout_s()  # a caller may ask for less than the deployment's timeout_s
@@ -233,6 +237,7 @@ class Gateway:
             return result.response  # type: ignore[no-any-return]
         if result.details.get("shed"):
             self.shed += 1
+            self.shed_by[service.name] = self.shed_by.get(service.name, 0) + 1
             note.shed = True
         if result.replica is not None:
             note.replica = result.replica
@@ -344,6 +349,7 @@ class Gateway:
                 "requests": self.requests, "shed": self.shed, "table_version": self.table.version,
                 "replicas": {s: [r.id for r in rt.replicas] for s, rt in self.services.items()},
                 "queued": {s: len(rt.waiters) for s, rt in self.services.items()},
+                "demand": {s: [n, self.shed_by.get(s, 0)] for s, n in self.arrived.items()},
                 "limits": {s: {r.id: rt.limit_of(r) for r in rt.replicas} for s, rt in self.services.items()},
                 "revisions": {s: {str(rev): o.to_json() for rev, o in by_rev.items()}
                               for s, by_rev in self.outcomes.items()},

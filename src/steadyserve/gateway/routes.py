@@ -70,6 +70,8 @@ class ServiceRoute(_Frozen):
     v2_handler: str | None = None  # the Open Inference Protocol entry point, if any
     canary: CanaryRoute | None = None
     forward_identity: bool = False  # tell replicas the caller's token name and role (never the token)
+    # Scaled to zero (or may be): with no replica, a call waits this long for the first to start.
+    cold_start_timeout_s: float | None = None
     replicas: tuple[ReplicaRoute, ...] = ()
 
 

@@ -87,6 +87,22 @@ REPLICA_MEMORY_LIMIT = _spec("steady_replica_memory_limit_bytes", "gauge",
 LOG_FINDINGS = _spec("steady_log_findings", "counter",
                      "What log analysis found: a new error template, a template's rate jumping after a rollout",
                      "deployment", "kind")
+# --- controller: the autoscaler -------------------------------------------------------------
+COLD_START_BUCKETS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+DESIRED_REPLICAS = _spec("steady_autoscaler_desired_replicas", "gauge",
+                         "Replicas the autoscaler asks for (after the machine's budget)", "deployment")
+AUTOSCALER_LOAD = _spec("steady_autoscaler_load", "gauge",
+                        "The load the autoscaler follows, all replicas together, in its metric's unit", "deployment",
+                        "metric")
+FORECAST_RATE = _spec("steady_autoscaler_forecast_rate", "gauge",
+                      "Calls/s forecast for when a replica started now is ready (trusted or not)", "deployment")
+CAPACITY_LIMITED = _spec("steady_autoscaler_capacity_limited", "gauge",
+                         "1 while the deployment wants more replicas than the machine's budget allows", "deployment")
+SCALE_DECISIONS = _spec("steady_autoscaler_scale_events", "counter",
+                        "Replica count changes made by the autoscaler (direction: up, down)", "deployment", "direction")
+COLD_START = _spec("steady_cold_start_seconds", "histogram",
+                   "From a call arriving at zero replicas to the first replica ready", "deployment",
+                   buckets=COLD_START_BUCKETS_S)
 TICK_DURATION = _spec("steady_controller_tick_duration_seconds", "histogram", "Time of one controller tick",
                       buckets=TICK_BUCKETS_S)
 
@@ -94,5 +110,6 @@ ALL: tuple[MetricSpec, ...] = (
     REQUESTS, REQUEST_DURATION, INFLIGHT, QUEUED, ADMISSION, RETRIES, EJECTIONS,
     HANDLER_CALLS, HANDLER_DURATION, HANDLER_INFLIGHT, BATCH_SIZE,
     REPLICAS, DEPLOYMENT_SECONDS, DEPLOYMENT_READY_SECONDS, RESTARTS, REPLICA_CPU, REPLICA_MEMORY, REPLICA_MEMORY_LIMIT, LOG_FINDINGS, TICK_DURATION,
+    DESIRED_REPLICAS, AUTOSCALER_LOAD, FORECAST_RATE, CAPACITY_LIMITED, SCALE_DECISIONS, COLD_START,
 )
 BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in ALL}

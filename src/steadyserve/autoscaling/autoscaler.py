@@ -1,0 +1,96 @@
+"""One deployment's autoscaler: its readings, its forecaster and its policy state.
+
+The controller and ``steady simulate`` drive the same object: ``observe`` each tick, ``decide``
+each ``decision_s``, ``applied`` once the count (after the capacity budget) is known, and the
+forecaster's fits run where the driver chooses (a thread in the controller, inline in the simulator).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from .forecast import RateForecaster
+from .policy import Decision, Forecast, Reading, ScalingState, Snapshot, applied, decide
+from .settings import AutoscalingSettings
+
+DEFAULT_STARTUP_S = 10.0  # a replica's start-up time before one has been measured
+
+
+class Autoscaler:
+    def __init__(self, settings: AutoscalingSettings, start: float) -> None:
+        self.settings = settings
+        self.state = ScalingState()
+        self.readings: deque[Reading] = deque()
+        self.last_call_at: float | None = start  # idle time counts from when the autoscaler began to watch
+        self.last_decision_at = -math.inf
+        self.last: Decision | None = None
+        self.last_forecast: Forecast | None = None
+        self.forecaster = self._forecaster(settings, start)
+        self.startup_s: float | None = None  # measured: start to ready, smoothed
+
+    @staticmethod
+    def _forecaster(settings: AutoscalingSettings, start: float) -> RateForecaster | None:
+        predictive = settings.predictive
+        if not predictive.enabled or not isinstance(predictive.season_s, float):
+            return None
+        return RateForecaster(predictive, start)
+
+    def reconfigure(self, settings: AutoscalingSettings, now: float) -> None:
+        """New settings; the history and the state stay unless the season changed."""
+        if settings.predictive != self.settings.predictive:
+            if (self.forecaster is None or not settings.predictive.enabled
+                    or settings.predictive.season_s != self.forecaster.season_s):
+                self.forecaster = self._forecaster(settings, now)
+            else:
+                self.forecaster.settings = settings.predictive
+        self.settings = settings
+
+    def observe(self, ts: float, load: float, rate: float, calls: float) -> None:
+        """A tick's reading: the load in the metric's unit, calls/s, and the calls arrived since the last."""
+        self.readings.append(Reading(ts, max(0.0, load), max(0.0, rate)))
+        horizon = ts - self.settings.window_s
+        while self.readings and self.readings[0].ts < horizon:
+            self.readings.popleft()
+        if calls > 0:
+            self.last_call_at = ts
+        if self.forecaster is not None:
+            self.forecaster.count(ts, calls)
+
+    def started(self, startup_s: float) -> None:
+        """A replica took this long from start to ready: the forecast's lead follows it."""
+        self.startup_s = startup_s if self.startup_s is None else 0.7 * self.startup_s + 0.3 * startup_s
+
+    def due(self, now: float) -> bool:
+        return now - self.last_decision_at >= self.settings.decision_s
+
+    @property
+    def lead_s(self) -> float:
+        configured = self.settings.predictive.lead_s
+        if configured is not None:
+            return configured
+        startup = self.startup_s if self.startup_s is not None else DEFAULT_STARTUP_S
+        return startup + self.settings.decision_s
+
+    def forecast(self, now: float) -> Forecast | None:
+        if self.forecaster is None:
+            if self.settings.predictive.enabled:
+                return Forecast(0.0, False, "finding the season (season_s: auto)", self.lead_s)
+            return None
+        # Replicas started now serve from then on: capacity before that was decided earlier.
+        return self.forecaster.forecast(now, self.lead_s, max(0.0, self.lead_s - self.settings.decision_s))
+
+    def decide(self, now: float, current: int, ready: int, min_replicas: int, max_replicas: int,
+               waiting: int = 0) -> Decision:
+        self.last_decision_at = now
+        self.last_forecast = self.forecast(now)
+        snapshot = Snapshot(now=now, current=current, ready=ready, min_replicas=min_replicas,
+                            max_replicas=max_replicas, readings=tuple(self.readings), forecast=self.last_forecast,
+                            last_call_at=self.last_call_at, waiting=waiting)
+        decision = decide(snapshot, self.state, self.settings)
+        self.state = decision.state
+        self.last = decision
+        return decision
+
+    def applied(self, now: float, before: int, after: int) -> None:
+        self.state = applied(self.state, now, before, after, self.settings)
