@@ -69,7 +69,7 @@ def test_a_bad_slo_is_refused_with_a_clear_message(slo, says):
 def test_every_deployment_gets_the_builtin_rules():
     names = [rule.name for rule in rules_for("d")]
     assert names == ["SteadyHighErrorRatio", "SteadyHighLatencyP99", "SteadyHighMemory", "SteadyRestarting",
-                     "SteadyHighShedRatio"]
+                     "SteadyHighShedRatio", "SteadyCapacityLimited"]
     assert all(rule.origin == "builtin" for rule in rules_for("d"))
 
 

@@ -24,6 +24,7 @@ from ..metrics.query import Labels, labels_of
 from .durations import format_duration
 from .export import DeploymentAlerting
 from .expressions import (
+    CapacityLimited,
     ErrorRatio,
     Expression,
     Inflight,
@@ -170,10 +171,11 @@ def _fill(series: SeriesSet, rule: Rule, side: Side) -> bool:
         if bucket is not None:
             _histogram(series, d, expr.handler, {bucket: CALLS_PER_STEP})
         return bucket is not None
-    if isinstance(expr, Inflight):
+    if isinstance(expr, (Inflight, CapacityLimited)):
         amount = _amount_on(side, t)
         if amount is not None:
-            series.gauge(catalog.INFLIGHT.exposed_name, {"deployment": d}, amount)
+            name = catalog.INFLIGHT.exposed_name if isinstance(expr, Inflight) else catalog.CAPACITY_LIMITED.exposed_name
+            series.gauge(name, {"deployment": d}, amount)
         return amount is not None
     if isinstance(expr, (MemoryRatio, MemoryBytes)):
         amount = _ratio_on(side, t) if isinstance(expr, MemoryRatio) else _amount_on(side, t)

@@ -161,6 +161,23 @@ class Inflight(Expression):
 
 
 @dataclass(frozen=True)
+class CapacityLimited(Expression):
+    """1 while the autoscaler wants more replicas than the machine's budget allows (else 0)."""
+
+    unit: ClassVar[Unit] = "count"
+
+    def value(self, history: History, deployment: str, now: float) -> float | None:
+        readings = history.latest(catalog.CAPACITY_LIMITED.exposed_name, {"deployment": deployment}, now)
+        return max(readings.values()) if readings else None
+
+    def promql(self, deployment: str) -> str:
+        return f"max({selector(catalog.CAPACITY_LIMITED.exposed_name, deployment=deployment)})"
+
+    def describe(self) -> str:
+        return "wants more replicas than the machine's budget allows"
+
+
+@dataclass(frozen=True)
 class MemoryRatio(Expression):
     unit: ClassVar[Unit] = "ratio"
 
@@ -248,6 +265,8 @@ def expression_of(expr: str, window_s: float, quantile: float | None = None,
         return LatencyQuantile(quantile, window_s, handler)
     if expr == "inflight":
         return Inflight()
+    if expr == "capacity_limited":
+        return CapacityLimited()
     if expr == "memory_ratio":
         return MemoryRatio()
     if expr == "memory_bytes":

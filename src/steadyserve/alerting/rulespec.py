@@ -23,6 +23,7 @@ shed_ratio          calls shed by admission / all admission decisions      ratio
 latency_p50/90/99   that quantile of gateway latency over ``window``       seconds
 latency_quantile    the ``quantile`` given (0 < q < 1)                     seconds
 inflight            calls in flight at the gateways now                    calls
+capacity_limited    1 while the autoscaler wants more than the budget      0 or 1
 memory_ratio        the largest replica's resident memory / its limit      ratio 0..1
 memory_bytes        the largest replica's resident memory                  bytes
 restarts            replica restarts over ``window``                       restarts
@@ -42,7 +43,7 @@ from .model import DurationS, Strict
 from .slospec import BURN_RULE_NAMES
 
 ExprName = Literal["error_ratio", "shed_ratio", "latency_p50", "latency_p90", "latency_p99", "latency_quantile",
-                   "inflight", "memory_ratio", "memory_bytes", "restarts", "log_findings"]
+                   "inflight", "capacity_limited", "memory_ratio", "memory_bytes", "restarts", "log_findings"]
 Op = Literal[">", ">=", "<", "<="]
 Severity = Literal["info", "warning", "critical", "page", "ticket"]
 
@@ -126,6 +127,9 @@ BUILTIN_RULES: tuple[AlertRuleSpec, ...] = (
     _builtin(name="SteadyRestarting", expr="restarts", threshold=3, window="10m", severity="critical"),
     # Admission control turning away 1 call in 10 for 5 minutes: too few replicas.
     _builtin(name="SteadyHighShedRatio", expr="shed_ratio", threshold=0.1, window="5m", **{"for": "5m"},
+             severity="warning"),
+    # The autoscaler wants more replicas than the machine's CPU and memory budget allows.
+    _builtin(name="SteadyCapacityLimited", expr="capacity_limited", threshold=0.5, **{"for": "1m"},
              severity="warning"),
 )
 BUILTIN_BY_NAME = {rule.name: rule for rule in BUILTIN_RULES}
