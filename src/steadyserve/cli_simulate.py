@@ -101,7 +101,9 @@ def resolve(config: Path | None, spec: PlatformSpec | None, deployment: str | No
     from .autoscaling.simulate import Model
 
     notes: list[str] = []
-    base, bounds, origin, where = AutoscalingSettings(), (None, None), "the defaults", "defaults"
+    base, origin, where = AutoscalingSettings(), "the defaults", "defaults"
+    bounds: tuple[int | None, int | None] = (None, None)
+    season_at = ""  # file:line of the config's season_s
     if spec is not None and config is not None:
         from .control.spec import key_location
 
@@ -117,6 +119,7 @@ def resolve(config: Path | None, spec: PlatformSpec | None, deployment: str | No
                          f" {flags['min_replicas'] or DEFAULT_MIN_REPLICAS}..{flags['max_replicas'] or DEFAULT_MAX_REPLICAS}")
         if dep.autoscaling is None:
             origin += " (no autoscaling: block: its defaults)"
+        season_at = key_location(config, ("deployments", name, "autoscaling", "predictive", "season_s"))
     elif deployment is not None:
         raise ConfigError("--deployment picks a deployment of --config FILE; give the config too")
 
@@ -134,8 +137,8 @@ def resolve(config: Path | None, spec: PlatformSpec | None, deployment: str | No
     elif spec is None:
         season = DEFAULT_SEASON_S
     elif season == "auto" and "predictive" in policies:
-        raise ConfigError(f"{where}: autoscaling.predictive.season_s is auto, which only a running controller"
-                          " finds; give --season-s SECONDS")
+        raise ConfigError(f"{season_at}: {where.split()[-1]}.autoscaling.predictive.season_s is auto, which only a"
+                          " running controller finds; give --season-s SECONDS")
     data = base.model_dump()
     data["predictive"]["season_s"] = season
     if flags["decision_s"] is not None:
@@ -321,11 +324,11 @@ def _write_plot(plot: Path, results: Sequence[Result], title: str) -> None:
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
               help="A steady.yaml: its deployment's autoscaling: block and replicas: {min, max}; flags override.")
 @click.option("--deployment", help="The config's deployment to simulate (needed when it declares several).")
-@click.option("--replica-rps", type=_Number(min=0, max=1e6, min_open=True), 
+@click.option("--replica-rps", type=_Number(min=0, max=1e6, min_open=True),
               help="Calls/s one ready replica serves. Default: 10.")
-@click.option("--startup-s", type=_Number(min=0, max=86400), 
+@click.option("--startup-s", type=_Number(min=0, max=86400),
               help="Seconds from a replica's start to ready (it costs from its start). Default: 30.")
-@click.option("--decision-s", type=_Number(min=0, max=600, min_open=True), 
+@click.option("--decision-s", type=_Number(min=0, max=600, min_open=True),
               help="A scaling decision this often. Default: the config's decision_s, else 5.")
 @click.option("--min-replicas", type=click.IntRange(0, 64),
               help="Fewest replicas (0: scale to zero). Default: the config's replicas.min, else 1.")
@@ -334,7 +337,7 @@ def _write_plot(plot: Path, results: Sequence[Result], title: str) -> None:
 @click.option("--season-s", type=_Number(min=10, max=30 * 86400),
               help="The load's period, for the forecast (3600 for examples/traces/periodic.csv). Default: the"
                    " config's predictive.season_s, else 86400 (a day).")
-@click.option("--target-utilization", type=_Number(min=0, max=1, min_open=True), 
+@click.option("--target-utilization", type=_Number(min=0, max=1, min_open=True),
               help="Unless the config's metric is rps: the target is this x --replica-rps calls/s per replica."
                    " Default: 0.7.")
 @click.option("--plot", type=click.Path(path_type=Path, dir_okay=False),

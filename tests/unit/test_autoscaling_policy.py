@@ -173,8 +173,6 @@ def test_an_integer_season_becomes_seconds_as_a_float():
     assert isinstance(PredictiveSettings.model_validate({"season_s": 60}).season_s, float)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: min_seasons above history_seasons is accepted; the history never "
-                                        "reaches min_seasons so forecasts are never used ('learning the load' forever)")
 def test_needing_more_seasons_than_the_history_keeps_is_rejected():
     with pytest.raises(ValidationError):
         PredictiveSettings(enabled=True, min_seasons=3, history_seasons=2)
@@ -219,11 +217,17 @@ def test_a_rule_allows_the_larger_of_its_two_limits_per_period(max_replicas, max
     assert rule.allowed(start) == allowed
 
 
-def test_a_rule_given_only_max_replicas_still_allows_the_default_hundred_percent():
-    # Surprising but HPA's selectPolicy Max: max_percent defaults to 100 and the larger limit wins, so
-    # ``max_replicas: 1`` alone does not hold a rule to one replica a period (``max_percent: null`` does).
-    assert ScalingRule(stabilization_s=0, max_replicas=1).allowed(10) == 10
-    assert ScalingRule(stabilization_s=0, max_replicas=1, max_percent=None).allowed(10) == 1
+@pytest.mark.parametrize("direction", ["scale_up", "scale_down"])
+def test_giving_one_limit_replaces_both_defaults_as_hpa_policies_do(direction):
+    rule = getattr(AutoscalingSettings(**{direction: {"max_replicas": 1}}), direction)
+    assert (rule.max_replicas, rule.max_percent, rule.allowed(10)) == (1, None, 1)
+
+
+@pytest.mark.parametrize(("direction", "stabilization_s"), [("scale_up", 0.0), ("scale_down", 300.0)])
+def test_a_rule_given_only_its_period_keeps_its_directions_defaults(direction, stabilization_s):
+    rule = getattr(AutoscalingSettings(**{direction: {"period_s": 60}}), direction)
+    assert (rule.period_s, rule.stabilization_s) == (60.0, stabilization_s)
+    assert rule.max_percent == 100.0
 
 
 # --- the reactive rule ----------------------------------------------------------------------------
@@ -262,9 +266,7 @@ def test_a_load_just_outside_the_tolerance_changes_the_count(load, replicas):
     assert decision.replicas == replicas
 
 
-@pytest.mark.parametrize("load", [9.0, pytest.param(11.0, marks=pytest.mark.xfail(
-    strict=True, reason="BUG: 11/10 - 1.0 is 0.10000000000000009 in floating point, so a load exactly 10 % over is"
-                        " scaled (to 11) while exactly 10 % under is held: the band is not symmetric"))])
+@pytest.mark.parametrize("load", [9.0, 11.0])
 def test_a_load_exactly_at_the_tolerance_edge_is_within_it(load):
     decision = decide(snapshot(load, current=10), ScalingState(), settings(target=1, **NO_SCALE_DOWN_WINDOW))
     assert decision.replicas == 10
@@ -294,9 +296,6 @@ def test_no_load_keeps_the_minimum(min_replicas):
     assert decision.replicas == min_replicas
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a count outside [min, max] (the spec's bounds changed) is kept outside"
-                                        " by the scale-down window, panic mode, or the rate limits; HPA brings it"
-                                        " within the bounds at once, and decide's no-readings path does too")
 @pytest.mark.parametrize(("current", "min_replicas", "max_replicas", "overrides", "state"), [
     (10, 1, 5, {}, ScalingState(recommendations=((NOW - 10, 10),))),  # the scale-down window remembers 10
     (10, 1, 5, {"scale_down": ScalingRule(stabilization_s=0, max_replicas=1, max_percent=None)}, ScalingState()),
@@ -310,8 +309,6 @@ def test_a_count_outside_the_bounds_is_brought_within_them_at_once(current, min_
     assert min_replicas <= decision.replicas <= max_replicas
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: in panic mode a count above a lowered max stays above it (no scale-down"
-                                        " in panic mode wins over the bound)")
 def test_panic_mode_does_not_hold_the_count_above_max():
     decision = decide(snapshot(100, current=10, ready=2, max_replicas=5), ScalingState(), AutoscalingSettings())
     assert decision.panic and decision.replicas == 5
@@ -340,8 +337,6 @@ def test_readings_in_the_window_but_none_in_the_panic_window_count_as_none():
     assert decision.reason == "no load readings yet"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: with no readings yet (a fresh controller) calls waiting at zero do not"
-                                        " wake the deployment: the no-readings path returns before `waiting` is seen")
 def test_calls_waiting_at_zero_wake_the_deployment_even_before_any_reading():
     snap = Snapshot(now=NOW, current=0, ready=0, min_replicas=0, max_replicas=8, readings=(), waiting=3)
     assert decide(snap, ScalingState(), AutoscalingSettings()).replicas >= 1
@@ -389,9 +384,6 @@ def test_a_sustained_dip_scales_in_once_it_lasted_the_scale_down_window():
     assert driver.replicas == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a fresh ScalingState has no recommendations, so the first decision "
-                                        "(after a controller restart) scales down at once, past the 300 s window; "
-                                        "HPA seeds its window with the current count")
 def test_a_restarted_autoscaler_does_not_scale_in_on_its_first_decision():
     decision = decide(snapshot(2, current=8), ScalingState(), AutoscalingSettings())
     assert decision.replicas == 8
@@ -596,9 +588,6 @@ def test_scale_to_zero_waits_idle_s_after_the_last_call():
     assert next(d for t, d in driver.history if t == zero_at).reason.startswith("no calls for 120 s (idle_s 120)")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: with the default 300 s scale-down window the count goes to zero only "
-                                        "idle_s + 300 s after the last call: the floor of 1 held until idle_s is "
-                                        "remembered by the window (idle_s says 'scale to zero after this long')")
 def test_scale_to_zero_with_the_default_scale_down_window_waits_idle_s():
     driver = Driver(AutoscalingSettings(), replicas=1, min_replicas=0)
     driver.run(60, load=2)
@@ -671,11 +660,32 @@ def test_observe_clamps_negative_readings_to_zero():
 
 def test_observe_remembers_when_a_call_last_arrived():
     scaler = Autoscaler(AutoscalingSettings(), start=0)
+    scaler.observe(1, load=1, rate=1, calls=3)
+    scaler.observe(2, load=0, rate=0, calls=0)
+    assert scaler.last_call_at == 1
+
+
+def test_idle_time_counts_from_when_the_autoscaler_began_to_watch():
+    scaler = Autoscaler(AutoscalingSettings(), start=7)
+    scaler.observe(8, load=0, rate=0, calls=0)
+    assert scaler.last_call_at == 7
+
+
+def test_a_fresh_autoscaler_keeps_a_replica_for_idle_s_before_scaling_to_zero():
+    scaler = Autoscaler(settings(idle_s=120, **NO_SCALE_DOWN_WINDOW), start=1000)
+    counts = {}
+    for t in range(1001, 1200):
+        scaler.observe(t, load=0, rate=0, calls=0)
+        if scaler.due(t):
+            counts[t] = scaler.decide(t, current=1, ready=1, min_replicas=0, max_replicas=4).replicas
+    assert min(c for t, c in counts.items() if t < 1120) == 1
+    assert {c for t, c in counts.items() if t >= 1120} == {0}
+
+
+def test_a_deployment_at_zero_stays_there_without_calls_when_the_autoscaler_starts():
+    scaler = Autoscaler(AutoscalingSettings(), start=0)
     scaler.observe(1, load=0, rate=0, calls=0)
-    assert scaler.last_call_at is None
-    scaler.observe(2, load=1, rate=1, calls=3)
-    scaler.observe(3, load=0, rate=0, calls=0)
-    assert scaler.last_call_at == 2
+    assert scaler.decide(1, current=0, ready=0, min_replicas=0, max_replicas=4).replicas == 0
 
 
 def test_decide_carries_the_state_from_one_decision_to_the_next():
@@ -683,7 +693,8 @@ def test_decide_carries_the_state_from_one_decision_to_the_next():
     for t in range(1, 61):
         scaler.observe(t, load=100, rate=100, calls=100)
     first = scaler.decide(60, current=1, ready=1, min_replicas=1, max_replicas=64)
-    assert first.replicas == 5 and scaler.last is first and scaler.state is first.state
+    assert (first.previous, first.replicas) == (1, 5)
+    assert scaler.last is first and scaler.state is first.state
     scaler.applied(60, 1, 5)
     assert scaler.state.changes == ((60, 4),)
     scaler.observe(65, load=100, rate=100, calls=100)
@@ -789,8 +800,6 @@ def test_turning_predictive_scaling_on_or_off_makes_or_drops_the_forecaster(befo
     assert (scaler.forecaster is not None) is has_forecaster
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: reconfigure keeps the forecaster's RateSeries, whose length was fixed "
-                                        "by the old history_seasons: a lower history_seasons is never applied")
 def test_a_shorter_history_applies_to_a_kept_forecaster():
     scaler = Autoscaler(settings(predictive={**PREDICTIVE_60, "history_seasons": 7}), start=0)
     scaler.reconfigure(settings(predictive={**PREDICTIVE_60, "history_seasons": 2}), now=0)

@@ -39,8 +39,10 @@ class Autoscaler:
     def reconfigure(self, settings: AutoscalingSettings, now: float) -> None:
         """New settings; the history and the state stay unless the season changed."""
         if settings.predictive != self.settings.predictive:
+            old = self.settings.predictive
             if (self.forecaster is None or not settings.predictive.enabled
-                    or settings.predictive.season_s != self.forecaster.season_s):
+                    or settings.predictive.season_s != old.season_s
+                    or settings.predictive.history_seasons != old.history_seasons):
                 self.forecaster = self._forecaster(settings, now)
             else:
                 self.forecaster.settings = settings.predictive

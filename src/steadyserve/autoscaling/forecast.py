@@ -2,7 +2,7 @@
 
     forecaster = RateForecaster(settings.predictive)
     forecaster.count(now, calls)                 # calls arrived since the last count
-    job = forecaster.refit_job(now)              # a closure to run off the loop (a thread), or None
+    job = forecaster.refit_job()                 # a closure to run off the loop (a thread), or None
     if job: forecaster.install(job())
     forecaster.forecast(now, lead_s)             # Forecast(rate=..., reliable=..., why=...)
 
@@ -149,8 +149,8 @@ class RateForecaster:
 
     # --- fitting (the job runs off the controller's loop) -----------------------------------
     def refit_job(self) -> Callable[[], FittedModel] | None:
-        """A fit of the closed buckets when one closed since the last fit, enough history exists, and
-        no fit is under way; None otherwise."""
+        """A fit of the closed buckets when one closed since the last job and enough history exists;
+        None otherwise. The driver runs one at a time (a job for a later bucket supersedes)."""
         last = self.series.closed - 1
         if last <= self._fitted_through or len(self.series.rates) < self.season + 2:
             return None
@@ -168,7 +168,7 @@ class RateForecaster:
         return job
 
     def refit_abandoned(self) -> None:
-        """The job failed: the next closed bucket tries again."""
+        """The job failed: the next call of ``refit_job`` tries again."""
         self._fitted_through = -1
 
     def install(self, model: FittedModel) -> None:
@@ -198,9 +198,11 @@ class RateForecaster:
         """The highest rate forecast from ``now + from_s`` to ``now + lead_s``, and whether it can be trusted."""
         self._lead_buckets = max(1, math.ceil(lead_s / self.bucket_s))
         needed = self.settings.min_seasons
-        if self.seasons_seen < needed or self.model is None:
+        if self.seasons_seen < needed:
             return Forecast(0.0, False, f"learning the load: {self.seasons_seen:.2f} of the {needed:g} seasons"
                                         f" ({needed * self.season_s:g} s) of history needed", lead_s)
+        if self.model is None:
+            return Forecast(0.0, False, "fitting the first model", lead_s)
         model = self.model
         first = int((now + min(from_s, lead_s) - self.series.origin) // self.bucket_s)
         last = int((now + lead_s - self.series.origin) // self.bucket_s)

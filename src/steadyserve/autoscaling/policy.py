@@ -105,6 +105,8 @@ def decide(snap: Snapshot, state: ScalingState, settings: AutoscalingSettings) -
     stable = mean_over(snap.readings, now, settings.window_s)
     short = mean_over(snap.readings, now, settings.panic_window_s)
     if stable is None or short is None:
+        if current == 0 and snap.waiting > 0 and snap.max_replicas > 0:
+            return Decision(1, f"{snap.waiting} calls waiting: waking from zero", state, 1, previous=current)
         keep = max(snap.min_replicas, min(snap.max_replicas, current))
         return Decision(keep, "no load readings yet", state, keep, previous=current)
     load, rate = stable
@@ -125,7 +127,7 @@ def decide(snap: Snapshot, state: ScalingState, settings: AutoscalingSettings) -
 
     # Reactive: ceil(load / target), nothing within the tolerance.
     ratio = load / (current * target) if current > 0 else math.inf
-    if current > 0 and abs(ratio - 1.0) <= settings.tolerance:
+    if current > 0 and abs(ratio - 1.0) <= settings.tolerance + 1e-9:
         reactive = current
         why = f"load {_fmt(load)} {unit} ({settings.window_s:g} s) is within {settings.tolerance:.0%} of" \
               f" {current} x target {_fmt(target)}"
@@ -156,15 +158,17 @@ def decide(snap: Snapshot, state: ScalingState, settings: AutoscalingSettings) -
 
     # Scale to zero: only after idle_s without a call, and not with calls forecast.
     floor = snap.min_replicas
-    waking = False
+    waking = to_zero = False
     if snap.min_replicas == 0:
         idle_s = now - snap.last_call_at if snap.last_call_at is not None else math.inf
-        if snap.waiting > 0 or load > 0 or (predicted or 0) > 0 or idle_s < settings.idle_s:
+        demand = snap.waiting > 0 or load > 0 or (predicted or 0) > 0
+        if demand or (idle_s < settings.idle_s and current > 0):
             floor = 1
-            if current == 0 and (snap.waiting > 0 or load > 0):
+            if current == 0 and demand:
                 waking = True
                 why = f"{snap.waiting} calls waiting: waking from zero" if snap.waiting else "calls arrive: waking"
         elif reactive <= 0:
+            to_zero = current > 0  # the idle period was its stabilisation
             why = f"no calls for {idle_s:.0f} s (idle_s {settings.idle_s:g}): scaling to zero" \
                 if math.isfinite(idle_s) else f"no calls (idle_s {settings.idle_s:g}): scaling to zero"
 
@@ -176,7 +180,10 @@ def decide(snap: Snapshot, state: ScalingState, settings: AutoscalingSettings) -
     limited_by = ""
     wanted = bounded(reactive)
     keep_s = max(settings.scale_up.stabilization_s, settings.scale_down.stabilization_s)
-    recs = tuple((t, r) for t, r in state.recommendations if t > now - keep_s) + ((now, wanted),)
+    # A fresh state (a new or restarted controller) remembers the current count, as the HPA does:
+    # a restart is not a reason to scale down at once.
+    earlier = state.recommendations or ((now - _EPSILON, current),)
+    recs = tuple((t, r) for t, r in earlier if t > now - keep_s) + ((now, wanted),)
     goal = wanted
     if wanted > current and not (panic or waking):
         goal = max(current, min(r for t, r in recs if t > now - settings.scale_up.stabilization_s or t == now))
@@ -215,6 +222,14 @@ def decide(snap: Snapshot, state: ScalingState, settings: AutoscalingSettings) -
             new = min(current, start - allowed)
             limited_by = "rate limit"
             why = f"{why} -> {goal}; at most -{allowed} per {settings.scale_down.period_s:g} s"
+    # The bounds hold at once (a changed spec), and an idle deployment goes to zero at once.
+    low, high = snap.min_replicas, snap.max_replicas
+    if to_zero:
+        new, limited_by = 0, ""
+    elif new > high or new < low:
+        new = max(low, min(high, new))
+        limited_by = "max" if new == high else ""
+        why = f"{why}; held within the bounds {low}..{high}"
     next_state = ScalingState(recommendations=recs, changes=state.changes, panic_since=panic_since,
                               calm_since=calm_since, load_per_call=per_call)
     return Decision(new, why, next_state, reactive, predicted, note, panic, limited_by, previous=current)

@@ -18,9 +18,9 @@ and Knative's panic mode (a 6 s window; twice the capacity). docs/autoscaling.md
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 Metric = Literal["inflight", "rps", "cpu", "queue"]
 
@@ -34,15 +34,16 @@ class _Strict(BaseModel):
 
 
 class ScalingRule(_Strict):
-    """One direction of scaling (HPA ``behavior.scaleUp`` / ``scaleDown``)."""
+    """One direction of scaling (HPA ``behavior.scaleUp`` / ``scaleDown``). Giving either limit
+    replaces both defaults (as giving HPA ``policies`` does): ``{max_replicas: 1}`` is one a period."""
 
     stabilization_s: float = Field(
-        ge=0, le=3600,
+        default=0.0, ge=0, le=3600,
         description="act on the least (up) / greatest (down) recommendation of this window: no flapping")
     period_s: float = Field(default=15.0, gt=0, le=3600, description="the rate limits below count over this period")
     max_replicas: int | None = Field(default=None, ge=1, le=64,
                                      description="at most this many replicas added / removed per period")
-    max_percent: float | None = Field(default=100.0, gt=0, le=1000,
+    max_percent: float | None = Field(default=None, gt=0, le=1000,
                                       description="at most this share of the count at the period's start per period")
 
     def allowed(self, start_count: int) -> int | None:
@@ -54,6 +55,23 @@ class ScalingRule(_Strict):
         if self.max_percent is not None:
             limits.append(max(1, int(start_count * self.max_percent / 100.0)))
         return max(limits) if limits else None
+
+
+def _rule_with_defaults(defaults: dict[str, Any]) -> Any:
+    """A ``before`` validator filling one direction's defaults; either limit given replaces both."""
+    def fill(value: Any) -> Any:
+        if isinstance(value, dict):
+            given = dict(value)
+            if "max_replicas" in given or "max_percent" in given:
+                given.setdefault("max_replicas", None)
+                given.setdefault("max_percent", None)
+            return {**defaults, **given}
+        return value
+    return fill
+
+
+SCALE_UP_DEFAULTS: dict[str, Any] = {"stabilization_s": 0.0, "period_s": 15.0, "max_replicas": 4, "max_percent": 100.0}
+SCALE_DOWN_DEFAULTS: dict[str, Any] = {"stabilization_s": 300.0, "period_s": 15.0, "max_percent": 100.0}
 
 
 class PredictiveSettings(_Strict):
@@ -70,6 +88,13 @@ class PredictiveSettings(_Strict):
     lead_s: float | None = Field(
         default=None, gt=0, le=86400,
         description="how far ahead to be ready (default: the measured replica start-up time + one decision)")
+
+    @model_validator(mode="after")
+    def _enough_kept(self) -> PredictiveSettings:
+        if self.min_seasons > self.history_seasons:
+            raise ValueError(f"min_seasons ({self.min_seasons:g}) needs history_seasons >= it"
+                             f" ({self.history_seasons} are kept)")
+        return self
 
     @model_validator(mode="after")
     def _season(self) -> PredictiveSettings:
@@ -90,8 +115,10 @@ class AutoscalingSettings(_Strict):
     panic_window_s: float = Field(default=6.0, gt=0, le=600, description="the short window panic mode looks at")
     panic_threshold: float = Field(default=2.0, gt=1, le=100,
                                    description="panic when the short window's load exceeds this times the capacity")
-    scale_up: ScalingRule = ScalingRule(stabilization_s=0.0, period_s=15.0, max_replicas=4, max_percent=100.0)
-    scale_down: ScalingRule = ScalingRule(stabilization_s=300.0, period_s=15.0, max_percent=100.0)
+    scale_up: Annotated[ScalingRule, BeforeValidator(_rule_with_defaults(SCALE_UP_DEFAULTS))] = \
+        ScalingRule(**SCALE_UP_DEFAULTS)
+    scale_down: Annotated[ScalingRule, BeforeValidator(_rule_with_defaults(SCALE_DOWN_DEFAULTS))] = \
+        ScalingRule(**SCALE_DOWN_DEFAULTS)
     predictive: PredictiveSettings = PredictiveSettings()
     idle_s: float = Field(default=300.0, gt=0, le=86400,
                           description="with replicas.min 0: scale to zero after this long without a call")
