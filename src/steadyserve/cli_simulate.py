@@ -202,13 +202,13 @@ def comparison(results: Sequence[Result]) -> dict[str, float | None]:
     if reactive is None or predictive is None:
         return {}
     over = change_percent(reactive.over_capacity_requests, predictive.over_capacity_requests)
-    return {"over_capacity_cut_percent": None if over is None else round(-over, 1),
+    return {"over_capacity_cut_percent": _rounded(None if over is None else -over),
             "replica_seconds_extra_percent": _rounded(change_percent(reactive.replica_seconds,
                                                                      predictive.replica_seconds))}
 
 
 def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
+    return None if value is None else round(value, 1) + 0.0  # + 0.0: no "-0.0"
 
 
 def as_json(results: Sequence[Result]) -> dict[str, dict[str, Any]]:
@@ -375,6 +375,9 @@ def _simulate(trace_path: Path, policy: str, config_path: Path | None, deploymen
     trace = read_trace(trace_path)
     season = scenario.settings.predictive
     span = trace[-1][0] - trace[0][0]
+    if span < scenario.model.step_s:
+        raise ConfigError(f"{trace_path}: the trace spans {span:g} s; the simulator steps"
+                          f" {scenario.model.step_s:g} s at a time, and the last row marks the end")
     notes = list(scenario.notes)
     if "predictive" in policies and isinstance(season.season_s, float) and span <= season.min_seasons * season.season_s:
         notes.append(f"the trace spans {span:g} s, not more than the {season.min_seasons:g} season(s) of"

@@ -179,3 +179,20 @@ def forecast_led(inst: Instance, ramps: list[float]) -> bool:
         if any(ramp - 8.0 < event["ts"] < ramp for ramp in ramps[1:]):
             return True
     return False
+
+
+def test_the_call_rate_history_survives_a_controller_restart(tmp_path):
+    spec = write_spec(tmp_path, "    replicas: {min: 1, max: 2}\n    autoscaling: {metric: rps, target: 50,"
+                                " decision_s: 1, predictive: {enabled: true, season_s: 10}}\n")
+    inst = start_instance(spec, tmp_path / "state", command="up")
+    try:
+        with LoadStream(inst.port, "/slow/work", {"ms": 50}, threads=1):
+            wait_for(lambda: (deployment(inst)["autoscaling"]["forecast_history_seasons"] or 0) >= 1.5, 90,
+                     "a season and a half of history")
+    finally:
+        assert stop_instance(inst) == 0
+    again = start_instance(spec, tmp_path / "state", command="up")
+    try:
+        assert deployment(again)["autoscaling"]["forecast_history_seasons"] >= 1.0
+    finally:
+        stop_instance(again)

@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable, Sequence
 
-from .forecast import RateForecaster
+from .forecast import RateForecaster, bucket_size
 from .policy import Decision, Forecast, Reading, ScalingState, Snapshot, applied, decide
 from .settings import AutoscalingSettings
 
 DEFAULT_STARTUP_S = 10.0  # a replica's start-up time before one has been measured
 
 
+# (bucket_s, since) -> stored (bucket start, calls/s) rows: the forecaster's history from before a restart
+HistoryLoader = Callable[[float, float], Sequence[tuple[float, float]]]
+
+
 class Autoscaler:
-    def __init__(self, settings: AutoscalingSettings, start: float) -> None:
+    """``wall_offset_s``: wall-clock time minus the driver's clock; the call-rate history is kept in
+    wall-clock time, so that it lines up across controller restarts."""
+
+    def __init__(self, settings: AutoscalingSettings, start: float, wall_offset_s: float = 0.0,
+                 load_history: HistoryLoader | None = None) -> None:
         self.settings = settings
         self.state = ScalingState()
         self.readings: deque[Reading] = deque()
@@ -26,15 +35,21 @@ class Autoscaler:
         self.last_decision_at = -math.inf
         self.last: Decision | None = None
         self.last_forecast: Forecast | None = None
+        self.wall_offset_s = wall_offset_s
+        self.load_history = load_history
         self.forecaster = self._forecaster(settings, start)
         self.startup_s: float | None = None  # measured: start to ready, smoothed
 
-    @staticmethod
-    def _forecaster(settings: AutoscalingSettings, start: float) -> RateForecaster | None:
+    def _forecaster(self, settings: AutoscalingSettings, start: float) -> RateForecaster | None:
         predictive = settings.predictive
         if not predictive.enabled or not isinstance(predictive.season_s, float):
             return None
-        return RateForecaster(predictive, start)
+        wall = start + self.wall_offset_s
+        history: Sequence[tuple[float, float]] = ()
+        if self.load_history is not None:
+            history = self.load_history(bucket_size(predictive.season_s),
+                                        wall - predictive.history_seasons * predictive.season_s)
+        return RateForecaster(predictive, wall, history)
 
     def reconfigure(self, settings: AutoscalingSettings, now: float) -> None:
         """New settings; the history and the state stay unless the season changed."""
@@ -57,7 +72,7 @@ class Autoscaler:
         if calls > 0:
             self.last_call_at = ts
         if self.forecaster is not None:
-            self.forecaster.count(ts, calls)
+            self.forecaster.count(ts + self.wall_offset_s, calls)
 
     def started(self, startup_s: float) -> None:
         """A replica took this long from start to ready: the forecast's lead follows it."""
@@ -80,7 +95,8 @@ class Autoscaler:
                 return Forecast(0.0, False, "finding the season (season_s: auto)", self.lead_s)
             return None
         # Replicas started now serve from then on: capacity before that was decided earlier.
-        return self.forecaster.forecast(now, self.lead_s, max(0.0, self.lead_s - self.settings.decision_s))
+        return self.forecaster.forecast(now + self.wall_offset_s, self.lead_s,
+                                        max(0.0, self.lead_s - self.settings.decision_s))
 
     def decide(self, now: float, current: int, ready: int, min_replicas: int, max_replicas: int,
                waiting: int = 0) -> Decision:

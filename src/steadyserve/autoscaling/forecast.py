@@ -28,7 +28,8 @@ from .settings import PredictiveSettings
 BUCKETS_PER_SEASON = 144  # ten minutes of a day
 MIN_BUCKET_S = 1.0
 FULL_FITS_PER_SEASON = 4
-SCORED_FOR_TRUST = 6  # forecasts scored before any is used
+SCORED_FOR_TRUST = 6
+MAX_UNSAVED = 10_000  # closed buckets waiting for the driver to store them  # forecasts scored before any is used
 ERROR_WINDOW_SEASONS = 1 / 8  # the error is judged over the last eighth of a season (three hours of a day)
 
 
@@ -45,12 +46,25 @@ class FittedModel:
 class RateSeries:
     """Calls counted into fixed buckets since a start; the newest ``keep`` buckets kept, as calls/s."""
 
-    def __init__(self, bucket_s: float, keep: int, start: float) -> None:
+    def __init__(self, bucket_s: float, keep: int, start: float,
+                 history: Sequence[tuple[float, float]] = ()) -> None:
         self.bucket_s = bucket_s
-        self.origin = start  # bucket i covers [origin + i*bucket_s, origin + (i+1)*bucket_s)
+        # Buckets on a grid of multiples of bucket_s: a restarted controller's buckets line up with the stored ones.
+        self.origin = math.floor(start / bucket_s) * bucket_s  # bucket i: [origin + i*bucket_s, ... + bucket_s)
         self.rates: deque[float] = deque(maxlen=keep)
         self.open = 0  # index of the bucket being filled
         self.open_calls = 0.0
+        earlier = [(ts, rate) for ts, rate in history if ts < self.origin and math.isfinite(rate) and rate >= 0]
+        if earlier:  # recorded before: they come first, gaps unknown (NaN)
+            first = math.floor(min(ts for ts, _ in earlier) / bucket_s) * bucket_s
+            known = {round((ts - first) / bucket_s): rate for ts, rate in earlier}
+            count = round((self.origin - first) / bucket_s)
+            for i in range(max(0, count - keep), count):
+                self.rates.append(known.get(i, math.nan))
+            self.open, self.origin = count, first
+
+    def start_of(self, index: int) -> float:
+        return self.origin + index * self.bucket_s
 
     @property
     def closed(self) -> int:
@@ -114,17 +128,23 @@ def _filled(y: Any, season: int) -> Any:
     return y
 
 
+def bucket_size(season_s: float) -> float:
+    return max(MIN_BUCKET_S, season_s / BUCKETS_PER_SEASON)
+
+
 class RateForecaster:
     """One deployment's call-rate history, model and forecast error."""
 
-    def __init__(self, settings: PredictiveSettings, start: float) -> None:
+    def __init__(self, settings: PredictiveSettings, start: float,
+                 history: Sequence[tuple[float, float]] = ()) -> None:
         if not isinstance(settings.season_s, float):
             raise ValueError("a season length is needed")  # "auto" is resolved before (see seasons.py)
         self.settings = settings
         self.season_s = settings.season_s
-        self.bucket_s = max(MIN_BUCKET_S, self.season_s / BUCKETS_PER_SEASON)
+        self.bucket_s = bucket_size(self.season_s)
         self.season = max(2, round(self.season_s / self.bucket_s))
-        self.series = RateSeries(self.bucket_s, self.season * settings.history_seasons, start)
+        self.series = RateSeries(self.bucket_s, self.season * settings.history_seasons, start, history)
+        self.unsaved: list[tuple[float, float]] = []  # closed buckets (start, calls/s) the driver may store
         self.model: FittedModel | None = None
         self.params: dict[str, float] | None = None
         self._fitted_through = -1  # the last bucket a fit was started on
@@ -137,11 +157,18 @@ class RateForecaster:
     # --- what arrives ------------------------------------------------------------------
     def count(self, ts: float, calls: float) -> None:
         for index, rate in self.series.count(ts, calls):
+            if not math.isnan(rate):
+                self.unsaved.append((self.series.start_of(index), rate))
+                del self.unsaved[:-MAX_UNSAVED]
             predicted = self._predicted.pop(index, None)
             if predicted is not None and not math.isnan(rate):
                 self._scored.append((abs(predicted - rate), rate))
         for index in [i for i in self._predicted if i < self.series.closed]:
             del self._predicted[index]
+
+    def take_unsaved(self) -> list[tuple[float, float]]:
+        rows, self.unsaved = self.unsaved, []
+        return rows
 
     @property
     def seasons_seen(self) -> float:

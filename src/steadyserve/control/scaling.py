@@ -10,7 +10,9 @@ Forecast fits run on a worker thread, never on the loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,8 +22,10 @@ from ..autoscaling.autoscaler import Autoscaler
 from ..autoscaling.capacity import Budget, Claim, Grant, allocate, machine_cpus, machine_memory_mb
 from ..autoscaling.forecast import FittedModel
 from ..autoscaling.policy import Decision
+from ..autoscaling.rate_store import RateStore
 from ..autoscaling.settings import AutoscalingSettings
 from ..metrics import catalog
+from ..metrics.store import OBSERVABILITY_DB
 from .config import PlatformConfig
 from .desired import DeploymentState
 from .observing import Observer
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
     from .controller import Key, Managed
 
 log = logging.getLogger("steadyserve.autoscaler")
+SAVE_RATES_EVERY_S = 60.0  # a kill -9 loses at most this much of the call-rate history
 MIB = 1024 * 1024
 _SMOOTHING = 0.2  # of per-replica CPU and per-call time readings (one a tick)
 
@@ -74,6 +79,8 @@ class Scaling:
     _demand_seen: dict[str, tuple[str, dict[str, list[int]]]] | None = None  # gateway -> (instance, counts)
     _budget: Budget | None = None
     _fit_pool: ThreadPoolExecutor | None = None
+    _rates: RateStore | None = None
+    _rates_saved_at: float = 0.0
 
     # --- each tick ----------------------------------------------------------------------
     def _autoscale(self, now: float) -> None:
@@ -90,7 +97,9 @@ class Scaling:
             settings = spec.scaling
             tracked = tracked_all.get(name)
             if tracked is None:
-                tracked = tracked_all[name] = Tracked(Autoscaler(settings, now), now)
+                tracked = tracked_all[name] = Tracked(Autoscaler(
+                    settings, now, wall_offset_s=time.time() - now,
+                    load_history=functools.partial(self._load_rates, name)), now)
             elif tracked.scaler.settings != settings:
                 tracked.scaler.reconfigure(settings, now)
             self._observe_load(name, tracked, settings, now, arrived.get(name, 0), shed.get(name, 0),
@@ -105,6 +114,33 @@ class Scaling:
         if decisions:
             self._apply_decisions(decisions, now)
         self._report_gauges()
+        if now - self._rates_saved_at >= SAVE_RATES_EVERY_S:
+            self._rates_saved_at = now
+            self._save_rates()
+
+    # --- the call-rate history, kept across restarts ------------------------------------------
+    def _rate_store(self) -> RateStore | None:
+        if self._rates is None and self.observer is not None:  # unit tests without an observer keep none
+            self._rates = RateStore(self.config.state_dir / OBSERVABILITY_DB)
+        return self._rates
+
+    def _load_rates(self, name: str, bucket_s: float, since: float) -> list[tuple[float, float]]:
+        store = self._rate_store()
+        return store.load(name, bucket_s, since) if store is not None else []
+
+    def _save_rates(self) -> None:
+        """Closed buckets of every forecaster to the store; rows older than the kept seasons go."""
+        store = self._rate_store()
+        if store is None:
+            return
+        wall = time.time()
+        for name, tracked in (self._scaling or {}).items():
+            forecaster = tracked.scaler.forecaster
+            if forecaster is None:
+                continue
+            store.write(name, forecaster.bucket_s, forecaster.take_unsaved())
+            kept_s = forecaster.settings.history_seasons * forecaster.season_s
+            store.prune(name, forecaster.bucket_s, wall - kept_s - forecaster.bucket_s)
 
     def _gateway_demand(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
         """Calls arrived and shed since the last tick, and calls queued now, per deployment."""
@@ -216,6 +252,11 @@ class Scaling:
         forecaster.install(model)
 
     def stop_scaling(self) -> None:
+        """At shutdown: the rate history written, fits abandoned."""
+        try:
+            self._save_rates()
+        except Exception:  # a failed write loses at most the last minute of history
+            log.exception("could not save the call-rate history")
         if self._fit_pool is not None:
             self._fit_pool.shutdown(wait=False, cancel_futures=True)
 
@@ -353,6 +394,8 @@ class Scaling:
             "capacity": tracked.capacity_note if tracked is not None else None,
             "cold_start_s": tracked.cold_start_s if tracked is not None else None,
             "scale_to_zero": low == 0,
+            "forecast_history_seasons": round(tracked.scaler.forecaster.seasons_seen, 3)
+            if tracked is not None and tracked.scaler.forecaster is not None else None,
         }
 
 
