@@ -165,3 +165,26 @@ def test_export_grafana_writes_a_dashboard_on_the_same_metrics(tmp_path):
         for i, e in enumerate(exprs)))
     checked = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_dashboard_shows_the_autoscaler_and_its_decisions_with_reasons(browser, tmp_path):
+    spec = tmp_path / "steady.yaml"
+    spec.write_text(f"deployments:\n  slow:\n    service: {FIXTURES / 'slow'}\n    replicas: {{min: 1, max: 3}}\n"
+                    "    autoscaling: {target: 1, decision_s: 1, window_s: 4, panic_window_s: 2}\n"
+                    "gateway:\n  processes: 1\n")
+    inst = start_instance(spec, tmp_path / "state", command="up")
+    inst.api_url = inst.meta()["api_url"]
+    errors: list[str] = []
+    context, page = _page(browser, errors)
+    try:
+        with LoadStream(inst.port, "/slow/work", {"ms": 150}, threads=3):
+            page.goto(_login_link(inst))
+            wait_for(lambda: "1..3" in page.locator("#autoscaling tbody").inner_text(), 30, "the autoscaler's row")
+            wait_for(lambda: re.search(r"replicas 1 -> [23]: .*load",
+                                       page.locator("#scaling-events tbody").inner_text()) is not None, 60,
+                     "a scaling decision with its reason")
+            assert "inflight" in page.locator("#autoscaling tbody").inner_text()
+    finally:
+        context.close()
+        stop_instance(inst)
+    assert errors == []

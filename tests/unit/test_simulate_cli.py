@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -272,3 +273,26 @@ def test_a_config_season_of_auto_needs_season_s_for_predictive(tmp_path: Path):
     assert f"{config}:6:" in err and "--season-s" in err
     assert set(simulated("--trace", trace, "--config", str(config), "--season-s", "600")) == {"reactive",
                                                                                              "predictive"}
+
+
+# --- the charts, as pure functions ------------------------------------------------------------------------
+def test_the_page_is_the_same_for_the_same_results_and_escapes_text():
+    from steadyserve.autoscaling.plot import render_html
+    from steadyserve.autoscaling.simulate import Result
+
+    result = Result("reactive", duration_s=30.0, peak_replicas=2,
+                    series=[(0.0, 5.0, 10.0, 1), (10.0, 25.0, 10.0, 2), (20.0, 5.0, 20.0, 2)])
+    page = render_html([result], "<trace>.csv", [("scale events", ["1 <&>"])])
+    assert page == render_html([result], "<trace>.csv", [("scale events", ["1 <&>"])])
+    assert "&lt;trace&gt;.csv" in page and "1 &lt;&amp;&gt;" in page and "<trace>" not in page
+    # the 10 s at 25 calls/s over a capacity of 10 are shaded, and nothing else
+    shaded = re.findall(r'<path d="([^"]*)" fill="#d6453d"', page)
+    assert len(shaded) == 1 and shaded[0].count("M") == 1
+
+
+@pytest.mark.parametrize(("high", "ticks"), [(7.0, [0, 2, 4, 6, 8]), (100.0, [0, 20, 40, 60, 80, 100]),
+                                             (0.0, [0, 1])])
+def test_axis_ticks_are_round_and_reach_the_highest_value(high: float, ticks: list[float]):
+    from steadyserve.autoscaling.plot import nice_ticks
+
+    assert nice_ticks(high, 5) == ticks

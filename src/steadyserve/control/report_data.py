@@ -89,7 +89,8 @@ def to_json(report: DeploymentReport, with_steps: bool = True) -> dict[str, Any]
 
 
 def chart_series(history: History, deployment: str, since: float, until: float) -> dict[str, list[float | None]]:
-    """What the dashboard plots for a deployment: calls/s, p50/p99 (ms), error and shed ratios, ready replicas."""
+    """What the dashboard plots for a deployment: calls/s, p50/p99 (ms), error and shed ratios, ready
+    replicas and the autoscaler's count."""
     earliest = history.earliest()
     if earliest is not None and since < earliest < until:
         since = earliest  # no line of zeros for the time before anything was recorded
@@ -110,4 +111,11 @@ def chart_series(history: History, deployment: str, since: float, until: float) 
         "shed_ratio": [shed[i] / (shed[i] + admitted[i]) if shed[i] + admitted[i] else None
                        for i in range(len(steps))],
         "ready": [s.ready for s in steps],
+        # The autoscaler's count (absent for a fixed count): values at each step's end.
+        "desired": _one_series(history.grid_values(catalog.DESIRED_REPLICAS.name, {"deployment": deployment},
+                                                   grid, max_age_s=3 * step_s))[1:],
     }
+
+
+def _one_series(series: dict[Any, list[float | None]]) -> list[float | None]:
+    return next(iter(series.values()), [])

@@ -75,7 +75,11 @@
                                               {label: "p99", color: "#b58900", values: d.p99_ms}]);
     drawChart("errors", "error ratio", d.t, [{label: "errors", color: "#dc322f", values: d.error_ratio}]);
     drawChart("shed", "shed ratio", d.t, [{label: "shed", color: "#6c71c4", values: d.shed_ratio}]);
-    drawChart("replicas", "ready replicas", d.t, [{label: "ready", color: "#859900", values: d.ready}]);
+    const counts = [{label: "ready", color: "#859900", values: d.ready}];
+    if (d.desired && d.desired.some(v => v !== null)) {
+      counts.push({label: "autoscaler", color: "#cb4b16", values: d.desired});
+    }
+    drawChart("replicas", "replicas", d.t, counts);
     const points = d.calls_per_s.filter(v => v !== null && v > 0).length;
     document.body.dataset.chartPoints = String(points);
   }
@@ -103,9 +107,20 @@
 
   async function refresh() {
     try {
-      const [deployments, replicas, events, alerts, slos] = await Promise.all([
+      const [deployments, replicas, events, alerts, slos, scaled] = await Promise.all([
         get("/v1/deployments"), get("/v1/replicas"), get("/v1/events?limit=50"), get("/v1/alerts"), get("/v1/slo"),
+        get("/v1/events?type=autoscaled&limit=20"),
       ]);
+      const scaling = (deployments || []).filter(d => d.autoscaling);
+      fill("autoscaling", scaling, ["name", d => d.autoscaling.desired + " (" + d.ready + " ready)",
+        d => d.autoscaling.min + ".." + d.autoscaling.max,
+        d => (d.autoscaling.load === null ? "-" : Number(d.autoscaling.load).toPrecision(3)) + " / "
+          + d.autoscaling.target + " " + d.autoscaling.metric,
+        d => [d.autoscaling.mode, "mode-" + d.autoscaling.mode], d => d.autoscaling.predictive || "-",
+        d => d.autoscaling.capacity ? [d.autoscaling.capacity, "capacity-limited"] : "fits",
+        d => d.autoscaling.last_change || d.autoscaling.reason], "no autoscaled deployments");
+      fill("scaling-events", (scaled || []).slice().reverse(),
+        [e => time(e.ts), e => e.deployment || "-", "message"], "no scaling decisions yet");
       fill("deployments", deployments, ["name", "revision", "replicas", "ready",
         d => d.deleting ? "deleting" : d.rolling_out_from ? "rolling out from " + d.rolling_out_from : "steady"],
         "no deployments");
