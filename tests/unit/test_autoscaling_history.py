@@ -57,6 +57,6 @@ def test_pruning_keeps_only_the_recent_rows_of_the_current_bucket_size(tmp_path)
     store.write("d", 1.0, [(float(t), 1.0) for t in range(10)])
     store.write("d", 2.0, [(0.0, 1.0)])
     store.write("e", 1.0, [(0.0, 1.0)])
-    store.prune("d", 1.0, before=5.0)
+    store.prune("d", {1.0: 4.0}, now=10.0)  # keeps 4 s (and a bucket) of 1 s buckets; no 2 s buckets
     assert [ts for ts, _ in store.load("d", 1.0, 0.0)] == [5.0, 6.0, 7.0, 8.0, 9.0]
     assert store.load("d", 2.0, 0.0) == [] and store.load("e", 1.0, 0.0) == [(0.0, 1.0)]

@@ -744,7 +744,8 @@ def test_an_automatic_season_not_yet_found_gives_an_unreliable_forecast():
     scaler = Autoscaler(settings(predictive={"enabled": True, "season_s": "auto"}), start=0)
     forecast = scaler.forecast(10)
     assert scaler.forecaster is None
-    assert forecast == Forecast(0.0, False, "finding the season (season_s: auto)", scaler.lead_s)
+    assert not forecast.reliable and forecast.rate == 0.0
+    assert forecast.why.startswith("finding the season (season_s: auto): no clear period in the 0.0 h recorded")
 
 
 def test_the_forecast_before_any_history_says_it_is_learning():

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from .forecast import RateForecaster, bucket_size
 from .policy import Decision, Forecast, Reading, ScalingState, Snapshot, applied, decide
+from .seasons import AUTO_BUCKET_S, AUTO_KEEP_S, SeasonFinder
 from .settings import AutoscalingSettings
 
 DEFAULT_STARTUP_S = 10.0  # a replica's start-up time before one has been measured
@@ -37,19 +38,51 @@ class Autoscaler:
         self.last_forecast: Forecast | None = None
         self.wall_offset_s = wall_offset_s
         self.load_history = load_history
+        self.finder = self._finder(settings, start)  # season_s: auto, until the season is found
         self.forecaster = self._forecaster(settings, start)
         self.startup_s: float | None = None  # measured: start to ready, smoothed
 
-    def _forecaster(self, settings: AutoscalingSettings, start: float) -> RateForecaster | None:
-        predictive = settings.predictive
-        if not predictive.enabled or not isinstance(predictive.season_s, float):
+    def _finder(self, settings: AutoscalingSettings, start: float) -> SeasonFinder | None:
+        if not settings.predictive.enabled or settings.predictive.season_s != "auto":
             return None
         wall = start + self.wall_offset_s
+        history = self.load_history(AUTO_BUCKET_S, wall - AUTO_KEEP_S) if self.load_history is not None else ()
+        return SeasonFinder(wall, history)
+
+    def _forecaster(self, settings: AutoscalingSettings, start: float) -> RateForecaster | None:
+        predictive = settings.predictive
+        if not predictive.enabled:
+            return None
+        wall = start + self.wall_offset_s
+        if not isinstance(predictive.season_s, float):  # auto: once the finder has found it
+            if self.finder is None or self.finder.season_s is None:
+                return None
+            return RateForecaster(predictive.model_copy(update={"season_s": self.finder.season_s}), wall,
+                                  self.finder.rows())
         history: Sequence[tuple[float, float]] = ()
         if self.load_history is not None:
             history = self.load_history(bucket_size(predictive.season_s),
                                         wall - predictive.history_seasons * predictive.season_s)
         return RateForecaster(predictive, wall, history)
+
+    def take_unsaved(self) -> dict[float, list[tuple[float, float]]]:
+        """Closed buckets not yet stored, by bucket size; and what to keep of each: see ``kept_s``."""
+        rows: dict[float, list[tuple[float, float]]] = {}
+        if self.finder is not None:
+            rows[self.finder.bucket_s] = self.finder.take_unsaved()
+        if self.forecaster is not None:
+            rows.setdefault(self.forecaster.bucket_s, []).extend(self.forecaster.take_unsaved())
+        return rows
+
+    def kept_s(self) -> dict[float, float]:
+        """Seconds of history worth keeping, by bucket size."""
+        kept: dict[float, float] = {}
+        if self.finder is not None:
+            kept[self.finder.bucket_s] = AUTO_KEEP_S
+        if self.forecaster is not None:
+            span = self.forecaster.settings.history_seasons * self.forecaster.season_s
+            kept[self.forecaster.bucket_s] = max(kept.get(self.forecaster.bucket_s, 0.0), span)
+        return kept
 
     def reconfigure(self, settings: AutoscalingSettings, now: float) -> None:
         """New settings; the history and the state stay unless the season changed."""
@@ -58,6 +91,7 @@ class Autoscaler:
             if (self.forecaster is None or not settings.predictive.enabled
                     or settings.predictive.season_s != old.season_s
                     or settings.predictive.history_seasons != old.history_seasons):
+                self.finder = self._finder(settings, now)
                 self.forecaster = self._forecaster(settings, now)
             else:
                 self.forecaster.settings = settings.predictive
@@ -71,8 +105,13 @@ class Autoscaler:
             self.readings.popleft()
         if calls > 0:
             self.last_call_at = ts
+        wall = ts + self.wall_offset_s
+        if self.finder is not None:
+            self.finder.count(wall, calls)
+            if self.forecaster is None and self.finder.season_s is not None:
+                self.forecaster = self._forecaster(self.settings, ts)
         if self.forecaster is not None:
-            self.forecaster.count(ts + self.wall_offset_s, calls)
+            self.forecaster.count(wall, calls)
 
     def started(self, startup_s: float) -> None:
         """A replica took this long from start to ready: the forecast's lead follows it."""
@@ -92,7 +131,9 @@ class Autoscaler:
     def forecast(self, now: float) -> Forecast | None:
         if self.forecaster is None:
             if self.settings.predictive.enabled:
-                return Forecast(0.0, False, "finding the season (season_s: auto)", self.lead_s)
+                recorded_h = len(self.finder.series.rates) * AUTO_BUCKET_S / 3600 if self.finder is not None else 0.0
+                return Forecast(0.0, False, f"finding the season (season_s: auto): no clear period in the"
+                                            f" {recorded_h:.1f} h recorded yet (two periods are needed)", self.lead_s)
             return None
         # Replicas started now serve from then on: capacity before that was decided earlier.
         return self.forecaster.forecast(now + self.wall_offset_s, self.lead_s,

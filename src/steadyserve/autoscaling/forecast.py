@@ -57,10 +57,14 @@ class RateSeries:
         earlier = [(ts, rate) for ts, rate in history if ts < self.origin and math.isfinite(rate) and rate >= 0]
         if earlier:  # recorded before: they come first, gaps unknown (NaN)
             first = math.floor(min(ts for ts, _ in earlier) / bucket_s) * bucket_s
-            known = {round((ts - first) / bucket_s): rate for ts, rate in earlier}
+            # Rows of a finer grid (a season found later) are averaged into each bucket.
+            sums: dict[int, list[float]] = {}
+            for ts, rate in earlier:
+                sums.setdefault(int((ts - first) // bucket_s), []).append(rate)
             count = round((self.origin - first) / bucket_s)
             for i in range(max(0, count - keep), count):
-                self.rates.append(known.get(i, math.nan))
+                found = sums.get(i)
+                self.rates.append(sum(found) / len(found) if found else math.nan)
             self.open, self.origin = count, first
 
     def start_of(self, index: int) -> float:

@@ -66,6 +66,7 @@ class ScalingState:
     panic_since: float | None = None
     calm_since: float | None = None  # in panic: the short window has been under the threshold since
     load_per_call: float | None = None  # the last measured load one call/s brings (for forecasts at no load)
+    predictions: tuple[tuple[float, int], ...] = ()  # (time, replicas) the forecast asked for, within its lead
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,16 @@ def decide(snap: Snapshot, state: ScalingState, settings: AutoscalingSettings) -
         else:
             predicted = _ceil(fc.rate * per_call / target)
             note = f"forecast {_fmt(fc.rate)} calls/s in {fc.lead_s:.0f} s ({fc.why})"
+    # A forecast's replicas stay for its lead time: the rise it foresaw is due within it, and a
+    # forecast that wavers from one decision to the next must not start and stop replicas.
+    hold_s = snap.forecast.lead_s if snap.forecast is not None else 0.0
+    predictions = tuple((t, p) for t, p in state.predictions if t > now - hold_s)
+    if predicted is not None:
+        predictions += ((now, predicted),)
+    held = max((p for _, p in predictions), default=None)
+    if held is not None and (predicted is None or held > predicted):
+        predicted = held
+        note = f"{note}; holding the forecast's {held} for {hold_s:.0f} s"
 
     # Scale to zero: only after idle_s without a call, and not with calls forecast.
     floor = snap.min_replicas
@@ -200,7 +211,9 @@ def decide(snap: Snapshot, state: ScalingState, settings: AutoscalingSettings) -
         goal = bounded(predicted)
         assert snap.forecast is not None
         why = f"forecast {_fmt(snap.forecast.rate)} calls/s in {snap.forecast.lead_s:.0f} s x {_fmt(per_call or 0)}" \
-              f" {unit} per call/s / target {_fmt(target)} (the load now asks {reactive})"
+              f" {unit} per call/s / target {_fmt(target)} (the load now asks {reactive})" \
+            if predictions and predictions[-1] == (now, predicted) else \
+            f"a forecast of the last {hold_s:.0f} s asked for {predicted} (the load now asks {reactive})"
         limited_by = ""
     if goal == snap.max_replicas and max(reactive, predicted or 0) > goal:
         limited_by = "max"
@@ -231,7 +244,7 @@ def decide(snap: Snapshot, state: ScalingState, settings: AutoscalingSettings) -
         limited_by = "max" if new == high else ""
         why = f"{why}; held within the bounds {low}..{high}"
     next_state = ScalingState(recommendations=recs, changes=state.changes, panic_since=panic_since,
-                              calm_since=calm_since, load_per_call=per_call)
+                              calm_since=calm_since, load_per_call=per_call, predictions=predictions)
     return Decision(new, why, next_state, reactive, predicted, note, panic, limited_by, previous=current)
 
 

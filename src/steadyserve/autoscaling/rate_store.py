@@ -50,11 +50,18 @@ class RateStore:
                 "SELECT ts, rate FROM autoscaling_rates WHERE deployment = ? AND bucket_s = ? AND ts >= ? ORDER BY ts",
                 (deployment, bucket_s, since))]
 
-    def prune(self, deployment: str, bucket_s: float, before: float) -> None:
-        """Older rows of this bucket size, and every row of other bucket sizes (another season)."""
+    def prune(self, deployment: str, kept_s: dict[float, float], now: float) -> None:
+        """Rows older than what each bucket size keeps; rows of other bucket sizes (another season) go."""
         with self._lock:
-            self._db.execute("DELETE FROM autoscaling_rates WHERE deployment = ? AND (bucket_s != ? OR ts < ?)",
-                             (deployment, bucket_s, before))
+            sizes = [row[0] for row in self._db.execute(
+                "SELECT DISTINCT bucket_s FROM autoscaling_rates WHERE deployment = ?", (deployment,))]
+            for size in sizes:
+                if size in kept_s:
+                    self._db.execute("DELETE FROM autoscaling_rates WHERE deployment = ? AND bucket_s = ? AND ts < ?",
+                                     (deployment, size, now - kept_s[size] - size))
+                else:
+                    self._db.execute("DELETE FROM autoscaling_rates WHERE deployment = ? AND bucket_s = ?",
+                                     (deployment, size))
 
     def forget(self, keep: set[str]) -> None:
         """Deployments that no longer exist."""

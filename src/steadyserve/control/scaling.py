@@ -135,12 +135,12 @@ class Scaling:
             return
         wall = time.time()
         for name, tracked in (self._scaling or {}).items():
-            forecaster = tracked.scaler.forecaster
-            if forecaster is None:
+            kept_s = tracked.scaler.kept_s()
+            if not kept_s:
                 continue
-            store.write(name, forecaster.bucket_s, forecaster.take_unsaved())
-            kept_s = forecaster.settings.history_seasons * forecaster.season_s
-            store.prune(name, forecaster.bucket_s, wall - kept_s - forecaster.bucket_s)
+            for bucket_s, rows in tracked.scaler.take_unsaved().items():
+                store.write(name, bucket_s, rows)
+            store.prune(name, kept_s, wall)
 
     def _gateway_demand(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
         """Calls arrived and shed since the last tick, and calls queued now, per deployment."""
