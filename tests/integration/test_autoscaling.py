@@ -63,6 +63,8 @@ def test_load_from_1x_to_4x_scales_out_and_back_in_without_a_failed_call(tmp_pat
         status = inst.cli("status")
         assert status.returncode == 0 and "autoscaling" in status.stdout and "1..4" in status.stdout
         assert "->" in status.stdout  # the last change and its reason
+        refused = inst.cli("scale", "slow", "3")
+        assert refused.returncode != 0 and "409" in refused.stderr and "autoscaled between 1 and 4" in refused.stderr
     finally:
         stop_instance(inst)
 
@@ -196,3 +198,20 @@ def test_the_call_rate_history_survives_a_controller_restart(tmp_path):
         assert deployment(again)["autoscaling"]["forecast_history_seasons"] >= 1.0
     finally:
         stop_instance(again)
+
+
+def test_changing_the_autoscaling_settings_or_the_range_rolls_nothing_out(tmp_path):
+    spec = write_spec(tmp_path, "    replicas: {min: 1, max: 4}\n    autoscaling: {target: 2}\n")
+    inst = start_instance(spec, tmp_path / "state", command="up")
+    try:
+        write_spec(tmp_path, "    replicas: {min: 2, max: 3}\n    autoscaling: {target: 5, decision_s: 1}\n")
+        deployed = inst.cli("deploy", "-f", str(spec))
+        assert deployed.returncode == 0, deployed.stderr
+        assert "updated autoscaling (no rollout)" in deployed.stdout
+        after = deployment(inst)
+        assert after["revision"] == 1 and after["rolling_out_from"] is None
+        assert after["autoscaling"]["target"] == 5 and (after["autoscaling"]["min"], after["autoscaling"]["max"]) == (2, 3)
+        assert after["replicas"] == 2  # the count moved into the new bounds
+        assert not [e for e in inst.events("rollout") if e["deployment"] == "slow"]
+    finally:
+        stop_instance(inst)

@@ -66,8 +66,10 @@ class Result:
 
 def read_trace(path: Path) -> list[tuple[float, float]]:
     """Rows of ``time,rate`` (seconds, calls/s) after that header; times strictly increasing."""
+    if not path.is_file():  # not a FIFO or a device: those could hang
+        raise ConfigError(f"{path}: cannot read the trace: {'no such file' if not path.exists() else 'not a regular file'}")
     try:
-        handle = open(path, newline="", encoding="utf-8")
+        handle = open(path, newline="", encoding="utf-8-sig")  # -sig: spreadsheets start CSV files with a BOM
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the trace: {exc.strerror}") from exc
     rows: list[tuple[float, float]] = []
