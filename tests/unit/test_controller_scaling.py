@@ -27,7 +27,7 @@ class LoadedProber(FakeProber):
 
     def __init__(self, launcher: FakeLauncher, routes_path: Path) -> None:
         super().__init__(launcher, routes_path)
-        self.inflight_per_replica = 0
+        self.inflight = 0  # calls in flight, spread over the running replicas
         self.queued = 0
         self.arrived = 0
         self.shed = 0
@@ -42,7 +42,8 @@ class LoadedProber(FakeProber):
             if self.instance is not None:
                 stats["instance"] = self.instance
         else:
-            stats["inflight"] = self.inflight_per_replica
+            running = [p for p in self.launcher.started if p.label.startswith("d-") and p.exit_code is None]
+            stats["inflight"] = self.inflight / max(1, len(running))
         return ProbeResult(result.alive, result.ready, stats)
 
 
@@ -79,9 +80,10 @@ class Scaled:
 
 def test_calls_in_flight_and_queued_at_the_gateways_are_the_load(tmp_path):
     h = Scaled(tmp_path, {"metric": "inflight", "target": 2, **FAST}, replicas={"min": 2, "max": 8})
-    h.prober.inflight_per_replica, h.prober.queued = 3, 2  # 2 x 3 + 2 = 8 calls: 4 replicas at 2 each
-    h.tick(6)
-    assert re.match(r"replicas 2 -> 4: load 8 calls in flight", h.autoscaled()[0])
+    h.prober.inflight, h.prober.queued = 6, 2  # 6 + 2 = 8 calls: 4 replicas at 2 each
+    h.tick(10)
+    assert h.replicas == 4
+    assert re.match(r"replicas \d -> 4: load 8 calls in flight", h.autoscaled()[-1]), h.autoscaled()
 
 
 def test_calls_per_second_are_counted_from_the_gateways_counters(tmp_path):
@@ -111,7 +113,7 @@ def test_queued_calls_are_the_load_of_the_queue_metric(tmp_path):
 @pytest.mark.parametrize("shed", [0, 5])
 def test_shed_calls_count_as_demand(tmp_path, shed):
     h = Scaled(tmp_path, {"metric": "inflight", "target": 1, **FAST}, replicas={"min": 1, "max": 8})
-    h.prober.inflight_per_replica = 1
+    h.prober.inflight = 1
     for _ in range(10):  # 10 calls arrive a tick (20/s), 1 in flight: a call takes 0.05 s
         h.prober.shed += shed
         h.tick(1, calls_per_tick=10 + shed)
