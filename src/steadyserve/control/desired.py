@@ -189,6 +189,8 @@ class DesiredState:
                 used = {}
             new_values = [n for n, value in secrets.get(config.name, {}).items() if used.get(n) != value]
             count = config.spec.desired_replicas
+            if config.spec.autoscaled:  # the autoscaler sets the count: only leaving the file's range is drift
+                count = _within(dep.replicas, config.spec.replica_bounds)
             drifts.append(Drift(config.name, tuple(drift_changes(dep.config, config, new_values)),
                                 None if dep.replicas == count else (dep.replicas, count)))
         in_file = {c.name for c in self.config.deployments}

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .controller import Key, Managed
 
 log = logging.getLogger("steadyserve.autoscaler")
+FORECAST_EVENTS_EVERY_S = 60.0
 SAVE_RATES_EVERY_S = 60.0  # a kill -9 loses at most this much of the call-rate history
 MIB = 1024 * 1024
 _SMOOTHING = 0.2  # of per-replica CPU and per-call time readings (one a tick)
@@ -58,6 +59,7 @@ class Tracked:
     ready_seen: set[tuple[str, int]] = field(default_factory=set)
     last_change: str = ""
     last_change_at: float | None = None
+    forecast_event_at: float = -FORECAST_EVENTS_EVERY_S
 
 
 @dataclass
@@ -268,7 +270,7 @@ class Scaling:
             dep, tracked = self.deployments[name], self._scaling[name]
             grant = grants.get(name, Grant(decision.replicas, False))
             self._report_capacity(name, tracked, grant)
-            self._report_forecast(name, tracked, decision)
+            self._report_forecast(name, tracked, decision, now)
             before, after = dep.replicas, grant.replicas
             tracked.scaler.applied(now, before, after)
             if after == before:
@@ -317,13 +319,19 @@ class Scaling:
             self.record("deployment", name, "capacity_ok", "the machine's budget allows what it wants again", name)
         tracked.capacity_note = note
 
-    def _report_forecast(self, name: str, tracked: Tracked, decision: Decision) -> None:
+    def _report_forecast(self, name: str, tracked: Tracked, decision: Decision, now: float) -> None:
         if not decision.predictive_note:
             return
         trusted = decision.predicted is not None
-        if trusted != tracked.trusted:
-            self.record("deployment", name, "forecast",
-                        ("predictive scaling on: " if trusted else "") + decision.predictive_note, name)
+        if trusted == tracked.trusted:
+            return
+        # A forecast whose error hovers at the limit would flip at each decision: one event a minute at most.
+        if tracked.trusted is not None and now - tracked.forecast_event_at < FORECAST_EVENTS_EVERY_S:
+            return
+        if tracked.trusted is not None:  # the first word (learning...) does not hold back the next
+            tracked.forecast_event_at = now
+        self.record("deployment", name, "forecast",
+                    ("predictive scaling on: " if trusted else "") + decision.predictive_note, name)
         tracked.trusted = trusted
 
     # --- readings -------------------------------------------------------------------------
