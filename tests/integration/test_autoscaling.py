@@ -75,11 +75,16 @@ def test_scales_to_zero_when_idle_and_a_call_wakes_it(tmp_path):
     try:
         wait_for(lambda: deployment(inst)["replicas"] == 0 and not replica_rows(inst), 60, "a scale to zero")
         assert any("scaling to zero" in e["message"] for e in autoscaled(inst))
+        # A call no replica would serve is answered at once and wakes nothing.
+        status, _, body = inst.post_json("/slow/no_such_handler", {})
+        assert status == 404 and "no handler 'no_such_handler'" in body["error"] and "work" in body["handlers"]
+        assert deployment(inst)["replicas"] == 0
         status, headers, body = inst.post_json("/slow/work", {"ms": 1})
         assert status == 200 and body == {"slept_ms": 1}
         [cold] = [e for e in inst.events("cold_start") if e["deployment"] == "slow"]
         assert re.search(r"ready [0-9.]+ s after a call arrived", cold["message"])
-        assert any("waking from zero" in e["message"] for e in autoscaled(inst))
+        [wake] = [e for e in autoscaled(inst) if "waking" in e["message"]]  # by the good call only
+        assert "calls waiting: waking from zero" in wake["message"]
         assert deployment(inst)["autoscaling"]["cold_start_s"] > 0
 
         def cold_starts_exposed() -> bool:

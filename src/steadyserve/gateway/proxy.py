@@ -44,7 +44,7 @@ from .metrics import NONE, CallNote, GatewayMetrics
 from .outcomes import RevisionOutcomes
 from .ratelimit import LocalLimiter, RateLimiter
 from .refusals import STATUS_NAMES, RefusalKey, RefusalLog, source_host, status_name
-from .routes import RoutingTable
+from .routes import RoutingTable, ServiceRoute
 from .runtime import ServiceRuntime, UpstreamReplica
 from .sharedcells import Counters, LocalCounters
 from .v2 import Answer, route_v2
@@ -217,6 +217,12 @@ class Gateway:
         if handler in _INTERNAL_ROUTES:  # replicas' probes are for the controller, not for callers
             return self._error(404, request_id, f"/{handler} is internal; load balancers use /v2/health/live"
                                " and /v2/health/ready, Prometheus scrapes /metrics")
+        if not service.replicas and service.route.cold_start_timeout_s is not None \
+                and not _served_at_zero(service.route, request, handler):
+            # Scaled to zero: a call no replica would serve must not wake one (nor cost its owner).
+            handlers = sorted(service.route.handlers)
+            return self._error(404, request_id, f"no handler {handler!r}; this service has: {', '.join(handlers)}",
+                               handlers=handlers)
         self.arrived[service.name] = self.arrived.get(service.name, 0) + 1
         now = self.clock()
         timeout_s = service.route.timeout_s
@@ -367,6 +373,13 @@ def _status_of(response: bytes) -> int:
 def _is_platform_token(value: bytes) -> bool:
     token = bearer(value)
     return token is not None and split_token(token) is not None
+
+
+def _served_at_zero(route: ServiceRoute, request: Request, handler: str) -> bool:
+    """Whether a replica would serve this call: a handler it has, its OpenAPI document, its V2 model."""
+    if _is_v2(request):
+        return route.v2_handler is not None
+    return handler in route.handlers or handler == "openapi.json"
 
 
 def _is_v2(request: Request) -> bool:
