@@ -274,7 +274,9 @@ def describe(trace_path: Path, trace: Sequence[tuple[float, float]], scenario: S
     """The table's title (the trace) and caption (the model and the settings)."""
     rates = [rate for _, rate in trace[:-1]]  # the last row marks the end
     span = trace[-1][0] - trace[0][0]
-    title = (f"{trace_path.name}: {_duration(span)}, mean {sum(rates) / len(rates):.1f} calls/s,"
+    # Each rate holds until the next row: the mean weighs it by how long.
+    calls = sum(rate * (trace[i + 1][0] - ts) for i, (ts, rate) in enumerate(trace[:-1]))
+    title = (f"{trace_path.name}: {_duration(span)}, mean {calls / span:.1f} calls/s,"
              f" peak {max(rates):g} calls/s")
     s, m = scenario.settings, scenario.model
     if s.metric == "rps":

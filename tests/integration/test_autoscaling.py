@@ -218,5 +218,13 @@ def test_changing_the_autoscaling_settings_or_the_range_rolls_nothing_out(tmp_pa
         assert after["autoscaling"]["target"] == 5 and (after["autoscaling"]["min"], after["autoscaling"]["max"]) == (2, 3)
         assert after["replicas"] == 2  # the count moved into the new bounds
         assert not [e for e in inst.events("rollout") if e["deployment"] == "slow"]
+        [settings] = [e["message"] for e in inst.events("settings") if e["deployment"] == "slow"]
+        assert "autoscaling changed: " in settings and "autoscaling.target: 2.0 -> 5.0" in settings
+        [moved] = [e["message"] for e in autoscaled(inst)]
+        assert moved == "replicas 1 -> 2: the spec's range is now 2..3"
+        # Back to a fixed count: the file's count, even from zero.
+        write_spec(tmp_path, "    replicas: 1\n")
+        assert inst.cli("deploy", "-f", str(spec)).returncode == 0
+        assert deployment(inst)["replicas"] == 1 and deployment(inst)["autoscaling"] is None
     finally:
         stop_instance(inst)

@@ -110,10 +110,36 @@ class Driver:
 # --- settings ------------------------------------------------------------------------------
 
 
+def test_a_short_stable_window_shortens_the_default_panic_window():
+    assert AutoscalingSettings(window_s=5).short_window_s == 5.0
+    assert AutoscalingSettings(window_s=5, panic_window_s=2).short_window_s == 2.0
+
+
+def test_predictive_true_is_short_for_enabled_with_the_defaults():
+    assert AutoscalingSettings(predictive=True).predictive == AutoscalingSettings(predictive={"enabled": True}).predictive
+
+
+def test_the_idle_reason_alone_explains_a_scale_to_zero():
+    s = AutoscalingSettings(idle_s=10, window_s=60)
+    reading = (Reading(100.0, 0.0, 0.0),)
+    decision = decide(Snapshot(now=100.0, current=1, ready=1, min_replicas=0, max_replicas=3, readings=reading,
+                               last_call_at=50.0), ScalingState(), s)
+    assert decision.replicas == 0 and decision.reason == "no calls for 50 s (idle_s 10): scaling to zero"
+
+
+def test_a_call_remembered_by_the_stable_window_does_not_hold_off_scale_to_zero():
+    # A call 20 s ago still weighs in the 60 s average, but nothing is in flight now: idle_s decides.
+    s = AutoscalingSettings(idle_s=10, window_s=60)
+    readings = tuple(Reading(float(t), 1.0 if t < 80 else 0.0, 0.0) for t in range(60, 101))
+    decision = decide(Snapshot(now=100.0, current=1, ready=1, min_replicas=0, max_replicas=3, readings=readings,
+                               last_call_at=80.0), ScalingState(), s)
+    assert decision.replicas == 0
+
+
 def test_defaults_follow_the_hpa_behaviour_model_and_knative_panic_mode():
     s = AutoscalingSettings()
     assert (s.metric, s.target_value, s.tolerance, s.window_s, s.decision_s) == ("inflight", 2.0, 0.1, 60.0, 5.0)
-    assert (s.panic_window_s, s.panic_threshold) == (6.0, 2.0)
+    assert (s.short_window_s, s.panic_threshold) == (6.0, 2.0)
     assert s.scale_up == ScalingRule(stabilization_s=0, period_s=15, max_replicas=4, max_percent=100)
     assert s.scale_down == ScalingRule(stabilization_s=300, period_s=15, max_replicas=None, max_percent=100)
     assert (s.idle_s, s.predictive.enabled) == (300.0, False)

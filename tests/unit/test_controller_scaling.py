@@ -149,3 +149,13 @@ def test_a_fixed_deployment_is_never_autoscaled(tmp_path):
     for _ in range(6):
         asyncio.run(controller.tick())
     assert controller.deployments["d"].replicas == 2 and controller.autoscaling_status("d") is None
+
+
+def test_a_deployment_at_zero_given_a_fixed_count_again_runs_that_count(tmp_path):
+    h = Scaled(tmp_path, {"idle_s": 1, **FAST}, replicas={"min": 0, "max": 2})
+    h.tick(6)
+    assert h.replicas == 0
+    fixed = h.controller.deployments["d"].config.model_copy(
+        update={"spec": DeploymentSpec(service="x", replicas=1)})
+    result = h.controller.apply_deployment(fixed)
+    assert result.replicas == 1 and h.replicas == 1 and result.watching == ("autoscaling",)

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from .forecast import RateForecaster, bucket_size
-from .policy import Decision, Forecast, Reading, ScalingState, Snapshot, applied, decide
+from .policy import Decision, Forecast, Reading, ScalingState, Snapshot, applied, decide, mean_over
 from .seasons import AUTO_BUCKET_S, AUTO_KEEP_S, SeasonFinder
 from .settings import AutoscalingSettings
 
@@ -112,6 +112,12 @@ class Autoscaler:
                 self.forecaster = self._forecaster(self.settings, ts)
         if self.forecaster is not None:
             self.forecaster.count(wall, calls)
+
+    def window_means(self) -> tuple[float, float] | None:
+        """Load and calls/s averaged over the stable window, as the last decision saw them."""
+        if not self.readings:
+            return None
+        return mean_over(self.readings, self.readings[-1].ts, self.settings.window_s)
 
     def started(self, startup_s: float) -> None:
         """A replica took this long from start to ready: the forecast's lead follows it."""

@@ -19,6 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from ..wording import plural
 from .settings import METRIC_UNITS, AutoscalingSettings
 
 _EPSILON = 1e-9
@@ -104,10 +105,11 @@ def decide(snap: Snapshot, state: ScalingState, settings: AutoscalingSettings) -
     target = settings.target_value
     unit = METRIC_UNITS[settings.metric]
     stable = mean_over(snap.readings, now, settings.window_s)
-    short = mean_over(snap.readings, now, settings.panic_window_s)
+    short = mean_over(snap.readings, now, settings.short_window_s)
     if stable is None or short is None:
         if current == 0 and snap.waiting > 0 and snap.max_replicas > 0:
-            return Decision(1, f"{snap.waiting} calls waiting: waking from zero", state, 1, previous=current)
+            return Decision(1, f"{plural(snap.waiting, 'call')} waiting: waking from zero", state, 1,
+                            previous=current)
         keep = max(snap.min_replicas, min(snap.max_replicas, current))
         return Decision(keep, "no load readings yet", state, keep, previous=current)
     load, rate = stable
@@ -136,14 +138,20 @@ def decide(snap: Snapshot, state: ScalingState, settings: AutoscalingSettings) -
         reactive = _ceil(load / target)
         why = f"load {_fmt(load)} {unit} ({settings.window_s:g} s) / target {_fmt(target)} per replica"
     if panic:
+        short_s = settings.short_window_s
+        if over:
+            said = f"panic: load {_fmt(short_load)} {unit} ({short_s:g} s) over {settings.panic_threshold:g}x" \
+                   f" the capacity of {plural(snap.ready, 'ready replica')}"
+        else:
+            calm_s = now - calm_since if calm_since is not None else 0.0
+            said = f"panic mode until the load stays under {settings.panic_threshold:g}x the capacity for" \
+                   f" {settings.window_s:g} s (calm for {calm_s:.0f} s)"
         short_need = _ceil(short_load / target)
         if short_need > reactive:
             reactive = short_need
-            why = f"panic: load {_fmt(short_load)} {unit} ({settings.panic_window_s:g} s) over" \
-                  f" {settings.panic_threshold:g}x the capacity of {snap.ready} ready"
-        elif over:
-            why = f"panic ({_fmt(short_load)} {unit} in {settings.panic_window_s:g} s over" \
-                  f" {settings.panic_threshold:g}x the capacity of {snap.ready} ready); {why}"
+            why = f"{said}; load {_fmt(short_load)} {unit} ({short_s:g} s) / target {_fmt(target)} per replica"
+        else:
+            why = f"{said}; {why}"
 
     # Predictive: the forecast rate when new replicas would be ready, in the metric's unit.
     predicted, note, per_call = None, "", _load_per_call(settings, load, rate) or state.load_per_call
@@ -172,16 +180,19 @@ def decide(snap: Snapshot, state: ScalingState, settings: AutoscalingSettings) -
     waking = to_zero = False
     if snap.min_replicas == 0:
         idle_s = now - snap.last_call_at if snap.last_call_at is not None else math.inf
-        demand = snap.waiting > 0 or load > 0 or (predicted or 0) > 0
+        # Demand now (the short window), not the stable window's average, which remembers a call for window_s.
+        demand = snap.waiting > 0 or short_load > 0 or (predicted or 0) > 0
         if demand or (idle_s < settings.idle_s and current > 0):
             floor = 1
             if current == 0 and demand:
                 waking = True
-                why = f"{snap.waiting} calls waiting: waking from zero" if snap.waiting else "calls arrive: waking"
-        elif reactive <= 0:
+                why = f"{plural(snap.waiting, 'call')} waiting: waking from zero" if snap.waiting \
+                    else "calls arrive: waking from zero"
+        else:
             to_zero = current > 0  # the idle period was its stabilisation
-            why = f"no calls for {idle_s:.0f} s (idle_s {settings.idle_s:g}): scaling to zero" \
+            idle_why = f"no calls for {idle_s:.0f} s (idle_s {settings.idle_s:g}): scaling to zero" \
                 if math.isfinite(idle_s) else f"no calls (idle_s {settings.idle_s:g}): scaling to zero"
+            why = idle_why
 
     def bounded(count: int) -> int:
         return max(floor, min(snap.max_replicas, count))
@@ -238,7 +249,7 @@ def decide(snap: Snapshot, state: ScalingState, settings: AutoscalingSettings) -
     # The bounds hold at once (a changed spec), and an idle deployment goes to zero at once.
     low, high = snap.min_replicas, snap.max_replicas
     if to_zero:
-        new, limited_by = 0, ""
+        new, limited_by, why = 0, "", idle_why
     elif new > high or new < low:
         new = max(low, min(high, new))
         limited_by = "max" if new == high else ""

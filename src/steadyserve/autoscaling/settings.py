@@ -26,6 +26,7 @@ Metric = Literal["inflight", "rps", "cpu", "queue"]
 
 # The target when the spec gives none: per replica, in the metric's unit.
 DEFAULT_TARGETS: dict[str, float | None] = {"inflight": 2.0, "rps": None, "cpu": 70.0, "queue": 1.0}
+DEFAULT_PANIC_WINDOW_S = 6.0
 METRIC_UNITS = {"inflight": "calls in flight", "rps": "calls/s", "cpu": "% CPU", "queue": "queued calls"}
 
 
@@ -70,6 +71,11 @@ def _rule_with_defaults(defaults: dict[str, Any]) -> Any:
     return fill
 
 
+def _predictive_shorthand(value: Any) -> Any:
+    """``predictive: true`` is ``predictive: {enabled: true}`` (the defaults otherwise)."""
+    return {"enabled": value} if isinstance(value, bool) else value
+
+
 SCALE_UP_DEFAULTS: dict[str, Any] = {"stabilization_s": 0.0, "period_s": 15.0, "max_replicas": 4, "max_percent": 100.0}
 SCALE_DOWN_DEFAULTS: dict[str, Any] = {"stabilization_s": 300.0, "period_s": 15.0, "max_percent": 100.0}
 
@@ -112,14 +118,15 @@ class AutoscalingSettings(_Strict):
     tolerance: float = Field(default=0.1, ge=0, lt=1, description="no change while load / capacity is within 1 ± this")
     decision_s: float = Field(default=5.0, gt=0, le=600, description="a decision this often")
     window_s: float = Field(default=60.0, gt=0, le=3600, description="the load is averaged over this (stable mode)")
-    panic_window_s: float = Field(default=6.0, gt=0, le=600, description="the short window panic mode looks at")
+    panic_window_s: float | None = Field(
+        default=None, gt=0, le=600, description="the short window panic mode looks at (default: 6, at most window_s)")
     panic_threshold: float = Field(default=2.0, gt=1, le=100,
                                    description="panic when the short window's load exceeds this times the capacity")
     scale_up: Annotated[ScalingRule, BeforeValidator(_rule_with_defaults(SCALE_UP_DEFAULTS))] = \
         ScalingRule(**SCALE_UP_DEFAULTS)
     scale_down: Annotated[ScalingRule, BeforeValidator(_rule_with_defaults(SCALE_DOWN_DEFAULTS))] = \
         ScalingRule(**SCALE_DOWN_DEFAULTS)
-    predictive: PredictiveSettings = PredictiveSettings()
+    predictive: Annotated[PredictiveSettings, BeforeValidator(_predictive_shorthand)] = PredictiveSettings()
     idle_s: float = Field(default=300.0, gt=0, le=86400,
                           description="with replicas.min 0: scale to zero after this long without a call")
     cold_start_timeout_s: float = Field(
@@ -133,12 +140,16 @@ class AutoscalingSettings(_Strict):
     def _target_known(self) -> AutoscalingSettings:
         if self.target is None and DEFAULT_TARGETS[self.metric] is None:
             raise ValueError(f"metric {self.metric} needs a target ({METRIC_UNITS[self.metric]} per replica)")
-        if self.panic_window_s > self.window_s:
+        if self.panic_window_s is not None and self.panic_window_s > self.window_s:
             raise ValueError(f"panic_window_s ({self.panic_window_s:g}) must not exceed window_s ({self.window_s:g})")
         if self.predictive.enabled and self.metric == "queue":
             raise ValueError("predictive needs metric inflight, rps or cpu: a queue's depth does not follow the call"
                              " rate")
         return self
+
+    @property
+    def short_window_s(self) -> float:
+        return self.panic_window_s if self.panic_window_s is not None else min(DEFAULT_PANIC_WINDOW_S, self.window_s)
 
     @property
     def target_value(self) -> float:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from ..wording import plural
 from .config import DeploymentConfig, PlatformConfig, resolve_deployment
-from .revisions import CONTROLLER_ONLY_SETTINGS, Drift, drift_changes, drift_message, revision_json
+from .revisions import CONTROLLER_ONLY_SETTINGS, Drift, drift_changes, drift_message, revision_json, spec_changes
 from .rollout import GatewayLedger, Outcomes
 from .spec import DeploymentSpec
 from .statedb import StateDB
@@ -87,19 +87,26 @@ class DesiredState:
         if created:
             self.record("deployment", config.name, "revision", f"revision {revision} of {config.target}", config.name)
         if current is not None and current.revision == revision and not current.deleting:
+            was_autoscaled = current.config.spec.autoscaled
             count = replicas if replicas is not None else (
-                spec_count if spec_count != current.spec_replicas else current.replicas)
+                spec_count if spec_count != current.spec_replicas or was_autoscaled else current.replicas)
+            why = ""
             if replicas is None and config.spec.autoscaled:  # the autoscaler's count, in the new bounds
                 count = _within(current.replicas, config.spec.replica_bounds)
+                low, high = config.spec.replica_bounds
+                why = f"the spec's range is now {low}..{high}"
             current.spec_replicas = spec_count
             watching = tuple(key for key in CONTROLLER_ONLY_SETTINGS
                              if getattr(current.config.spec, key) != getattr(config.spec, key))
             if watching:
+                old_doc, new_doc = current.config.spec.model_dump(mode="json"), config.spec.model_dump(mode="json")
+                changes = spec_changes({k: old_doc.get(k) for k in watching}, {k: new_doc.get(k) for k in watching})
                 self.record("deployment", config.name, "settings",
-                            f"{', '.join(watching)} changed (revision {revision} stays: nothing rolls out)",
+                            f"{', '.join(watching)} changed: {'; '.join(changes)[:2000]} (revision {revision}"
+                            " stays: nothing rolls out)",
                             config.name)
             current.config = current.configs[revision] = config
-            scaled = self.scale(config.name, count)
+            scaled = self.scale(config.name, count, autoscaled_because=why)
             return ApplyResult(revision, rolling_out=False, replicas=count, scaled=scaled, watching=watching)
         if current is None or current.deleting:
             count = replicas if replicas is not None else spec_count
@@ -158,11 +165,17 @@ class DesiredState:
         self.record("deployment", name, "rollback_requested", f"rollback to revision {target}", name)
         return self.apply_deployment(config, replicas=dep.replicas)
 
-    def scale(self, name: str, replicas: int) -> bool:
+    def scale(self, name: str, replicas: int, autoscaled_because: str = "") -> bool:
+        """Set the count; ``autoscaled_because``: an autoscaled deployment's count moved by a spec change
+        (an ``autoscaled`` event with that reason, as the autoscaler's own changes)."""
         dep = self.deployments[name]
         if dep.replicas == replicas:
             return False
-        self.record("deployment", name, "scaled", f"replicas {dep.replicas} -> {replicas}", name)
+        if autoscaled_because:
+            self.record("deployment", name, "autoscaled", f"replicas {dep.replicas} -> {replicas}:"
+                        f" {autoscaled_because}", name)
+        else:
+            self.record("deployment", name, "scaled", f"replicas {dep.replicas} -> {replicas}", name)
         dep.replicas = replicas
         self._save_desired()
         return True

@@ -373,8 +373,9 @@ class Scaling:
         recorder = self.observer.recorder
         recorder.replace_live(catalog.DESIRED_REPLICAS, {(n,): float(self.deployments[n].replicas)
                                                          for n in self._scaling})
-        recorder.replace_live(catalog.AUTOSCALER_LOAD, {(n, t.scaler.settings.metric): t.load
-                                                        for n, t in self._scaling.items()})
+        recorder.replace_live(catalog.AUTOSCALER_LOAD, {(n, t.scaler.settings.metric): m[0]
+                                                        for n, t in self._scaling.items()
+                                                        if (m := t.scaler.window_means()) is not None})
         recorder.replace_live(catalog.CAPACITY_LIMITED, {(n,): float(t.capacity_note is not None)
                                                          for n, t in self._scaling.items()})
         recorder.replace_live(catalog.FORECAST_RATE, {
@@ -390,10 +391,11 @@ class Scaling:
         low, high = spec.replica_bounds
         tracked = (self._scaling or {}).get(name)
         last = tracked.scaler.last if tracked is not None else None
+        means = tracked.scaler.window_means() if tracked is not None else None
         return {
             "min": low, "max": high, "metric": settings.metric, "target": settings.target_value,
-            "load": round(tracked.load, 3) if tracked is not None else None,
-            "rate": round(tracked.rate, 3) if tracked is not None else None,
+            "load": round(means[0], 3) if means is not None else None,  # over window_s, as decisions see it
+            "rate": round(means[1], 3) if means is not None else None,
             "desired": dep.replicas,
             "mode": "panic" if last is not None and last.panic else "stable",
             "reason": last.reason if last is not None else "no decision yet",
