@@ -463,12 +463,21 @@ def call(names: tuple[str, ...], payload: str, url: str | None, timeout_s: float
     headers = {"content-type": "application/json"}
     if os.environ.get("STEADY_TOKEN"):
         headers["authorization"] = f"Bearer {os.environ['STEADY_TOKEN']}"
-    try:
-        response = httpx.post(f"{base}/{handler.lstrip('/')}", content=json.dumps(body).encode(), headers=headers,
-                              timeout=timeout_s, verify=httpx_verify(cacert))
-    except httpx.HTTPError as exc:
-        source = " (from $STEADY_URL)" if not url and _env_url("STEADY_URL") else ""
-        fail(tls_failure_message(exc, base, cacert) or f"cannot reach {base}{source}: {exc} (is the instance running?)")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            response = httpx.post(f"{base}/{handler.lstrip('/')}", content=json.dumps(body).encode(), headers=headers,
+                                  timeout=max(0.1, deadline - time.monotonic()), verify=httpx_verify(cacert))
+        except httpx.HTTPError as exc:
+            source = " (from $STEADY_URL)" if not url and _env_url("STEADY_URL") else ""
+            fail(tls_failure_message(exc, base, cacert)
+                 or f"cannot reach {base}{source}: {exc} (is the instance running?)")
+        wait_s = _cold_start_wait(response)
+        if wait_s is None or time.monotonic() + wait_s >= deadline:
+            break
+        # Scaled to zero and still starting: the call never reached a replica, so it is safe to send again.
+        err_console.print(f"the deployment is starting from zero replicas; trying again in {wait_s:g}s")
+        time.sleep(wait_s)
     if response.status_code >= 400:
         detail = response.text
         try:
@@ -480,6 +489,18 @@ def call(names: tuple[str, ...], payload: str, url: str | None, timeout_s: float
         click.echo(json.dumps(response.json(), indent=2))
     except ValueError:
         fail(f"{base} answered {response.status_code} with a body that is not JSON: {response.text[:200]!r}")
+
+
+def _cold_start_wait(response: Any) -> float | None:
+    """Seconds to wait before sending again, for a 503 that says the deployment is starting from zero."""
+    if response.status_code != 503:
+        return None
+    try:
+        starting = response.json().get("cold_start") is True
+        wait_s = float(response.headers.get("retry-after", "2"))
+    except (ValueError, AttributeError):
+        return None
+    return min(max(wait_s, 0.1), 30.0) if starting else None
 
 
 def run() -> None:

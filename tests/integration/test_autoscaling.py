@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from conftest import FIXTURES, Instance, LoadStream, start_instance, stop_instance, wait_for
 
+from steadyserve import Client
+
 pytestmark = pytest.mark.integration
 
 FAST = "decision_s: 1, window_s: 4, panic_window_s: 2, scale_down: {stabilization_s: 3, period_s: 2}"
@@ -226,5 +228,26 @@ def test_changing_the_autoscaling_settings_or_the_range_rolls_nothing_out(tmp_pa
         write_spec(tmp_path, "    replicas: 1\n")
         assert inst.cli("deploy", "-f", str(spec)).returncode == 0
         assert deployment(inst)["replicas"] == 1 and deployment(inst)["autoscaling"] is None
+    finally:
+        stop_instance(inst)
+
+
+def test_steady_call_waits_through_a_cold_start_longer_than_the_gateways_wait(tmp_path):
+    spec = tmp_path / "steady.yaml"
+    spec.write_text(f"deployments:\n  stuck:\n    service: {FIXTURES / 'slow_setup'}\n    env: {{SETUP_S: '3'}}\n"
+                    "    replicas: {min: 0, max: 1}\n"
+                    f"    autoscaling: {{idle_s: 1, cold_start_timeout_s: 1, {FAST}}}\n"
+                    "gateway:\n  processes: 1\n")
+    inst = start_instance(spec, tmp_path / "state", command="up")
+    try:
+        wait_for(lambda: not replica_rows(inst), 60, "a scale to zero")
+        called = inst.cli("call", "stuck", "ping")
+        assert called.returncode == 0, called.stderr
+        assert json.loads(called.stdout) == {"pong": True}
+        assert "starting from zero replicas; trying again in 2s" in called.stderr
+        # The SDK too: a cold-start 503 says the call never ran, and it waits its Retry-After.
+        wait_for(lambda: not replica_rows(inst), 60, "a scale to zero again")
+        with Client(f"http://127.0.0.1:{inst.port}") as client:
+            assert client.call("stuck", "ping") == {"pong": True}
     finally:
         stop_instance(inst)

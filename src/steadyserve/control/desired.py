@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from ..wording import plural
 from .config import DeploymentConfig, PlatformConfig, resolve_deployment
-from .revisions import CONTROLLER_ONLY_SETTINGS, Drift, drift_changes, drift_message, revision_json, spec_changes
+from .revisions import (
+    CONTROLLER_ONLY_SETTINGS,
+    Drift,
+    drift_changes,
+    drift_message,
+    revision_json,
+    spec_changes,
+)
 from .rollout import GatewayLedger, Outcomes
 from .spec import DeploymentSpec
 from .statedb import StateDB
