@@ -77,6 +77,8 @@ def test_scales_to_zero_when_idle_and_a_call_wakes_it(tmp_path):
     try:
         wait_for(lambda: deployment(inst)["replicas"] == 0 and not replica_rows(inst), 60, "a scale to zero")
         assert any("scaling to zero" in e["message"] for e in autoscaled(inst))
+        # At zero it still takes calls: load balancers' readiness checks say so.
+        assert inst.request("GET", "/v2/health/ready")[0] == 200
         # A call no replica would serve is answered at once and wakes nothing.
         status, _, body = inst.post_json("/slow/no_such_handler", {})
         assert status == 404 and "no handler 'no_such_handler'" in body["error"] and "work" in body["handlers"]

@@ -14,6 +14,7 @@ from test_controller import FakeLauncher, FakeProber
 from steadyserve.autoscaling.settings import CapacitySpec
 from steadyserve.control.config import DeploymentConfig, PlatformConfig
 from steadyserve.control.controller import Controller
+from steadyserve.control.observing import Observer
 from steadyserve.control.probes import ProbeResult
 from steadyserve.control.spec import DeploymentSpec, GatewaySpec
 from steadyserve.control.statedb import StateDB
@@ -159,3 +160,30 @@ def test_a_deployment_at_zero_given_a_fixed_count_again_runs_that_count(tmp_path
         update={"spec": DeploymentSpec(service="x", replicas=1)})
     result = h.controller.apply_deployment(fixed)
     assert result.replicas == 1 and h.replicas == 1 and result.watching == ("autoscaling",)
+
+
+def test_a_damaged_rate_history_is_reported_and_scaling_goes_on(tmp_path):
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "observability.db") as db:  # a table of the name, not of the shape
+        db.execute("CREATE TABLE autoscaling_rates (something_else TEXT)")
+    launcher = FakeLauncher()
+    config = PlatformConfig(state_dir=tmp_path, gateway=GatewaySpec(processes=1, port=0), deployments=(
+        DeploymentConfig(name="d", target="/nowhere/service.py:Svc", handlers_idempotent={"work": True},
+                         spec=DeploymentSpec(service="x", replicas={"min": 1, "max": 8}, autoscaling={
+                             "metric": "inflight", "target": 1, **FAST,
+                             "predictive": {"enabled": True, "season_s": 60}})),))
+    db = StateDB(tmp_path / "state.db")
+    prober = LoadedProber(launcher, tmp_path / "routes.json")
+    now = [0.0]
+    controller = Controller(config, db, launcher, clock=lambda: now[0], prober=prober,
+                            observer=Observer(tmp_path))
+    controller.prepare()
+    prober.queued = 4  # 4 calls waiting: 4 replicas at 1 each
+    for _ in range(12):
+        now[0] += 0.5
+        asyncio.run(controller.tick())
+    assert controller.deployments["d"].replicas == 4
+    [error] = [e.message for e in db.events(limit=1000, type="error")]
+    assert error.startswith("read the call-rate history step failed: StateError: ")
+    assert "observability.db" in error and "forecasting starts without the recorded history" in error

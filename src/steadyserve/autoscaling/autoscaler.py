@@ -99,10 +99,11 @@ class Autoscaler:
 
     def observe(self, ts: float, load: float, rate: float, calls: float) -> None:
         """A tick's reading: the load in the metric's unit, calls/s, and the calls arrived since the last."""
-        self.readings.append(Reading(ts, max(0.0, load), max(0.0, rate)))
+        self.readings.append(Reading(ts, _sane(load), _sane(rate)))
         horizon = ts - self.settings.window_s
         while self.readings and self.readings[0].ts < horizon:
             self.readings.popleft()
+        calls = _sane(calls)
         if calls > 0:
             self.last_call_at = ts
         wall = ts + self.wall_offset_s
@@ -146,12 +147,12 @@ class Autoscaler:
                                         max(0.0, self.lead_s - self.settings.decision_s))
 
     def decide(self, now: float, current: int, ready: int, min_replicas: int, max_replicas: int,
-               waiting: int = 0) -> Decision:
+               waiting: int = 0, busy: float = 0.0) -> Decision:
         self.last_decision_at = now
         self.last_forecast = self.forecast(now)
         snapshot = Snapshot(now=now, current=current, ready=ready, min_replicas=min_replicas,
                             max_replicas=max_replicas, readings=tuple(self.readings), forecast=self.last_forecast,
-                            last_call_at=self.last_call_at, waiting=waiting)
+                            last_call_at=self.last_call_at, waiting=waiting, busy=busy)
         decision = decide(snapshot, self.state, self.settings)
         self.state = decision.state
         self.last = decision
@@ -159,3 +160,10 @@ class Autoscaler:
 
     def applied(self, now: float, before: int, after: int) -> None:
         self.state = applied(self.state, now, before, after, self.settings)
+
+
+MAX_READING = 1e9  # a reading past this (or not a number) is a broken or lying reporter, not load
+
+
+def _sane(value: float) -> float:
+    return min(max(value, 0.0), MAX_READING) if math.isfinite(value) else 0.0

@@ -56,6 +56,7 @@ class Snapshot:
     forecast: Forecast | None = None  # None: predictive scaling is off
     last_call_at: float | None = None  # scale to zero: when a call last arrived
     waiting: int = 0  # calls held at the gateways for want of any replica (at zero)
+    busy: float = 0.0  # calls in flight in the replicas now, whatever the metric: none is cut short by a scale to zero
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def decide(snap: Snapshot, state: ScalingState, settings: AutoscalingSettings) -
     if snap.min_replicas == 0:
         idle_s = now - snap.last_call_at if snap.last_call_at is not None else math.inf
         # Demand now (the short window), not the stable window's average, which remembers a call for window_s.
-        demand = snap.waiting > 0 or short_load > 0 or (predicted or 0) > 0
+        demand = snap.waiting > 0 or snap.busy > 0 or short_load > 0 or (predicted or 0) > 0
         if demand or (idle_s < settings.idle_s and current > 0):
             floor = 1
             if current == 0 and demand:

@@ -27,6 +27,7 @@ Metric = Literal["inflight", "rps", "cpu", "queue"]
 # The target when the spec gives none: per replica, in the metric's unit.
 DEFAULT_TARGETS: dict[str, float | None] = {"inflight": 2.0, "rps": None, "cpu": 70.0, "queue": 1.0}
 DEFAULT_PANIC_WINDOW_S = 6.0
+MAX_MEMORY_MB = 1 << 30  # a petabyte: past any machine, within what arithmetic on it stays exact
 METRIC_UNITS = {"inflight": "calls in flight", "rps": "calls/s", "cpu": "% CPU", "queue": "queued calls"}
 
 
@@ -159,13 +160,24 @@ class AutoscalingSettings(_Strict):
 
 
 class CapacitySpec(_Strict):
-    """The machine's budget for replicas (all deployments together)."""
+    """The machine's budget for replicas (all deployments together). Read by ``steady up`` at start,
+    as ``gateway:`` is (``steady deploy`` applies deployments only)."""
 
     cpus: float | None = Field(default=None, gt=0, le=4096, description="cores replicas may use (default: this"
                                " machine's, as the scheduler allows the controller)")
-    memory_mb: int | None = Field(default=None, ge=64, description="memory replicas may use (default: the machine's,"
-                                  " or its cgroup limit)")
+    memory_mb: int | None = Field(default=None, ge=64, le=MAX_MEMORY_MB,
+                                  description="memory replicas may use (default: the machine's, or its cgroup limit)")
     reserve_cpus: float = Field(default=0.0, ge=0, le=4096, description="kept free for everything else")
-    reserve_memory_mb: int = Field(default=512, ge=0, description="kept free for everything else")
+    reserve_memory_mb: int = Field(default=512, ge=0, le=MAX_MEMORY_MB, description="kept free for everything else")
     replica_memory_mb: int = Field(
-        default=256, ge=1, description="a replica's memory before one has been measured (resources.memory_mb wins)")
+        default=256, ge=1, le=MAX_MEMORY_MB,
+        description="a replica's memory before one has been measured (resources.memory_mb wins)")
+
+    @model_validator(mode="after")
+    def _reserve_fits(self) -> CapacitySpec:
+        if self.cpus is not None and self.reserve_cpus >= self.cpus:
+            raise ValueError(f"reserve_cpus ({self.reserve_cpus:g}) leaves nothing of cpus ({self.cpus:g}) for replicas")
+        if self.memory_mb is not None and self.reserve_memory_mb >= self.memory_mb:
+            raise ValueError(f"reserve_memory_mb ({self.reserve_memory_mb}) leaves nothing of memory_mb"
+                             f" ({self.memory_mb}) for replicas")
+        return self

@@ -23,7 +23,9 @@ from .autoscaler import Autoscaler
 from .settings import AutoscalingSettings
 
 POLICIES = ("reactive", "predictive")
-MAX_TRACE_ROWS = 5_000_000
+MAX_TRACE_ROWS = 2_000_000
+MAX_TRACE_SPAN_S = 31 * 86400.0  # the simulator steps by the second: a month takes about a minute
+MAX_RATE = 1e9
 SERIES_POINTS = 4000  # points kept for the plot
 
 
@@ -89,10 +91,13 @@ def read_trace(path: Path) -> list[tuple[float, float]]:
                     ts, rate = float(row[0]), float(row[1])
                 except ValueError:
                     raise ConfigError(f"{path}:{line}: time and rate must be numbers: {','.join(row)[:80]!r}") from None
-                if not (math.isfinite(ts) and math.isfinite(rate)) or rate < 0:
-                    raise ConfigError(f"{path}:{line}: time must be finite and rate a number >= 0")
+                if not (math.isfinite(ts) and math.isfinite(rate)) or not 0 <= rate <= MAX_RATE:
+                    raise ConfigError(f"{path}:{line}: time must be finite and rate a number from 0 to {MAX_RATE:g}")
                 if rows and ts <= rows[-1][0]:
                     raise ConfigError(f"{path}:{line}: time {ts:g} is not after the previous row's {rows[-1][0]:g}")
+                if rows and ts - rows[0][0] > MAX_TRACE_SPAN_S:
+                    raise ConfigError(f"{path}:{line}: the trace spans more than {MAX_TRACE_SPAN_S / 86400:g} days"
+                                      " (the simulator steps by the second); cut it, or compress its time")
                 rows.append((ts, rate))
                 if len(rows) > MAX_TRACE_ROWS:
                     raise ConfigError(f"{path}:{line}: over {MAX_TRACE_ROWS} rows")

@@ -51,11 +51,18 @@ class DeploymentConfig(_Frozen):
     def handler_timeout_s(self) -> float:
         return self.spec.handler_timeout_s if self.spec.handler_timeout_s is not None else self.spec.timeout_s
 
+    def drain_grace_s(self, grace_s: float) -> float:
+        """How long a retiring replica may finish its calls: a call runs at most handler_timeout_s, so
+        scale-in and rollouts never cut one short (a stop of the whole instance waits only grace_s)."""
+        return max(grace_s, self.handler_timeout_s + 1.0)
+
     @property
     def supervision(self) -> SupervisionPolicy:
         health = self.spec.health
         return SupervisionPolicy(failure_threshold=health.failure_threshold,
-                                 startup_timeout_s=health.startup_timeout_s)
+                                 startup_timeout_s=health.startup_timeout_s,
+                                 drain_timeout_s=max(SupervisionPolicy.drain_timeout_s,
+                                                     self.drain_grace_s(0.0) + 5.0))
 
 
 class PlatformConfig(_Frozen):

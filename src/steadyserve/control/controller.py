@@ -325,14 +325,20 @@ class Controller(DesiredState, Watching, Scaling):
         else:
             self._failing.pop((kind, deployment, subject, stage), None)
 
+    def _failing_cleared(self, kind: str, deployment: str, stage: str) -> None:
+        """A step that failed before succeeded: the next failure is reported again."""
+        self._failing.pop((kind, deployment, deployment, stage), None)
+
     def _failed(self, kind: str, subject: str, deployment: str, stage: str, exc: Exception) -> None:
         """Log a failed step and record it as an ``error`` event, once while the same failure repeats."""
         message = f"{stage} step failed: {type(exc).__name__}: {exc}"
-        log.error("%s %s%s: %s", kind, f"{deployment}/" if deployment else "", subject, message, exc_info=exc)
+        where = f"{kind} {deployment + '/' if deployment else ''}{subject}"
         # observe/supervise/apply of one slot share a key: they are one step, cleared when it succeeds
         key = (kind, deployment, subject, "step" if stage in ("observe", "supervise", "apply") else stage)
-        if self._failing.get(key) == message:
+        if self._failing.get(key) == message:  # logged with its traceback the first time
+            log.debug("%s: %s (again)", where, message)
             return
+        log.error("%s: %s", where, message, exc_info=exc)
         self._failing[key] = message
         try:
             self.record(kind, subject, "error", message, deployment)
@@ -410,6 +416,7 @@ class Controller(DesiredState, Watching, Scaling):
                 id=id_, index=int(id_[1:]), revision=m.revision or 0, state=m.slot.state,
                 started_at=m.slot.started_at, ready_since=m.slot.ready_at,
                 replace_reason=m.slot.replace_reason, replacing_since=m.slot.replacing_since,
+                inflight=_calls(m.stats.get("inflight")),
             ) for id_, m in slots.items()),
             new_outcomes=self._seen(name, dep, dep.revision),
             old_outcomes=self._seen(name, dep, previous) if previous is not None else Outcomes(),
@@ -607,7 +614,7 @@ class Controller(DesiredState, Watching, Scaling):
             rows[key] = {
                 "kind": kind, "deployment": deployment, "id": id_, "pid": m.proc.pid if m.proc else None,
                 "state": m.slot.state.value, "generation": m.slot.generation, "endpoint": m.endpoint,
-                "inflight": int(m.stats.get("inflight", 0)), "requests": int(m.stats.get("requests", 0)),
+                "inflight": _calls(m.stats.get("inflight")), "requests": _calls(m.stats.get("requests")),
                 "restarts": m.slot.restarts, "started_at": m.started_wall if m.proc else None,
                 "last_error": m.slot.last_error,
                 # gateways: the routing table version they serve with
@@ -649,3 +656,9 @@ class Controller(DesiredState, Watching, Scaling):
         private_dirs.remove_socket_dir(self.config.state_dir, self.socket_dir)
         self.record("controller", "controller", "stopped", "all processes stopped")
 
+
+def _calls(value: object) -> int:
+    """A count a process reported, made safe to store and compare (it may report anything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return 0
+    return int(max(0.0, min(float(value), 1e15)))

@@ -24,7 +24,7 @@ def replica_args(dep: DeploymentConfig, replica_id: str, endpoint: str, error_fi
     args = ["--target", dep.target, "--id", replica_id, "--deployment", dep.name, "--endpoint", endpoint,
             "--revision", str(revision),
             "--error-file", str(error_file), "--max-body-bytes", str(spec.max_body_bytes),
-            "--grace-s", str(grace_s), "--workers", str(spec.workers),
+            "--grace-s", str(dep.drain_grace_s(grace_s)), "--workers", str(spec.workers),
             "--handler-timeout-s", str(dep.handler_timeout_s), "--stuck-grace-s", str(spec.health.stuck_grace_s),
             "--max-ongoing", str(dep.max_ongoing_requests)]
     if metrics_dir is not None:

@@ -124,6 +124,7 @@ class SlotView:
     ready_since: float | None
     replace_reason: str | None = None  # marked for replacement: a successor takes its place
     replacing_since: float = 0.0
+    inflight: int = 0  # calls it was working on at the last probe
 
 
 @dataclass(frozen=True)
@@ -171,8 +172,8 @@ Action = AddSlot | Retire | RollBack | Promote
 
 
 def _retire_order(slots: list[SlotView]) -> list[SlotView]:
-    """Not-ready replicas go first, then the newest index."""
-    return sorted(slots, key=lambda s: (s.state == ProcState.READY, -s.index))
+    """Not-ready replicas go first, then the least busy (its calls finish soonest), then the newest."""
+    return sorted(slots, key=lambda s: (s.state == ProcState.READY, s.inflight, -s.index))
 
 
 def _failure(view: DeploymentView, new: list[SlotView]) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,6 +25,7 @@ from ..autoscaling.forecast import FittedModel
 from ..autoscaling.policy import Decision
 from ..autoscaling.rate_store import RateStore
 from ..autoscaling.settings import AutoscalingSettings
+from ..errors import StateError
 from ..metrics import catalog
 from ..metrics.store import OBSERVABILITY_DB
 from .config import PlatformConfig
@@ -50,6 +52,8 @@ class Tracked:
     load: float = 0.0
     rate: float = 0.0
     queued: int = 0
+    arrived: int = 0  # calls that arrived since the last tick
+    inflight: float = 0.0  # calls in flight in its replicas
     fitting: bool = False
     capacity_note: str | None = None  # the budget's refusal, while it holds
     trusted: bool | None = None  # the forecast was trusted at the last decision
@@ -76,6 +80,7 @@ class Scaling:
     record: Callable[..., None]
     _save_desired: Callable[[], None]
     _failed: Callable[..., None]
+    _failing_cleared: Callable[[str, str, str], None]
     _scaling: dict[str, Tracked] | None = None
     _costs: dict[str, _Costs] | None = None
     _demand_seen: dict[str, tuple[str, dict[str, list[int]]]] | None = None  # gateway -> (instance, counts)
@@ -92,33 +97,49 @@ class Scaling:
         self._measure_costs(now)
         decisions: dict[str, Decision] = {}
         for name, dep in self.deployments.items():
-            spec = dep.config.spec
-            if dep.deleting or not spec.autoscaled:
+            if dep.deleting or not dep.config.spec.autoscaled:
                 tracked_all.pop(name, None)
                 continue
-            settings = spec.scaling
-            tracked = tracked_all.get(name)
-            if tracked is None:
-                tracked = tracked_all[name] = Tracked(Autoscaler(
-                    settings, now, wall_offset_s=time.time() - now,
-                    load_history=functools.partial(self._load_rates, name)), now)
-            elif tracked.scaler.settings != settings:
-                tracked.scaler.reconfigure(settings, now)
-            self._observe_load(name, tracked, settings, now, arrived.get(name, 0), shed.get(name, 0),
-                               queued.get(name, 0))
-            self._watch_starts(name, dep, tracked, now)
-            self._start_fit(name, tracked)
-            waking = dep.replicas == 0 and tracked.queued > 0
-            if tracked.scaler.due(now) or waking:
-                low, high = spec.replica_bounds
-                decisions[name] = tracked.scaler.decide(now, dep.replicas, self._ready(name), low, high,
-                                                        waiting=tracked.queued if dep.replicas == 0 else 0)
+            try:  # one deployment's failure (a broken reading, a damaged file) leaves the others scaling
+                decision = self._autoscale_one(name, dep, now, arrived.get(name, 0), shed.get(name, 0),
+                                               queued.get(name, 0))
+            except Exception as exc:
+                self._failed("deployment", name, name, "autoscale", exc)
+                continue
+            self._failing_cleared("deployment", name, "autoscale")
+            if decision is not None:
+                decisions[name] = decision
         if decisions:
             self._apply_decisions(decisions, now)
         self._report_gauges()
         if now - self._rates_saved_at >= SAVE_RATES_EVERY_S:
             self._rates_saved_at = now
             self._save_rates()
+
+    def _autoscale_one(self, name: str, dep: DeploymentState, now: float, arrived: int, shed: int,
+                       queued: int) -> Decision | None:
+        """Feed one deployment's autoscaler this tick's readings; its decision when one is due."""
+        assert self._scaling is not None
+        spec = dep.config.spec
+        settings = spec.scaling
+        tracked = self._scaling.get(name)
+        if tracked is None:
+            tracked = self._scaling[name] = Tracked(Autoscaler(
+                settings, now, wall_offset_s=time.time() - now,
+                load_history=functools.partial(self._load_rates, name)), now)
+        elif tracked.scaler.settings != settings:
+            tracked.scaler.reconfigure(settings, now)
+        self._observe_load(name, tracked, settings, now, arrived, shed, queued)
+        self._watch_starts(name, dep, tracked, now)
+        self._start_fit(name, tracked)
+        # At zero, every call that arrived is demand, a call whose own timeout ended before the
+        # next probe included.
+        waiting = tracked.queued + tracked.arrived if dep.replicas == 0 else 0
+        if not (tracked.scaler.due(now) or waiting):
+            return None
+        low, high = spec.replica_bounds
+        return tracked.scaler.decide(now, dep.replicas, self._ready(name), low, high, waiting=waiting,
+                                     busy=tracked.inflight)
 
     # --- the call-rate history, kept across restarts ------------------------------------------
     def _rate_store(self) -> RateStore | None:
@@ -127,8 +148,15 @@ class Scaling:
         return self._rates
 
     def _load_rates(self, name: str, bucket_s: float, since: float) -> list[tuple[float, float]]:
-        store = self._rate_store()
-        return store.load(name, bucket_s, since) if store is not None else []
+        """The stored history; a damaged file is reported and forecasting starts afresh."""
+        try:
+            store = self._rate_store()
+            return store.load(name, bucket_s, since) if store is not None else []
+        except (sqlite3.Error, OSError) as exc:
+            self._failed("deployment", name, name, "read the call-rate history", StateError(
+                f"{self.config.state_dir / OBSERVABILITY_DB}: {exc}; forecasting starts without the recorded"
+                " history (remove the file to start a new one)"))
+            return []
 
     def _save_rates(self) -> None:
         """Closed buckets of every forecaster to the store; rows older than the kept seasons go."""
@@ -140,9 +168,12 @@ class Scaling:
             kept_s = tracked.scaler.kept_s()
             if not kept_s:
                 continue
-            for bucket_s, rows in tracked.scaler.take_unsaved().items():
-                store.write(name, bucket_s, rows)
-            store.prune(name, kept_s, wall)
+            try:
+                for bucket_s, rows in tracked.scaler.take_unsaved().items():
+                    store.write(name, bucket_s, rows)
+                store.prune(name, kept_s, wall)
+            except (sqlite3.Error, OSError) as exc:  # the history is lost; scaling goes on
+                self._failed("deployment", name, name, "save the call-rate history", exc)
 
     def _gateway_demand(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
         """Calls arrived and shed since the last tick, and calls queued now, per deployment."""
@@ -178,13 +209,16 @@ class Scaling:
                       arrived: int, shed: int, queued: int) -> None:
         dt = now - tracked.last_ts
         tracked.last_ts = now
-        tracked.queued = queued
+        tracked.queued, tracked.arrived = queued, arrived
         if dt <= 0:
             return
         rate = arrived / dt
         shed_rate = shed / dt
-        inflight = sum(_count(m.stats.get("inflight")) for (kind, dep, _), m in self.managed.items()
-                       if kind == "replica" and dep == name and m.slot.state in HAS_PROCESS)
+        # What a replica reports is capped at what it may hold: a replica cannot claim load it could not have.
+        inflight = sum(min(_count(m.stats.get("inflight")), float(m.config.max_ongoing_requests))
+                       for (kind, dep, _), m in self.managed.items()
+                       if kind == "replica" and dep == name and m.slot.state in HAS_PROCESS and m.config is not None)
+        tracked.inflight = inflight
         served = max(0.0, rate - shed_rate)
         if served > 0 and inflight > 0:
             sample = inflight / served
@@ -204,7 +238,7 @@ class Scaling:
 
     def _watch_starts(self, name: str, dep: DeploymentState, tracked: Tracked, now: float) -> None:
         """Start-up times (the forecast's lead) and the cold start after a call found zero replicas."""
-        if dep.replicas == 0 and tracked.queued > 0 and tracked.woke_at is None:
+        if dep.replicas == 0 and (tracked.queued or tracked.arrived) and tracked.woke_at is None:
             tracked.woke_at = now
         for (kind, d, id_), m in self.managed.items():
             if kind != "replica" or d != name or m.slot.ready_at is None or m.slot.state != ProcState.READY:

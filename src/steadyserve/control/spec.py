@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml  # type: ignore[import-untyped,unused-ignore]
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from ..alerting.notifyspec import NotificationSettings
 from ..alerting.rulespec import AlertRules
@@ -38,8 +38,8 @@ class _Strict(BaseModel):
 
 
 class ReplicaRange(_Strict):
-    min: int = Field(ge=0, le=64)
-    max: int = Field(ge=1, le=64)
+    min: StrictInt = Field(ge=0, le=64)  # strict: `true` or "1" is a mistake, not a count
+    max: StrictInt = Field(ge=1, le=64)
 
     @model_validator(mode="after")
     def _ordered(self) -> ReplicaRange:

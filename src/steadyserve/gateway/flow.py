@@ -183,11 +183,14 @@ def _give_up(error: UpstreamError, replica: UpstreamReplica, reason: str, attemp
                   details={"reason": reason, "attempts": attempts}, attempts=attempts)
 
 
-def _cold_refusal(service: ServiceRuntime) -> Refuse:
-    timeout_s = service.route.cold_start_timeout_s or 0.0
-    return Refuse(503, f"{service.name!r} is scaled to zero and no replica was ready within the"
-                  f" {timeout_s:g}s cold_start_timeout_s; it is starting: retry", retry_after_s=2,
-                  details={"cold_start": True})
+def _cold_refusal(service: ServiceRuntime, call_timeout_s: float | None) -> Refuse:
+    """At zero replicas, none ready in time: within the deployment's wait, or the call's own timeout."""
+    if call_timeout_s is not None:
+        within = f"the call's timeout of {call_timeout_s:g}s"
+    else:
+        within = f"the {service.route.cold_start_timeout_s or 0.0:g}s cold_start_timeout_s"
+    return Refuse(503, f"{service.name!r} is scaled to zero and no replica was ready within {within};"
+                  " a call wakes it: retry", retry_after_s=2, details={"cold_start": True})
 
 
 def call_flow(service: ServiceRuntime, call: Call, on_ejected: OnEjected, roll: float = 0.0) -> Flow:
@@ -200,10 +203,11 @@ def call_flow(service: ServiceRuntime, call: Call, on_ejected: OnEjected, roll: 
     queued_until: float | None = None
     lost = 0  # attempts whose replica dropped the connection mid-call
     cold_until: float | None = None  # waiting for a first replica of a deployment scaled to zero
+    cold_by_deadline = False  # the call's own timeout ends that wait before cold_start_timeout_s
     while True:
         remaining_s = call.deadline - now
         if cold_until is not None and now >= cold_until and not service.replicas:
-            return _cold_refusal(service)
+            return _cold_refusal(service, timeout_s if cold_by_deadline else None)
         if remaining_s <= 0:
             return Refuse(504, f"no answer within the call's timeout of {timeout_s:g}s",
                           details={"attempts": len(tried)}, attempts=len(tried))
@@ -227,6 +231,7 @@ def call_flow(service: ServiceRuntime, call: Call, on_ejected: OnEjected, roll: 
                                       f" {len(service.waiters)} calls already wait (max_queued_requests)",
                                       retry_after_s=2, details={"shed": True})
                     cold_until = queued_until = now + min(cold_start_s, remaining_s)
+                    cold_by_deadline = remaining_s < cold_start_s
                 outcome = yield Wait(service, cold_until)
                 assert isinstance(outcome, Woken)
                 now, service = outcome.now, outcome.current or service

@@ -149,7 +149,9 @@ class Gateway:
         return self.services.get(service), handler
 
     def _resolve_v2(self, request: Request) -> tuple[ServiceRuntime | None, str, Answer | None]:
-        ready = {name: bool(rt.replicas) for name, rt in self.services.items()}
+        # A deployment scaled to zero takes calls (they wait for its first replica): ready for a load balancer.
+        ready = {name: bool(rt.replicas) or rt.route.cold_start_timeout_s is not None
+                 for name, rt in self.services.items()}
         decision = route_v2(request.path.decode("utf-8", "replace").strip("/"), ready)
         if isinstance(decision, Answer):
             return None, "", decision
