@@ -187,3 +187,16 @@ def test_a_damaged_rate_history_is_reported_and_scaling_goes_on(tmp_path):
     [error] = [e.message for e in db.events(limit=1000, type="error")]
     assert error.startswith("read the call-rate history step failed: StateError: ")
     assert "observability.db" in error and "forecasting starts without the recorded history" in error
+
+
+def test_a_recovering_controller_names_a_changed_range_as_drift_not_a_count_to_scale(tmp_path):
+    h = Scaled(tmp_path, {"metric": "queue", "target": 1, **FAST})
+    h.prober.queued = 3
+    h.tick(8)
+    assert h.replicas == 3
+    in_file = h.controller.deployments["d"].config.model_copy(update={"spec": DeploymentSpec(
+        service="x", replicas={"min": 1, "max": 2}, autoscaling={"metric": "queue", "target": 1, **FAST})})
+    h.controller.config = h.controller.config.model_copy(update={"deployments": (in_file,)})
+    h.controller._report_drift({})
+    [drift] = [e.message for e in h.db.events(limit=1000, type="drift")]
+    assert "replicas: {min: 1, max: 8} -> {min: 1, max: 2}" in drift and "steady scale" not in drift

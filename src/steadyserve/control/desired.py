@@ -209,10 +209,17 @@ class DesiredState:
                 used = {}
             new_values = [n for n, value in secrets.get(config.name, {}).items() if used.get(n) != value]
             count = config.spec.desired_replicas
-            if config.spec.autoscaled:  # the autoscaler sets the count: only leaving the file's range is drift
-                count = _within(dep.replicas, config.spec.replica_bounds)
-            drifts.append(Drift(config.name, tuple(drift_changes(dep.config, config, new_values)),
-                                None if dep.replicas == count else (dep.replicas, count)))
+            changes = list(drift_changes(dep.config, config, new_values))
+            if config.spec.autoscaled or dep.config.spec.autoscaled:
+                # The autoscaler sets the count: what differs is the range or its settings, which deploying
+                # the file applies (`steady scale` is refused for an autoscaled deployment).
+                count = dep.replicas
+                was, now = dep.config.spec, config.spec
+                if was.autoscaled != now.autoscaled or was.replica_bounds != now.replica_bounds:
+                    changes.append(f"replicas: {_shown_range(was)} -> {_shown_range(now)}")
+                if was.autoscaling != now.autoscaling:
+                    changes.append("autoscaling settings")
+            drifts.append(Drift(config.name, tuple(changes), None if dep.replicas == count else (dep.replicas, count)))
         in_file = {c.name for c in self.config.deployments}
         drifts += [Drift(n, (f"running (revision {d.revision}), not in the file",)) for n, d in running.items()
                    if n not in in_file]
@@ -234,3 +241,8 @@ class DesiredState:
 
 def _within(count: int, bounds: tuple[int, int]) -> int:
     return max(bounds[0], min(bounds[1], count))
+
+
+def _shown_range(spec: DeploymentSpec) -> str:
+    low, high = spec.replica_bounds
+    return f"{{min: {low}, max: {high}}}" if spec.autoscaled else str(low)
