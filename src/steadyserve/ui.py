@@ -140,7 +140,10 @@ class ServeConsole:
             lines.append(_command("token", f"STEADY_TOKEN=$({shell.steady} token create --role invoker"
                                            f" --name \"shell-$$-$(date +%s)\" {state_dir}) && export STEADY_TOKEN"))
         for dep in cfg.deployments:
-            lines.append(f"  [bold]{escape(dep.name)}[/bold]: {plural(dep.spec.desired_replicas, 'replica')},"
+            low, high = dep.spec.replica_bounds
+            scaling = f" (autoscaled {low}..{high}{', to zero when idle' if low == 0 else ''})" \
+                if dep.spec.autoscaled else ""
+            lines.append(f"  [bold]{escape(dep.name)}[/bold]: {plural(dep.spec.desired_replicas, 'replica')}{scaling},"
                          f" lb={dep.spec.lb}")
             prefix = "" if cfg.default_deployment == dep.name else f"{dep.name}/"
             handlers = self.services[dep.name].handlers

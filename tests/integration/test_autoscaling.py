@@ -75,6 +75,7 @@ def test_scales_to_zero_when_idle_and_a_call_wakes_it(tmp_path):
     spec = write_spec(tmp_path, f"    replicas: {{min: 0, max: 2}}\n    autoscaling: {{idle_s: 2, {FAST}}}\n")
     inst = start_instance(spec, tmp_path / "state", command="up")
     try:
+        assert "slow: 1 replica (autoscaled 0..2, to zero when idle)" in "".join(inst.output)
         wait_for(lambda: deployment(inst)["replicas"] == 0 and not replica_rows(inst), 60, "a scale to zero")
         assert any("scaling to zero" in e["message"] for e in autoscaled(inst))
         # At zero it still takes calls: load balancers' readiness checks say so.
@@ -251,5 +252,23 @@ def test_steady_call_waits_through_a_cold_start_longer_than_the_gateways_wait(tm
         wait_for(lambda: not replica_rows(inst), 60, "a scale to zero again")
         with Client(f"http://127.0.0.1:{inst.port}") as client:
             assert client.call("stuck", "ping") == {"pong": True}
+    finally:
+        stop_instance(inst)
+
+
+def test_a_call_longer_than_the_idle_time_is_not_cut_short_by_a_scale_to_zero(tmp_path):
+    # calls/s is the metric: a long call makes no new arrivals, yet it holds its replica until it is done.
+    spec = write_spec(tmp_path, "    replicas: {min: 0, max: 2}\n    timeout_s: 60\n"
+                                f"    autoscaling: {{metric: rps, target: 5, idle_s: 1, {FAST}}}\n")
+    inst = start_instance(spec, tmp_path / "state", command="up")
+    try:
+        status, _, body = inst.post_json("/slow/work", {"ms": 12_000})  # past idle_s and the 10 s grace_s
+        done = time.time()
+        assert status == 200 and body == {"slept_ms": 12_000}
+        wait_for(lambda: deployment(inst)["replicas"] == 0, 60, "the scale to zero once the call is done")
+        woke = max(e["ts"] for e in autoscaled(inst) if "waking from zero" in e["message"])
+        # Between the wake and the end of the call, no scale to zero.
+        assert not [e for e in autoscaled(inst) if "scaling to zero" in e["message"] and woke < e["ts"] < done - 1]
+        assert not [e for e in inst.events("killed") if e["deployment"] == "slow"]
     finally:
         stop_instance(inst)
