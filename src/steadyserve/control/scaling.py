@@ -49,8 +49,6 @@ class Tracked:
 
     scaler: Autoscaler
     last_ts: float
-    load: float = 0.0
-    rate: float = 0.0
     queued: int = 0
     arrived: int = 0  # calls that arrived since the last tick
     inflight: float = 0.0  # calls in flight in its replicas
@@ -233,7 +231,6 @@ class Scaling:
         else:  # cpu: percent of one core, all replicas together
             costs = (self._costs or {}).get(name)
             load = 100.0 * costs.cpus * self._running(name) if costs is not None else 0.0
-        tracked.load, tracked.rate = load, rate
         tracked.scaler.observe(now, load, rate, float(arrived))
 
     def _watch_starts(self, name: str, dep: DeploymentState, tracked: Tracked, now: float) -> None:
