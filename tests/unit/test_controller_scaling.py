@@ -200,3 +200,18 @@ def test_a_recovering_controller_names_a_changed_range_as_drift_not_a_count_to_s
     h.controller._report_drift({})
     [drift] = [e.message for e in h.db.events(limit=1000, type="drift")]
     assert "replicas: {min: 1, max: 8} -> {min: 1, max: 2}" in drift and "steady scale" not in drift
+
+
+def test_cpu_is_the_replicas_measured_cores_in_percent(tmp_path):
+    h = Scaled(tmp_path, {"metric": "cpu", "target": 70, **FAST}, replicas={"min": 2, "max": 8},
+               capacity=CapacitySpec(cpus=64))  # each replica is measured at a core: this machine may have 2
+    h.controller.observer = Observer(tmp_path)
+    used = {"r0": 0.0, "r1": 0.0}
+    for _ in range(10):  # each replica busy on one whole core: 200 % in all, 3 replicas at 70 %
+        for replica in used:
+            used[replica] += 0.5
+        h.controller.observer.cpu_seconds = {("d", replica): cpu_s for replica, cpu_s in used.items()}
+        h.tick()
+    assert h.replicas == 3
+    assert re.match(r"replicas 2 -> 3: load \d+ % CPU", h.autoscaled()[0]), h.autoscaled()
+    assert h.controller.autoscaling_status("d")["load"] == 200.0  # the window's mean, readings since complete

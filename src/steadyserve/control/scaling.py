@@ -66,7 +66,8 @@ class Tracked:
 
 @dataclass
 class _Costs:
-    cpus: float = 0.0  # per replica, smoothed
+    cpus: float = 0.0  # per replica, smoothed (a replica's cost in the budget)
+    total_cores: float = 0.0  # all its measured replicas together, the last reading (the cpu metric's load)
     cpu_prev: dict[str, tuple[float, float]] = field(default_factory=dict)  # replica -> (time, CPU seconds)
 
 
@@ -230,7 +231,7 @@ class Scaling:
             load = queued + shed_rate
         else:  # cpu: percent of one core, all replicas together
             costs = (self._costs or {}).get(name)
-            load = 100.0 * costs.cpus * self._running(name) if costs is not None else 0.0
+            load = 100.0 * costs.total_cores if costs is not None else 0.0
         tracked.scaler.observe(now, load, rate, float(arrived))
 
     def _watch_starts(self, name: str, dep: DeploymentState, tracked: Tracked, now: float) -> None:
@@ -378,8 +379,11 @@ class Scaling:
             costs.cpu_prev[replica] = (now, cpu_s)
             if prev is not None and now > prev[0] and cpu_s >= prev[1]:
                 by_deployment.setdefault(name, []).append((cpu_s - prev[1]) / (now - prev[0]))
+        for name in costs_all.keys() - by_deployment.keys():
+            costs_all[name].total_cores = 0.0  # no replica measured this tick
         for name, rates in by_deployment.items():
             costs = costs_all[name]
+            costs.total_cores = sum(rates)
             sample = sum(rates) / len(rates)
             costs.cpus = (1 - _SMOOTHING) * costs.cpus + _SMOOTHING * sample if costs.cpus else sample
             live = {replica for (d, replica) in readings if d == name}
