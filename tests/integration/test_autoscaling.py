@@ -262,6 +262,7 @@ def test_a_call_longer_than_the_idle_time_is_not_cut_short_by_a_scale_to_zero(tm
                                 f"    autoscaling: {{metric: rps, target: 5, idle_s: 1, {FAST}}}\n")
     inst = start_instance(spec, tmp_path / "state", command="up")
     try:
+        wait_for(lambda: deployment(inst)["replicas"] == 0 and not replica_rows(inst), 60, "a scale to zero")
         status, _, body = inst.post_json("/slow/work", {"ms": 12_000})  # past idle_s and the 10 s grace_s
         done = time.time()
         assert status == 200 and body == {"slept_ms": 12_000}
