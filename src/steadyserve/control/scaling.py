@@ -60,7 +60,6 @@ class Tracked:
     call_s: float | None = None  # smoothed: calls in flight per call/s served (Little's law)
     ready_seen: set[tuple[str, int]] = field(default_factory=set)
     last_change: str = ""
-    last_change_at: float | None = None
     forecast_event_at: float = -FORECAST_EVENTS_EVERY_S
 
 
@@ -309,7 +308,7 @@ class Scaling:
                 continue
             reason = decision.reason if after == decision.replicas else f"{decision.reason}; {grant.reason}"
             dep.replicas = after
-            tracked.last_change, tracked.last_change_at = f"{before} -> {after}: {reason}", now
+            tracked.last_change = f"{before} -> {after}: {reason}"
             self.record("deployment", name, "autoscaled", f"replicas {before} -> {after}: {reason}", name)
             if self.observer is not None:
                 self.observer.recorder.inc(catalog.SCALE_DECISIONS, (name, "up" if after > before else "down"))
