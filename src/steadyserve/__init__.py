@@ -15,6 +15,7 @@ from .errors import (  # noqa: E402
     Unauthorized,
     UnknownHandler,
 )
+from .media import File  # noqa: E402
 from .service import Batch, Service, handler  # noqa: E402
 
 
@@ -28,7 +29,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
-    "Batch", "Caller", "Client", "Forbidden", "GatewayError", "HandlerFailed", "InvalidInput", "PayloadTooLarge",
+    "Batch", "Caller", "Client", "File", "Forbidden", "GatewayError", "HandlerFailed", "InvalidInput", "PayloadTooLarge",
     "RateLimited", "Service", "ServiceUnavailable", "SteadyError", "Unauthorized", "UnknownHandler", "__version__",
     "current_caller", "handler",
 ]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -73,6 +73,8 @@ class HandlerDescription(_Frozen):
     name: str
     idempotent: bool = True
     v2: bool = False
+    stream: Literal["sse", "ndjson", "raw"] | None = None  # a generator handler: how its items are sent
+    openai: Literal["chat"] | None = None  # also served at the gateway's /v1/chat/completions
     batch_max_size: int | None = Field(default=None, ge=1, le=MAX_BATCH_SIZE)  # None: not batched
     example: dict[str, Any] | None = None
     required_params: tuple[str, ...] = ()
@@ -119,6 +121,9 @@ class ServiceDescription(_Frozen):
         v2 = [name for name, described in self.handlers.items() if described.v2]
         if len(v2) > 1:
             raise ValueError(f"only one handler may be the V2 entry point, found {', '.join(v2)}")
+        chat = [name for name, described in self.handlers.items() if described.openai == "chat"]
+        if len(chat) > 1:
+            raise ValueError(f"only one handler may serve openai='chat', found {', '.join(chat)}")
         return self
 
     @property
@@ -166,6 +171,8 @@ def describe_class(cls: type[Service], file: Path) -> ServiceDescription:
                 name=name,
                 idempotent=spec.options.idempotent,
                 v2=spec.options.v2,
+                stream=spec.stream,
+                openai=spec.options.openai,
                 batch_max_size=spec.options.batch.max_size if spec.options.batch else None,
                 example=_jsonable(spec.options.example),
                 required_params=spec.required_params,

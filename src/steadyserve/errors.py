@@ -12,6 +12,7 @@
     │   └── Forbidden               403: the token's role does not allow it
     ├── StateError                  the state database is damaged, emptied or of an unknown version
     ├── HandlerFailed               500: user code raised (carries an error id)
+    ├── StreamInterrupted           a streamed answer ended with an error after some items
     ├── DeadlineExceeded            504: the call's deadline passed before (or while) it ran
     ├── RetryableError              try again later (the client retries these)
     │   ├── ServiceUnavailable      503: no ready replica, draining
@@ -94,6 +95,17 @@ class HandlerFailed(SteadyError):
     def __init__(self, message: str, error_id: str) -> None:
         super().__init__(message)
         self.error_id = error_id
+
+
+class StreamInterrupted(SteadyError):
+    """A streamed answer broke off after ``items`` items (its replica went away, a timeout passed).
+
+    Not retried by the client: part of the answer was already delivered."""
+
+    def __init__(self, message: str, items: int = 0, **details: Any) -> None:
+        super().__init__(message)
+        self.items = items
+        self.details = details
 
 
 class DeadlineExceeded(SteadyError):

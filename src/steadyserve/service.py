@@ -6,6 +6,11 @@ Parameters and return values are validated with pydantic from the type hints.
 A batched handler is written for a batch but called per item: its parameters are
 ``list[T]`` and its return ``list[R]``, while one call carries one ``T`` per parameter
 and gets one ``R``. A JSON array of such calls is that many calls in one request.
+
+A handler that is a generator (or async generator) streams: each item it yields
+is sent as it is produced (docs/streaming.md). A parameter annotated ``bytes`` or
+``File`` takes an upload; a handler that returns ``bytes`` or a ``File`` answers
+with those bytes (docs/files.md).
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Strict, TypeAdapter, conlist, create_model
 
 from .errors import ConfigError
+from .media import STREAM_FORMATS, StreamFormat, is_binary_type, is_file_type, stream_item_type
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _HANDLER_MARK = "__steady_handler__"
-RESERVED_ROUTES = frozenset({"healthz", "readyz", "metrics", "openapi.json", "v2"})
+RESERVED_ROUTES = frozenset({"healthz", "readyz", "metrics", "openapi.json", "v1", "v2"})
+OpenAIKind = Literal["chat"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,9 @@ class HandlerOptions:
     idempotent: bool = True
     example: dict[str, Any] | None = None
     v2: bool = False
+    stream: StreamFormat | None = None  # how a generator's items go on the wire; None: "sse" for generators
+    media_type: str | None = None  # of raw stream chunks or a bytes result
+    openai: OpenAIKind | None = None  # also serve the handler in the OpenAI format (/v1/chat/completions)
 
 
 @overload
@@ -58,6 +68,9 @@ def handler(
     idempotent: bool = True,
     example: dict[str, Any] | None = None,
     v2: bool = False,
+    stream: StreamFormat | None = None,
+    media_type: str | None = None,
+    openai: OpenAIKind | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -68,6 +81,9 @@ def handler(
     idempotent: bool = True,
     example: dict[str, Any] | None = None,
     v2: bool = False,
+    stream: StreamFormat | None = None,
+    media_type: str | None = None,
+    openai: OpenAIKind | None = None,
 ) -> F | Callable[[F], F]:
     """Mark a method as an HTTP handler.
 
@@ -79,10 +95,21 @@ def handler(
     ``example`` is a request body shown in the OpenAPI document and by ``steady serve``.
     ``v2=True`` makes this handler the service's Open Inference Protocol (KServe V2)
     entry point: each input tensor is a parameter, each row of the batch one call.
+    A generator handler streams its items: ``stream="sse"`` (the default: one JSON
+    object per Server-Sent Event), ``"ndjson"`` (one JSON document per line) or
+    ``"raw"`` (the items are bytes or str, sent as they are, typed ``media_type``).
+    ``media_type`` is also the content type of a ``bytes`` result. ``openai="chat"``
+    serves a generator of text pieces that takes ``messages`` at the gateway's
+    OpenAI-compatible ``/v1/chat/completions`` too (docs/openai.md).
     """
+    if stream is not None and stream not in STREAM_FORMATS:
+        raise ConfigError(f"@handler(stream={stream!r}): use one of {', '.join(STREAM_FORMATS)}")
+    if openai is not None and openai != "chat":
+        raise ConfigError(f"@handler(openai={openai!r}): the only OpenAI endpoint served is 'chat'")
 
     def mark(f: F) -> F:
-        setattr(f, _HANDLER_MARK, HandlerOptions(batch=batch, idempotent=idempotent, example=example, v2=v2))
+        setattr(f, _HANDLER_MARK, HandlerOptions(batch=batch, idempotent=idempotent, example=example, v2=v2,
+                                                 stream=stream, media_type=media_type, openai=openai))
         return f
 
     return mark(fn) if fn is not None else mark
@@ -112,6 +139,13 @@ class HandlerSpec:
     required_params: tuple[str, ...]
     # Batched handlers: a JSON array body of up to ``max_calls_per_request`` calls.
     many_adapter: TypeAdapter[list[BaseModel]] | None = None
+    stream: StreamFormat | None = None  # a generator handler: how its items are sent
+    file_params: tuple[str, ...] = ()  # parameters that take an upload (bytes or File)
+    binary_output: bool = False  # returns bytes or a File: sent as they are, not as JSON
+
+    @property
+    def media_type(self) -> str | None:
+        return self.options.media_type
 
     @property
     def allows_get(self) -> bool:
@@ -179,13 +213,31 @@ def _build_spec(cls: type[Service], name: str, fn: Callable[..., Any]) -> Handle
             required.append(param.name)
         else:
             fields[param.name] = (annotation, param.default)
+    is_generator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+    stream = _stream_format(options, is_generator, where)
+    file_params = tuple(p.name for p in params if is_file_type(hints.get(p.name, Any)))
+    if options.openai == "chat" and "messages" not in fields:
+        raise ConfigError(f"{where}: an openai='chat' handler takes the conversation as a parameter"
+                          " `messages: list[ChatMessage]`")
+    if file_params and options.batch is not None:
+        raise ConfigError(f"{where}: a batched handler cannot take uploads ({', '.join(file_params)})")
     input_model = create_model(
-        f"{cls.__name__}_{name}_input", __config__=ConfigDict(extra="forbid"), **fields
+        f"{cls.__name__}_{name}_input",
+        __config__=ConfigDict(extra="forbid", val_json_bytes="base64", ser_json_bytes="base64"),
+        **fields,
     )
     output_type = hints.get("return", Any)
     if options.batch is not None and "return" in hints:
         output_type = _item_type(output_type, f"return value of {where}")
-    adapter = TypeAdapter(output_type) if output_type is not Any else None
+    if stream is not None:
+        output_type = stream_item_type(output_type)  # each item is validated as it is yielded
+        if stream == "raw" and output_type not in (Any, bytes, str):
+            raise ConfigError(f"{where}: a stream='raw' handler yields bytes or str, not {output_type!r}")
+    binary = stream is None and is_binary_type(output_type)
+    if options.media_type is not None and not (binary or stream == "raw" or output_type is Any):
+        raise ConfigError(f"{where}: media_type is for a handler returning bytes or a File, or a stream='raw'"
+                          f" generator; this one returns {output_type!r} as JSON")
+    adapter = TypeAdapter(output_type) if output_type is not Any and not binary else None
     many_adapter: TypeAdapter[list[BaseModel]] | None = None
     if options.batch is not None:
         # The length is checked before the elements: an oversized array costs no validation.
@@ -193,13 +245,31 @@ def _build_spec(cls: type[Service], name: str, fn: Callable[..., Any]) -> Handle
     return HandlerSpec(
         name=name,
         options=options,
-        is_async=inspect.iscoroutinefunction(fn),
+        is_async=inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn),
         input_model=input_model,
         output_adapter=adapter,
         output_type=output_type,
         required_params=tuple(required),
         many_adapter=many_adapter,
+        stream=stream,
+        file_params=file_params,
+        binary_output=binary,
     )
+
+
+def _stream_format(options: HandlerOptions, is_generator: bool, where: str) -> StreamFormat | None:
+    """How a generator handler's items are sent (None: the handler returns one value)."""
+    if not is_generator:
+        if options.stream is not None:
+            raise ConfigError(f"{where}: stream={options.stream!r} needs a generator: yield the items")
+        if options.openai is not None:
+            raise ConfigError(f"{where}: openai={options.openai!r} needs a generator that yields text pieces")
+        return None
+    if options.batch is not None:
+        raise ConfigError(f"{where}: a generator handler cannot be batched")
+    if options.v2:
+        raise ConfigError(f"{where}: a generator handler cannot be the V2 entry point (V2 answers in one piece)")
+    return options.stream or "sse"
 
 
 def handler_specs(cls: type[Service]) -> dict[str, HandlerSpec]:
@@ -216,4 +286,7 @@ def handler_specs(cls: type[Service]) -> dict[str, HandlerSpec]:
     v2 = [name for name, spec in specs.items() if spec.options.v2]
     if len(v2) > 1:
         raise ConfigError(f"{cls.__name__}: only one handler may be the V2 entry point, found {', '.join(v2)}")
+    chat = [name for name, spec in specs.items() if spec.options.openai == "chat"]
+    if len(chat) > 1:
+        raise ConfigError(f"{cls.__name__}: only one handler may serve openai='chat', found {', '.join(chat)}")
     return specs

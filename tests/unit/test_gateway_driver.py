@@ -23,7 +23,7 @@ class FakePool:
         self.sent: list[bytes] = []
         self.gate = asyncio.Event()
 
-    async def request(self, data: bytes, timeout_s: float) -> UpstreamResponse:
+    async def request(self, data: bytes, timeout_s: float, dechunk: bool = False) -> UpstreamResponse:
         self.sent.append(data)
         await self.gate.wait()
         return UpstreamResponse(200, OK, True)

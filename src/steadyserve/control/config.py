@@ -36,6 +36,7 @@ class DeploymentConfig(_Frozen):
     spec: DeploymentSpec
     handlers_idempotent: dict[str, bool]
     v2_handler: str | None = None
+    chat_handler: str | None = None  # the handler serving OpenAI's /v1/chat/completions, if any
     max_batch_size: int = 0  # the largest Batch(max_size=) among its handlers; 0: none batched
     secret_versions: dict[str, int] = {}  # which stored value of each of spec.secrets this revision uses
 
@@ -131,6 +132,7 @@ def resolve_deployment(name: str, spec: DeploymentSpec, base_dir: Path, describe
         spec=spec,
         handlers_idempotent={h: spec.idempotent.get(h, d.idempotent) for h, d in handlers.items()},
         v2_handler=next((h for h, d in handlers.items() if d.v2), None),
+        chat_handler=next((h for h, d in handlers.items() if d.openai == "chat"), None),
         max_batch_size=max((d.batch_max_size or 0 for d in handlers.values()), default=0),
     )
     return config, service

@@ -175,6 +175,14 @@ class SecretRef(_Strict):
         return value
 
 
+class StreamingSettings(_Strict):
+    """How long a streamed answer may take at the gateway (its first chunk is bound by timeout_s)."""
+
+    chunk_timeout_s: float | None = Field(
+        default=None, gt=0, description="longest pause between two chunks of a stream (default: timeout_s)")
+    timeout_s: float = Field(default=600.0, gt=0, description="a whole stream, first chunk to last")
+
+
 class DeploymentSpec(_Strict):
     service: str
     replicas: int | ReplicaRange = Field(default=2)
@@ -204,6 +212,8 @@ class DeploymentSpec(_Strict):
     idempotent: dict[str, bool] = Field(default={}, description="per-handler override of @handler(idempotent=)")
     batching: bool = True
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    streaming: StreamingSettings = Field(
+        default=StreamingSettings(), description="timeouts of streamed answers (docs/streaming.md)")
 
     @field_validator("replicas", mode="before")
     @classmethod

@@ -53,6 +53,15 @@ class GatewayMetrics:
         if note.attempts > 1:
             r.inc(catalog.RETRIES, (note.deployment,), note.attempts - 1)
 
+    def stream(self, note: CallNote, outcome: str, first_chunk_s: float, chunks: int, duration_s: float) -> None:
+        r = self.recorder
+        labels = (note.deployment, note.handler)
+        r.inc(catalog.STREAMS, (note.deployment, note.handler, outcome))
+        r.observe(catalog.STREAM_FIRST_CHUNK, labels, first_chunk_s)
+        if chunks:
+            r.inc(catalog.STREAM_CHUNKS, labels, chunks)
+        r.observe(catalog.STREAM_DURATION, labels, duration_s)
+
     def know(self, deployments: Iterable[str]) -> None:
         """The per-deployment counters at zero for the deployments in the routing table."""
         for name in deployments:

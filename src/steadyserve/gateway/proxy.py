@@ -23,8 +23,8 @@ from ..errors import UpstreamError
 from ..metrics.exposition import CONTENT_TYPE
 from ..printable import AUDIT_TARGET_MAX_CHARS, printable
 from ..types import Clock
-from ..wire.http11 import TIMEOUT_HEADER, Request, json_response, response, valid_request_id
-from ..wire.upstream import UpstreamPool
+from ..wire.http11 import TIMEOUT_HEADER, Request, StreamReply, json_response, response, valid_request_id
+from ..wire.upstream import UpstreamPool, UpstreamStream
 from .access_log import AccessLog
 from .flow import (
     Answered,
@@ -47,6 +47,7 @@ from .refusals import STATUS_NAMES, RefusalKey, RefusalLog, source_host, status_
 from .routes import RoutingTable, ServiceRoute
 from .runtime import ServiceRuntime, UpstreamReplica
 from .sharedcells import Counters, LocalCounters
+from .streaming import StreamRelay, client_head
 from .v2 import Answer, route_v2
 
 _HOP_BY_HOP = frozenset(
@@ -166,21 +167,45 @@ class Gateway:
         })
         self.metrics.ejected(service.name)
 
-    async def handle(self, request: Request) -> bytes:
+    async def handle(self, request: Request) -> bytes | StreamReply:
         self.requests += 1
         self.inflight += 1
         note = CallNote()
         started = time.perf_counter()
-        response = b""
+        response: bytes | StreamReply = b""
         try:
-            response = await self._proxy(request, note)
-            note.status = _status_of(response)
+            response = await self._proxy(request, note, started)
+            if type(response) is bytes:
+                note.status = _status_of(response)
             return response
         finally:
+            if type(response) is bytes:  # a stream is counted when it ends (_stream_ended)
+                self.inflight -= 1
+                duration_s = time.perf_counter() - started
+                self.metrics.call(note, duration_s)
+                self.access.call(request.method, request.path, note, duration_s, len(request.body), len(response))
+
+    def _stream(self, request: Request, result: Forward, service: ServiceRuntime, note: CallNote,
+                request_id: bytes, started: float) -> StreamReply:
+        """The replica answered with a stream: pass it on as it comes."""
+        stream: UpstreamStream = result.response
+        first_chunk_s = time.perf_counter() - started
+        note.status = stream.status
+
+        def ended(relay: StreamRelay, outcome: str) -> None:
             self.inflight -= 1
-            duration_s = time.perf_counter() - started
-            self.metrics.call(note, duration_s)
-            self.access.call(request.method, request.path, note, duration_s, len(request.body), len(response))
+            if outcome != "complete":  # the client saw 200 and then an error event, or left
+                note.status = {"client_gone": 499, "timed_out": 504}.get(outcome, 502)
+            duration_s = relay.duration_s()
+            self.metrics.call(note, first_chunk_s)  # a stream's latency is its time to first chunk
+            self.metrics.stream(note, outcome, first_chunk_s, relay.chunks, duration_s)
+            self.access.call(request.method, request.path, note, duration_s, len(request.body),
+                             len(stream.head) + relay.bytes_out)
+
+        relay = StreamRelay(stream, service, result.replica, note, request_id=request_id, started=started,
+                            first_chunk_s=first_chunk_s, chunked=request.chunked_ok, clock=self.clock, on_end=ended)
+        return StreamReply(stream.status, client_head(stream.head, request.chunked_ok), relay,
+                           close_after=not request.chunked_ok)
 
     def _request_id(self, request: Request) -> bytes:
         """The caller's id if it is a sane token; otherwise a new one replaces it."""
@@ -192,7 +217,7 @@ class Gateway:
         request.headers.append((b"x-request-id", new_id))
         return new_id
 
-    async def _proxy(self, request: Request, note: CallNote) -> bytes:
+    async def _proxy(self, request: Request, note: CallNote, started: float) -> bytes | StreamReply:
         request_id = self._request_id(request)
         note.request_id = request_id.decode("latin-1")
         if request.path == METRICS_PATH:
@@ -237,11 +262,15 @@ class Gateway:
                                       caller if service.route.forward_identity else None)
         call = Call(key=service.key_of(request) if service.key_of is not None else None,
                     idempotent=service.idempotent.get(handler, True), started_at=now, deadline=now + timeout_s)
-        result = await self._run(call_flow(service, call, self._on_ejected, self._rng.random() * 100), head, tail)
+        result = await self._run(call_flow(service, call, self._on_ejected, self._rng.random() * 100), head, tail,
+                                 dechunk=not request.chunked_ok)
         note.attempts = result.attempts
         if isinstance(result, Forward):
             note.revision = str(result.replica.revision)
             note.replica = result.replica.id
+            if type(result.response) is UpstreamStream:
+                return self._stream(request, result, self.services.get(service.name, service), note, request_id,
+                                    started)
             return result.response  # type: ignore[no-any-return]
         if result.details.get("shed"):
             self.shed += 1
@@ -255,7 +284,7 @@ class Gateway:
         return self._error(result.status, request_id, result.message, extra=extra, replica=result.replica,
                            **details)
 
-    async def _run(self, flow: Flow, head: bytes, tail: bytes) -> Result:
+    async def _run(self, flow: Flow, head: bytes, tail: bytes, dechunk: bool = False) -> Result:
         """Perform the I/O the flow asks for until it returns its result."""
         holding: ServiceRuntime | None = None  # a replica slot of this deployment is taken
         try:
@@ -264,7 +293,7 @@ class Gateway:
                 outcome: Outcome
                 if isinstance(action, Send):
                     holding = action.service
-                    outcome = await self._send(action, head, tail)
+                    outcome = await self._send(action, head, tail, dechunk)
                 elif isinstance(action, Wait):
                     outcome = await self._wait(action)
                 else:
@@ -296,13 +325,15 @@ class Gateway:
                 waiters.remove(waiter)
         return Woken(self.clock(), self.services.get(wait.service.name))
 
-    async def _send(self, send: Send, head: bytes, tail: bytes) -> Answered | Failed:
+    async def _send(self, send: Send, head: bytes, tail: bytes, dechunk: bool = False) -> Answered | Failed:
         data = head + TIMEOUT_HEADER + b": %d\r\n" % max(1, int(send.timeout_s * 1000)) + tail
         try:
-            response = await send.replica.pool.request(data, send.timeout_s)
+            response = await send.replica.pool.request(data, send.timeout_s, dechunk)
         except UpstreamError as err:
             return Failed(err, self.clock(), self.services.get(send.service.name))
-        return Answered(response.status, response.raw, self.clock())
+        if type(response) is UpstreamStream:
+            return Answered(response.status, response, self.clock())
+        return Answered(response.status, response.raw, self.clock())  # type: ignore[union-attr]
     def _authorize(self, request: Request, request_id: bytes) -> bytes | TokenRecord | None:
         """The caller's token if the call may proceed; else the 401/403/429 answer."""
         verdict = check(request.header(b"authorization"), self.tokens, Action.INVOKE)

@@ -61,13 +61,16 @@ class ServiceRoute(_Frozen):
     hash_key: str | None = Field(
         default=None, description="'header:<name>' or 'json:<field>' for consistent_hash"
     )
-    timeout_s: float = 30.0  # the whole call, retries included
+    timeout_s: float = 30.0  # the whole call, retries included (for a stream: until its first chunk)
+    stream_chunk_timeout_s: float = 30.0  # a stream's longest pause between two chunks
+    stream_timeout_s: float = 600.0  # a whole stream
     admission: AdmissionRoute = AdmissionRoute()
     outlier: OutlierRoute = OutlierRoute()
     max_attempts: int = 3
     retry_budget_ratio: float = 0.2
     handlers: dict[str, HandlerRoute] = {}
     v2_handler: str | None = None  # the Open Inference Protocol entry point, if any
+    chat_handler: str | None = None  # serves the OpenAI-compatible /v1/chat/completions, if any
     canary: CanaryRoute | None = None
     forward_identity: bool = False  # tell replicas the caller's token name and role (never the token)
     # Scaled to zero (or may be): with no replica, a call waits this long for the first to start.

@@ -6,7 +6,8 @@ metric breaks at import, not on a dashboard.
 
 Who writes what:
 - gateway processes: calls as clients saw them (``steady_requests_total``, latency,
-  in-flight, queued, admission, retries, ejections);
+  in-flight, queued, admission, retries, ejections; streams: time to first chunk,
+  chunks, duration and how they ended);
 - replicas: handler calls, handler time and batch sizes;
 - the controller: replica states, restarts, CPU and memory of each replica, its tick time.
 """
@@ -58,6 +59,18 @@ ADMISSION = _spec("steady_admission", "counter",
                   "deployment", "decision")
 RETRIES = _spec("steady_retries", "counter", "Calls retried on another replica after a failed attempt", "deployment")
 EJECTIONS = _spec("steady_ejections", "counter", "Replicas ejected by a gateway's outlier detection", "deployment")
+STREAM_BUCKETS_S = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+STREAMS = _spec("steady_streams", "counter",
+                "Streamed answers by how they ended (complete, client_gone, replica_lost, timed_out)",
+                "deployment", "handler", "outcome")
+STREAM_FIRST_CHUNK = _spec("steady_stream_first_chunk_seconds", "histogram",
+                           "Time from a streamed call's arrival to its first chunk (queueing and retries included)",
+                           "deployment", "handler", buckets=LATENCY_BUCKETS_S)
+STREAM_CHUNKS = _spec("steady_stream_chunks", "counter", "Chunks (items) passed on by the gateways in streams",
+                      "deployment", "handler")
+STREAM_DURATION = _spec("steady_stream_duration_seconds", "histogram",
+                        "Whole streamed answers, first byte of the call to its last chunk", "deployment", "handler",
+                        buckets=STREAM_BUCKETS_S)
 
 # --- replicas: handler calls ------------------------------------------------------------
 HANDLER_CALLS = _spec("steady_handler_calls", "counter", "Handler calls inside replicas by status code",
@@ -108,6 +121,7 @@ TICK_DURATION = _spec("steady_controller_tick_duration_seconds", "histogram", "T
 
 ALL: tuple[MetricSpec, ...] = (
     REQUESTS, REQUEST_DURATION, INFLIGHT, QUEUED, ADMISSION, RETRIES, EJECTIONS,
+    STREAMS, STREAM_FIRST_CHUNK, STREAM_CHUNKS, STREAM_DURATION,
     HANDLER_CALLS, HANDLER_DURATION, HANDLER_INFLIGHT, BATCH_SIZE,
     REPLICAS, DEPLOYMENT_SECONDS, DEPLOYMENT_READY_SECONDS, RESTARTS, REPLICA_CPU, REPLICA_MEMORY, REPLICA_MEMORY_LIMIT, LOG_FINDINGS, TICK_DURATION,
     DESIRED_REPLICAS, AUTOSCALER_LOAD, FORECAST_RATE, CAPACITY_LIMITED, SCALE_DECISIONS, COLD_START,

@@ -10,7 +10,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -29,22 +28,17 @@ from ..errors import (
 from ..logs.format import set_request_id
 from ..metrics.exposition import CONTENT_TYPE
 from ..service import HandlerSpec, Service
-from ..wire.http11 import Request, json_response, response
+from ..wire.http11 import Request, StreamReply, json_response, response
 from . import v2
 from .inputs import field_errors, parse_input
 from .metrics import ReplicaMetrics
 from .openapi import openapi_document
+from .replies import Reply, Returned
+from .streaming import open_stream
 from .workers import NeverStarted, WorkerPool
 
 log = logging.getLogger("steadyserve.replica")
 
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    status: int
-    body: bytes
-    content_type: bytes = b"application/json"
-    headers: bytes = b""
 
 DRAINING_HEADER = b"x-steady-draining: 1\r\nretry-after: 1\r\n"
 OVERLOADED_HEADER = b"x-steady-overloaded: 1\r\nretry-after: 1\r\n"
@@ -170,7 +164,7 @@ class ReplicaApp:
             await asyncio.sleep(WATCHDOG_INTERVAL_S)
 
     # --- entry point from the HTTP server -----------------------------------
-    async def handle(self, request: Request) -> bytes:
+    async def handle(self, request: Request) -> bytes | StreamReply:
         request_id = request.header(b"x-request-id") or uuid.uuid4().hex.encode()
         extra = b"x-request-id: " + request_id + b"\r\n" + self._replica_header
         path = request.path
@@ -181,7 +175,55 @@ class ReplicaApp:
         if spec is None:
             return self._builtin(name, request, extra)
         deadline = _deadline(request)
+        if spec.stream is not None:
+            return await self._streaming(spec, request, request_id, extra, deadline)
         return await self._tracked(spec, request_id, extra, self._call(spec, request, request_id, deadline))
+
+    async def _streaming(self, spec: HandlerSpec, request: Request, request_id: bytes, extra: bytes,
+                         deadline: float | None) -> bytes | StreamReply:
+        """A generator handler's call: its slot is held until the stream ends (``stream_ended``)."""
+        refusal = self._refusal(spec)
+        if refusal is not None:
+            return json_response(503, {"error": refusal[0]}, extra_headers=extra + refusal[1])
+        started = time.perf_counter()
+        try:
+            kwargs = self._arguments(spec, request, request_id)
+            assert isinstance(kwargs, dict)  # a generator handler is never batched
+        except RequestError as err:
+            reply = self._input_refusal(spec, err)
+            self.metrics.observe(spec.name, reply.status, time.perf_counter() - started)
+            return response(reply.status, reply.body, extra_headers=extra + reply.headers)
+        self.inflight += 1
+        self.requests += 1
+        self._idle.clear()
+        opened: StreamReply | Reply | None = None
+        try:
+            opened = await open_stream(self, spec, request, request_id, kwargs, deadline, extra)
+        finally:
+            if not isinstance(opened, StreamReply):  # failed before its first item (or the caller left)
+                self.stream_ended(spec, opened.status if opened is not None else 499,
+                                  time.perf_counter() - started)
+        if isinstance(opened, StreamReply):
+            return opened
+        return response(opened.status, opened.body, content_type=opened.content_type,
+                        extra_headers=extra + opened.headers)
+
+    def stream_ended(self, spec: HandlerSpec, status: int, duration_s: float) -> None:
+        """A streaming call is over (or never got its first item): its slot is free."""
+        self.inflight -= 1
+        if self.inflight == 0:
+            self._idle.set()
+        if status >= 500:
+            self.errors += 1
+        self.handler_seconds += duration_s
+        self.metrics.observe(spec.name, status, duration_s)
+
+    @property
+    def workers(self) -> WorkerPool:
+        return self._workers
+
+    def bound_of(self, task: asyncio.Task[Any] | None) -> _Bound | None:
+        return self._bounds.get(task) if task is not None else None
 
     def _refusal(self, spec: HandlerSpec) -> tuple[str, bytes] | None:
         """Why this call must not start here (and the header telling the gateway it never ran)."""
@@ -221,17 +263,27 @@ class ReplicaApp:
         return response(reply.status, reply.body, content_type=reply.content_type,
                         extra_headers=extra + reply.headers)
 
-    async def _call(self, spec: HandlerSpec, request: Request, request_id: bytes, deadline: float | None) -> Reply:
-        try:
-            kwargs = parse_input(spec, request)
-        except MethodNotAllowed as err:
-            allow = b"GET, HEAD, POST" if spec.allows_get else b"POST"
-            return Reply(err.status, orjson.dumps(err.to_json()), headers=b"allow: " + allow + b"\r\n")
-        except RequestError as err:
-            return Reply(err.status, orjson.dumps(err.to_json()))
+    def _arguments(self, spec: HandlerSpec, request: Request,
+                   request_id: bytes) -> dict[str, Any] | list[dict[str, Any]]:
+        """The call's inputs (raises RequestError); from here the handler's task sees who called."""
+        kwargs = parse_input(spec, request)
         # The handler's task (and the worker thread it may run on) sees who called.
         set_caller(parse_caller_header(request.header(CALLER_HEADER)))
         set_request_id(request_id.decode("ascii", "replace") if request_id else None)  # on its log records
+        return kwargs
+
+    @staticmethod
+    def _input_refusal(spec: HandlerSpec, err: RequestError) -> Reply:
+        if isinstance(err, MethodNotAllowed):
+            allow = b"GET, HEAD, POST" if spec.allows_get else b"POST"
+            return Reply(err.status, orjson.dumps(err.to_json()), headers=b"allow: " + allow + b"\r\n")
+        return Reply(err.status, orjson.dumps(err.to_json()))
+
+    async def _call(self, spec: HandlerSpec, request: Request, request_id: bytes, deadline: float | None) -> Reply:
+        try:
+            kwargs = self._arguments(spec, request, request_id)
+        except RequestError as err:
+            return self._input_refusal(spec, err)
         if isinstance(kwargs, list):
             return await self._bounded(spec, request_id, deadline, self._invoke_many(spec, kwargs, deadline),
                                        functools.partial(self._serialise_many, spec))
@@ -240,7 +292,22 @@ class ReplicaApp:
 
     async def _bounded(self, spec: HandlerSpec, request_id: bytes, deadline: float | None,
                        invocation: Coroutine[Any, Any, Any], serialise: Callable[[Any], Reply | bytes]) -> Reply:
-        """Await a handler invocation within the handler timeout and the call's deadline.
+        """Await a handler invocation within the handler timeout and the call's deadline; its answer."""
+        outcome = await self.bounded(spec, request_id, deadline, invocation)
+        if isinstance(outcome, Reply):
+            return outcome
+        try:
+            reply = serialise(outcome.value)
+        except RequestError as err:
+            return Reply(err.status, orjson.dumps(err.to_json()))
+        except Exception as exc:  # the result does not match its annotation: the handler's bug
+            return self._failed_reply(spec, exc, request_id)
+        return reply if isinstance(reply, Reply) else Reply(200, reply)
+
+    async def bounded(self, spec: HandlerSpec, request_id: bytes, deadline: float | None,
+                      invocation: Coroutine[Any, Any, Any], *, limit_s: float | None = None) -> Returned | Reply:
+        """Await ``invocation`` within ``limit_s`` (default handler_timeout_s) and the call's deadline:
+        what it returned, or the error reply that says why it did not.
 
         Deadlines are ``time.monotonic()`` values (worker threads and the batcher check them
         too). Rather than a timer per call, the watchdog sweeps the calls in flight every
@@ -248,7 +315,7 @@ class ReplicaApp:
         timeout a few tens of milliseconds late is fine.
         """
         now = time.monotonic()
-        limit_at, by_deadline = now + self.handler_timeout_s, False
+        limit_at, by_deadline = now + (self.handler_timeout_s if limit_s is None else limit_s), False
         if deadline is not None and deadline < limit_at:
             # Answer a little before the gateway's own timer fires, so the caller (and the event
             # log) learn which handler overran, rather than a bare gateway timeout.
@@ -265,9 +332,7 @@ class ReplicaApp:
         bound = _Bound(limit_at, not spec.is_async and spec.options.batch is None, limit_at - margin_s)
         self._bounds[task] = bound
         try:
-            result = await invocation
-            reply = serialise(result)
-            return reply if isinstance(reply, Reply) else Reply(200, reply)
+            return Returned(await invocation)
         except asyncio.CancelledError as exc:  # NeverStarted too
             if not bound.expired:
                 raise  # the caller went away: not ours to answer

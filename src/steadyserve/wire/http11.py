@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -37,6 +38,7 @@ class Request:
     keep_alive: bool
     peer: str = ""  # the client's address, for audit records
     head: bool = False  # a HEAD, passed on as GET: the server sends the response without its body
+    chunked_ok: bool = True  # HTTP/1.1: a streamed answer may use chunked transfer coding
 
     @property
     def path(self) -> bytes:
@@ -58,6 +60,59 @@ class Request:
         except ValueError:
             return None
         return left_ms / 1000.0 if left_ms > 0 else None
+
+
+class StreamAborted(Exception):
+    """Raised by a stream's pieces to have the server cut the connection (the failure is already logged)."""
+
+
+class Pieces(Protocol):
+    """What a ``StreamReply`` sends: framed pieces, then ``aclose`` (always called, even if never started)."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+    async def __anext__(self) -> bytes: ...
+    async def aclose(self) -> None: ...
+
+
+class StreamReply:
+    """A response sent while it is produced: ``head`` (status line and headers, blank line included),
+    then each piece ``pieces`` yields, already framed; the server waits for a slow reader between
+    pieces (back-pressure) and closes ``pieces`` when it stops early.
+
+    If ``pieces`` raises, the connection is aborted rather than finished, so the client sees a
+    body cut short (never a complete-looking one). ``close_after``: the body ends with the
+    connection (no chunked coding for an HTTP/1.0 client).
+    """
+
+    __slots__ = ("close_after", "head", "pieces", "status")
+
+    def __init__(self, status: int, head: bytes, pieces: Pieces, *, close_after: bool = False) -> None:
+        self.status = status
+        self.head = head
+        self.pieces = pieces
+        self.close_after = close_after
+
+
+Reply = bytes | StreamReply
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of the chunked transfer coding (``data`` must not be empty: that ends the body)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def stream_head(status: int, content_type: bytes, extra_headers: bytes = b"", *, chunked: bool = True) -> bytes:
+    """The head of a streamed response: chunked for HTTP/1.1, else ended by closing the connection."""
+    return b"".join((
+        _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Status\r\n".encode(),
+        b"content-type: ", content_type, b"\r\n",
+        b"transfer-encoding: chunked\r\n" if chunked else b"connection: close\r\n",
+        b"cache-control: no-cache\r\nx-accel-buffering: no\r\n",  # no proxy in front may hold pieces back
+        extra_headers, b"\r\n",
+    ))
 
 
 def response(

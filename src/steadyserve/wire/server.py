@@ -1,7 +1,8 @@
 """An asyncio HTTP/1.1 server protocol on httptools, kept lean for the hot path.
 
-The application is ``async (Request) -> bytes`` returning a complete response.
-Requests on one connection are answered in order (pipelining-safe).
+The application is ``async (Request) -> bytes | StreamReply``: a complete response,
+or one sent piece by piece as it is produced, waiting for a slow reader between
+pieces. Requests on one connection are answered in order (pipelining-safe).
 
 Every limit in ``ServerLimits`` holds while bytes arrive, so no client can make a
 process buffer or wait without bound. Sizes are counted in the parser callbacks
@@ -25,10 +26,10 @@ from typing import Any, cast
 import httptools
 
 from ..types import Headers
-from .http11 import Request, json_response, valid_request_id
+from .http11 import Reply, Request, StreamAborted, StreamReply, json_response, valid_request_id
 from .limits import ServerLimits
 
-App = Callable[[Request], Awaitable[bytes]]
+App = Callable[[Request], Awaitable[Reply]]
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 1.0  # deadlines fire up to this late
@@ -266,7 +267,7 @@ class HttpServerProtocol(asyncio.Protocol):
         head = method == b"HEAD"
         request = Request(
             b"GET" if head else method, self._url, self._headers, body,
-            self._parser.should_keep_alive(), self._peer, head,
+            self._parser.should_keep_alive(), self._peer, head, self._parser.get_http_version() == "1.1",
         )
         if self._busy:
             self._pending.append(request)
@@ -324,9 +325,17 @@ class HttpServerProtocol(asyncio.Protocol):
             except Exception:
                 log.exception("unhandled error while serving %r", request.url)
                 reply = _error(500, "internal server error", request.headers, keep_alive=True)
-            if transport.is_closing():
+            if type(reply) is not bytes:
+                assert isinstance(reply, StreamReply)
+                if not await self._stream(reply, request.head) or reply.close_after:
+                    if not transport.is_closing():
+                        self._discarding = True
+                        transport.close()
+                    return
+            elif transport.is_closing():
                 return
-            transport.write(_without_body(reply) if request.head else reply)
+            else:
+                transport.write(_without_body(reply) if request.head else reply)
             if not request.keep_alive:
                 self._discarding = True
                 transport.close()
@@ -338,6 +347,36 @@ class HttpServerProtocol(asyncio.Protocol):
             request = self._pending.popleft()
             if self._reading_paused and len(self._pending) == _MAX_PIPELINED:
                 self._update_reading()
+
+    async def _stream(self, reply: StreamReply, head_only: bool) -> bool:
+        """Send a streamed response, waiting while the client reads slower than it is produced.
+        False: it did not end as a whole response (the client left, or ``pieces`` failed)."""
+        transport = self._transport
+        assert transport is not None
+        pieces = reply.pieces
+        try:
+            if transport.is_closing():
+                return False
+            transport.write(reply.head)
+            if head_only:
+                return True
+            async for piece in pieces:
+                if transport.is_closing():
+                    return False
+                transport.write(piece)
+                if self._write_paused:  # the buffer is over its high-water mark: stop pulling pieces
+                    self._drain_waiter = self._loop.create_future()
+                    await self._drain_waiter
+            return not transport.is_closing()
+        except StreamAborted:
+            transport.abort()  # cut short, so the client cannot take it for a whole body
+            return False
+        except Exception:
+            log.exception("streamed response failed")
+            transport.abort()
+            return False
+        finally:
+            await pieces.aclose()
 
     def _responses_done(self) -> None:
         if self._final_reply is not None:

@@ -1,0 +1,149 @@
+"""Client side of streamed answers and files, shared by ``Client``, ``AsyncClient`` and ``steady call`` (pure).
+
+A streamed answer arrives as Server-Sent Events (one JSON item per ``data:``
+event, ``event: error`` ends it with an error), newline-delimited JSON (a last
+line ``{"error": {"type": "stream_error", ...}}`` ends it with an error) or raw
+bytes. ``ItemDecoder`` turns its lines into items, raising the error a stream
+ends with. Inputs that hold bytes or files go as ``multipart/form-data``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from email.message import Message
+from typing import Any
+
+from .errors import HandlerFailed, StreamInterrupted, SteadyError
+from .media import OCTET_STREAM, File
+
+SSE = "text/event-stream"
+NDJSON = "application/x-ndjson"
+
+
+def stream_format(content_type: str) -> str:
+    """``sse``, ``ndjson`` or ``raw`` from an answer's content type."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return "sse" if media == SSE else "ndjson" if media == NDJSON else "raw"
+
+
+def stream_error(body: Any, items: int) -> SteadyError:
+    """The error a stream ended with (the body of its error event)."""
+    if not isinstance(body, dict):
+        body = {"error": str(body)}
+    message = str(body.get("error") or body.get("message") or "the stream ended with an error")
+    details = {k: v for k, v in body.items() if k not in ("error", "message", "type")}
+    if "error_id" in body and "replica" not in body:
+        return HandlerFailed(f"{message} (after {items} items)", str(body["error_id"]))
+    return StreamInterrupted(message, items=items, **details)
+
+
+class ItemDecoder:
+    """Lines of an SSE or NDJSON answer in, items out (``feed`` returns those the line completes)."""
+
+    def __init__(self, fmt: str) -> None:
+        self.format = fmt
+        self.items = 0
+        self._event = "message"
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> list[Any]:
+        if self.format == "ndjson":
+            return self._ndjson(line)
+        return self._sse(line)
+
+    def _ndjson(self, line: str) -> list[Any]:
+        if not line.strip():
+            return []
+        item = json.loads(line)
+        if isinstance(item, dict) and len(item) == 1 and isinstance(item.get("error"), dict) \
+                and item["error"].get("type") == "stream_error":
+            raise stream_error(item["error"], self.items)
+        self.items += 1
+        return [item]
+
+    def _sse(self, line: str) -> list[Any]:
+        if line == "":  # a blank line dispatches the event
+            data, event = "\n".join(self._data), self._event
+            self._data, self._event = [], "message"
+            if not data:
+                return []
+            if event == "error":
+                try:
+                    body = json.loads(data)
+                except ValueError:
+                    body = {"error": data}
+                raise stream_error(body, self.items)
+            self.items += 1
+            return [json.loads(data)]
+        if line.startswith(":"):
+            return []  # a comment (keep-alive)
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        return []
+
+    def finish(self) -> list[Any]:
+        """The end of the body: an event not followed by its blank line still counts."""
+        if self.format == "sse" and self._data:
+            return self.feed("")
+        return []
+
+
+def is_upload(value: Any) -> bool:
+    return isinstance(value, (bytes, bytearray, memoryview, File)) or callable(getattr(value, "read", None))
+
+
+def multipart_parts(inputs: Mapping[str, Any]) -> tuple[dict[str, tuple[str, Any, str]], dict[str, str]] | None:
+    """httpx ``files=`` and ``data=`` for inputs holding uploads; None if they hold none (send JSON).
+
+    A file keeps its name and content type; other inputs go as form fields: strings as they
+    are, anything else as JSON (the replica decodes them by the parameter's type)."""
+    if not any(is_upload(v) for v in inputs.values()):
+        return None
+    files: dict[str, tuple[str, Any, str]] = {}
+    fields: dict[str, str] = {}
+    for name, value in inputs.items():
+        if isinstance(value, File):
+            files[name] = (value.name or name, value.data, value.content_type)
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            files[name] = (name, bytes(value), OCTET_STREAM)
+        elif is_upload(value):
+            filename = str(getattr(value, "name", "") or name).rsplit("/", 1)[-1]
+            files[name] = (filename, value, OCTET_STREAM)
+        elif isinstance(value, str):
+            fields[name] = value
+        else:
+            fields[name] = json.dumps(value)
+    return files, fields
+
+
+def binary_answer(content: bytes, headers: Mapping[str, str]) -> File:
+    """A non-JSON answer (an image, a file) as a ``File`` with its name and content type."""
+    disposition = headers.get("content-disposition", "")
+    name = ""
+    if disposition:
+        message = Message()
+        message["content-disposition"] = disposition
+        name = str(message.get_param("filename", header="content-disposition") or "")
+    return File(data=content, name=name, content_type=headers.get("content-type", OCTET_STREAM))
+
+
+def is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def lines_of(chunks: Iterable[str]) -> Iterable[str]:
+    """Text pieces -> lines (without their ``\\n`` / ``\\r\\n``)."""
+    pending = ""
+    for piece in chunks:
+        pending += piece
+        *complete, pending = pending.split("\n")
+        for line in complete:
+            yield line.removesuffix("\r")
+    if pending:
+        yield pending.removesuffix("\r")
