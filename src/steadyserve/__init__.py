@@ -12,6 +12,7 @@ from .errors import (  # noqa: E402
     RateLimited,
     ServiceUnavailable,
     SteadyError,
+    StreamInterrupted,
     Unauthorized,
     UnknownHandler,
 )
@@ -25,11 +26,15 @@ def __getattr__(name: str) -> object:
         from .client import Client
 
         return Client
+    if name == "AsyncClient":
+        from .async_client import AsyncClient
+
+        return AsyncClient
     raise AttributeError(f"module 'steadyserve' has no attribute {name!r}")
 
 
 __all__ = [
-    "Batch", "Caller", "Client", "File", "Forbidden", "GatewayError", "HandlerFailed", "InvalidInput", "PayloadTooLarge",
-    "RateLimited", "Service", "ServiceUnavailable", "SteadyError", "Unauthorized", "UnknownHandler", "__version__",
+    "AsyncClient", "Batch", "Caller", "Client", "File", "Forbidden", "GatewayError", "HandlerFailed", "InvalidInput", "PayloadTooLarge",
+    "RateLimited", "Service", "ServiceUnavailable", "SteadyError", "StreamInterrupted", "Unauthorized", "UnknownHandler", "__version__",
     "current_caller", "handler",
 ]

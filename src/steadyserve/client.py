@@ -5,6 +5,9 @@
     client.digits.predict(pixels=[...])     # the same, attribute style
     client.my_svc.coef()                    # deployment "my-svc": names have hyphens, attributes underscores
     client.call_many("digits", "predict", [{"pixels": [...]}, {"pixels": [...]}])  # many calls, one request
+    for token in client.stream("chat", "generate", prompt="Hi"):  # a generator handler's items, as they come
+        print(token)
+    client.call("images", "classify", image=open("seven.png", "rb"))  # bytes, files: sent as multipart
 
 Idempotent calls are retried on retryable failures (503, 429, 502/504,
 connection errors) with exponential backoff and full jitter, waiting at least
@@ -22,11 +25,12 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
 
+from .client_streams import ItemDecoder, binary_answer, is_json, lines_of, multipart_parts, stream_format
 from .errors import (
     ConfigError,
     ConnectionFailed,
@@ -41,6 +45,7 @@ from .errors import (
     RetryableError,
     ServiceUnavailable,
     SteadyError,
+    StreamInterrupted,
     Unauthorized,
     UnknownHandler,
 )
@@ -105,6 +110,27 @@ def _transport_error(exc: httpx.TransportError, url: str) -> SteadyError:
     return ConnectionFailed(f"connection to {url} failed: {exc}")
 
 
+def _path(deployment: str, handler: str) -> str:
+    return f"/{deployment.replace('_', '-')}/{handler}"  # names never hold "_": my_svc serves as my-svc
+
+
+def _body(inputs: Mapping[str, Any] | list[Any]) -> dict[str, Any]:
+    """httpx keyword arguments for a call's inputs: JSON, or multipart when they hold uploads."""
+    if isinstance(inputs, Mapping):
+        parts = multipart_parts(inputs)
+        if parts is not None:
+            files, fields = parts
+            return {"files": files, "data": fields}
+    return {"json": inputs}
+
+
+def decode_answer(response: httpx.Response) -> Any:
+    """The decoded JSON, or for any other content type the bytes as a ``File``."""
+    if is_json(response.headers.get("content-type", "application/json")):
+        return response.json()
+    return binary_answer(response.content, response.headers)
+
+
 def _never_executed(error: SteadyError) -> bool:
     return isinstance(error, (ServiceUnavailable, RateLimited)) or (
         isinstance(error, ConnectionFailed) and bool(error.details.get("before_sending")))
@@ -152,8 +178,56 @@ class Client:
                                   verify=tls)
 
     def call(self, deployment: str, handler: str, /, **inputs: Any) -> Any:
-        """Call an idempotent handler with keyword inputs; returns the decoded JSON."""
+        """Call an idempotent handler with keyword inputs; returns the decoded JSON (a ``File`` for an
+        answer that is not JSON, such as an image). Inputs that are bytes, ``File`` or open files go
+        as ``multipart/form-data`` uploads."""
         return self.request(deployment, handler, inputs)
+
+    def stream(self, deployment: str, handler: str, /, *, idempotent: bool = True, timeout_s: float | None = None,
+               **inputs: Any) -> Iterator[Any]:
+        """Call a generator handler; yields its items as they arrive (decoded JSON, or bytes for a
+        raw stream). Retried like ``call`` only until the first item; a stream that breaks off
+        later raises ``StreamInterrupted`` (or ``HandlerFailed`` if the handler raised)."""
+        path = _path(deployment, handler)
+        attempt = 0
+        while True:
+            try:
+                yield from self._stream_once(path, inputs, timeout_s)
+                return
+            except RetryableError as error:
+                if attempt >= self.max_retries or not (idempotent or _never_executed(error)):
+                    raise
+                self._sleep(retry_delay_s(attempt, error.retry_after_s, *self._backoff, self._rng))
+                attempt += 1
+
+    def _stream_once(self, path: str, inputs: dict[str, Any], timeout_s: float | None) -> Iterator[Any]:
+        timeout = httpx.USE_CLIENT_DEFAULT if timeout_s is None else timeout_s
+        items = 0
+        try:
+            with self._http.stream("POST", path, timeout=timeout, **_body(inputs)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from_response(response)
+                fmt = stream_format(response.headers.get("content-type", ""))
+                if fmt == "raw":
+                    for data in response.iter_bytes():
+                        items += 1
+                        yield data
+                    return
+                decoder = ItemDecoder(fmt)
+                for line in lines_of(response.iter_text()):
+                    for item in decoder.feed(line):
+                        items += 1
+                        yield item
+                for item in decoder.finish():
+                    items += 1
+                    yield item
+        except httpx.TransportError as exc:
+            if items == 0:
+                self._raise_if_tls(exc, self.url)
+                raise _transport_error(exc, self.url + self._url_hint) from exc
+            raise StreamInterrupted(f"the stream from {self.url} broke off after {items} items: {exc}",
+                                    items=items) from exc
 
     def call_many(self, deployment: str, handler: str, calls: Sequence[Mapping[str, Any]], /, *,
                   idempotent: bool = True, timeout_s: float | None = None) -> list[Any]:
@@ -178,7 +252,7 @@ class Client:
                 inputs: dict[str, Any] | list[dict[str, Any]] | None = None, *,
                 idempotent: bool = True, timeout_s: float | None = None) -> Any:
         """One call (a dict of inputs), or for a batched handler a list of calls in one request."""
-        path = f"/{deployment.replace('_', '-')}/{handler}"  # names never hold "_": my_svc serves as my-svc
+        path = _path(deployment, handler)
         attempt = 0
         while True:
             try:
@@ -192,13 +266,13 @@ class Client:
     def _once(self, path: str, inputs: dict[str, Any] | list[dict[str, Any]], timeout_s: float | None) -> Any:
         timeout = httpx.USE_CLIENT_DEFAULT if timeout_s is None else timeout_s
         try:
-            response = self._http.post(path, json=inputs, timeout=timeout)
+            response = self._http.post(path, timeout=timeout, **_body(inputs))
         except httpx.TransportError as exc:
             self._raise_if_tls(exc, self.url)
             raise _transport_error(exc, self.url + self._url_hint) from exc
         if response.status_code >= 400:
             raise error_from_response(response)
-        return response.json()
+        return decode_answer(response)
 
     def _raise_if_tls(self, exc: httpx.TransportError, url: str) -> None:
         message = tls_failure_message(exc, url, self._cacert, option="Client(cacert=...)")

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from email.message import Message
 from typing import Any
 
-from .errors import HandlerFailed, StreamInterrupted, SteadyError
+from .errors import HandlerFailed, SteadyError, StreamInterrupted
 from .media import OCTET_STREAM, File
 
 SSE = "text/event-stream"

@@ -30,6 +30,7 @@ from ..metrics.exposition import CONTENT_TYPE
 from ..service import HandlerSpec, Service
 from ..wire.http11 import Request, StreamReply, json_response, response
 from . import v2
+from .binary import binary_reply, is_binary_result, is_readable, read_file_like
 from .inputs import field_errors, parse_input
 from .metrics import ReplicaMetrics
 from .openapi import openapi_document
@@ -288,7 +289,7 @@ class ReplicaApp:
             return await self._bounded(spec, request_id, deadline, self._invoke_many(spec, kwargs, deadline),
                                        functools.partial(self._serialise_many, spec))
         return await self._bounded(spec, request_id, deadline, self._invoke(spec, kwargs, deadline),
-                                   functools.partial(self._serialise, spec))
+                                   functools.partial(self._answer, spec))
 
     async def _bounded(self, spec: HandlerSpec, request_id: bytes, deadline: float | None,
                        invocation: Coroutine[Any, Any, Any], serialise: Callable[[Any], Reply | bytes]) -> Reply:
@@ -453,9 +454,12 @@ class ReplicaApp:
             return split_outputs(outputs, 1, spec.name)[0]
         method = getattr(self.service, spec.name)
         if spec.is_async:
-            return await method(**kwargs)
-        return await self._workers.run(spec.name, functools.partial(method, **kwargs), deadline,
-                                       self._bounds.get(asyncio.current_task()))  # type: ignore[arg-type]
+            result = await method(**kwargs)
+            if is_readable(result):  # an open file: read off the loop
+                return await asyncio.to_thread(read_file_like, result, spec.media_type)
+            return result
+        return await self._workers.run(spec.name, functools.partial(_call_reading_files, method, kwargs, spec),
+                                       deadline, self._bounds.get(asyncio.current_task()))  # type: ignore[arg-type]
 
     async def _invoke_many(self, spec: HandlerSpec, calls: list[dict[str, Any]],
                            deadline: float | None) -> list[Any]:
@@ -482,6 +486,12 @@ class ReplicaApp:
                 f" return annotation {spec.output_type!r}: {exc.errors(include_url=False)[0]['msg']}",
                 uuid.uuid4().hex[:12],
             ) from exc
+
+    def _answer(self, spec: HandlerSpec, result: Any) -> Reply | bytes:
+        """One call's result as its answer: JSON, or the bytes of a bytes / File result."""
+        if is_binary_result(spec, result):
+            return binary_reply(spec, result)
+        return self._serialise(spec, result)
 
     def _serialise(self, spec: HandlerSpec, result: Any) -> bytes:
         if spec.output_adapter is not None:
@@ -560,6 +570,12 @@ class ReplicaApp:
         if self._openapi is None:
             self._openapi = orjson.dumps(openapi_document(self.service_name, self.specs))
         return response(200, self._openapi, extra_headers=extra)
+
+
+def _call_reading_files(method: Callable[..., Any], kwargs: dict[str, Any], spec: HandlerSpec) -> Any:
+    """A sync handler's call on its worker; an open file it returns is read there too."""
+    result = method(**kwargs)
+    return read_file_like(result, spec.media_type) if is_readable(result) else result
 
 
 def _deadline(request: Request) -> float | None:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from ..errors import InvalidInput, MethodNotAllowed, PayloadTooLarge
 from ..service import HandlerSpec
 from ..wire.http11 import Request
+from .forms import body_kind, form_arguments, parse_multipart, raw_arguments, urlencoded_arguments
 
 ARRAY_BODY = re.compile(rb"[ \t\r\n]*\[")  # a JSON array: many calls in one request (batched handlers)
 
@@ -51,6 +52,11 @@ def parse_input(spec: HandlerSpec, request: Request) -> dict[str, Any] | list[di
         body = b"{}"
     elif request.method == b"POST":
         body = request.body or b"{}"
+        content_type = request.header(b"content-type")
+        if spec.file_params or (content_type is not None and content_type[:10].lower() == b"multipart/"):
+            kind = body_kind(content_type, request.body, spec)
+            if kind != "json":
+                return parse_form(spec, request, kind)
     else:
         raise MethodNotAllowed(f"method {request.method.decode()} not allowed; use POST")
     refuse_non_json_numbers(body)
@@ -68,6 +74,23 @@ def parse_input(spec: HandlerSpec, request: Request) -> dict[str, Any] | list[di
                                " calls is accepted only by batched handlers", fields=errors) from exc
         raise InvalidInput(f"invalid input for handler {spec.name!r}", fields=errors) from exc
     return model.__dict__
+
+
+def parse_form(spec: HandlerSpec, request: Request, kind: str) -> dict[str, Any]:
+    """A multipart, urlencoded or raw body (uploads) made into the call's arguments."""
+    content_type = request.header(b"content-type")
+    query = request.url.partition(b"?")[2]
+    if kind == "multipart":
+        assert content_type is not None
+        values = form_arguments(spec, parse_multipart(content_type, request.body), query)
+    elif kind == "urlencoded":
+        values = urlencoded_arguments(spec, request.body, query)
+    else:
+        values = raw_arguments(spec, content_type, request.body, query)
+    try:
+        return spec.input_model.model_validate(values).__dict__
+    except ValidationError as exc:
+        raise InvalidInput(f"invalid input for handler {spec.name!r}", fields=field_errors(exc)) from exc
 
 
 def parse_many(spec: HandlerSpec, body: bytes) -> list[dict[str, Any]]:
