@@ -17,6 +17,7 @@ from .errors import (  # noqa: E402
     UnknownHandler,
 )
 from .media import File  # noqa: E402
+from .openai_types import ChatMessage  # noqa: E402
 from .service import Batch, Service, handler  # noqa: E402
 
 
@@ -34,7 +35,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
-    "AsyncClient", "Batch", "Caller", "Client", "File", "Forbidden", "GatewayError", "HandlerFailed", "InvalidInput", "PayloadTooLarge",
+    "AsyncClient", "Batch", "Caller", "ChatMessage", "Client", "File", "Forbidden", "GatewayError", "HandlerFailed", "InvalidInput", "PayloadTooLarge",
     "RateLimited", "Service", "ServiceUnavailable", "SteadyError", "StreamInterrupted", "Unauthorized", "UnknownHandler", "__version__",
     "current_caller", "handler",
 ]

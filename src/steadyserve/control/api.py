@@ -40,7 +40,7 @@ from .desired import ApplyResult
 from .revisions import revision_changes
 from .secrets import check_secret_value
 from .sessions import Sessions
-from .spec import NAME_PATTERN, DeploymentSpec
+from .spec import DeploymentSpec, deployment_name_problem
 from .supervision import ProcState
 
 log = logging.getLogger(__name__)
@@ -200,10 +200,9 @@ def build_api(controller: Controller, base_dir: Path, local_actor: str | None = 
                              autoscaling=controller.autoscaling_status(name))
 
     async def _resolve(name: str, spec: DeploymentSpec) -> Any:
-        import re
-
-        if not re.fullmatch(NAME_PATTERN, name):
-            raise ApiError(422, f"deployment name {name!r} must match {NAME_PATTERN}")
+        problem = deployment_name_problem(name)
+        if problem is not None:
+            raise ApiError(422, problem)
         try:  # imports user code: keep the event loop (and the probes) running
             config, _ = await asyncio.to_thread(resolve_deployment, name, spec, base_dir)
         except ConfigError as exc:

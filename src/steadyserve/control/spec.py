@@ -38,6 +38,16 @@ from ..errors import ConfigError
 from ..gateway.routes import Policy
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
+RESERVED_NAMES = frozenset({"v1", "v2"})  # the gateway's OpenAI and Open Inference Protocol routes
+
+
+def deployment_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a deployment (its calls go to ``/<name>/<handler>``), or None."""
+    if not re.fullmatch(NAME_PATTERN, name):  # "$" alone would let "echo\n" through
+        return f"deployment name {name!r} must match {NAME_PATTERN}"
+    if name in RESERVED_NAMES:
+        return f"deployment name {name!r} is reserved: /{name}/ is a route of the gateway's own"
+    return None
 MAX_SPEC_BYTES = 1 << 20
 
 
@@ -362,8 +372,9 @@ class PlatformSpec(_Strict):
         if not value:
             raise ValueError("declare at least one deployment")
         for name in value:
-            if not re.fullmatch(NAME_PATTERN, name):  # "$" alone would let "echo\n" through
-                raise ValueError(f"deployment name {name!r} must match {NAME_PATTERN}")
+            problem = deployment_name_problem(name)
+            if problem is not None:
+                raise ValueError(problem)
         return value
 
 

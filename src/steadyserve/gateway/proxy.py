@@ -41,6 +41,16 @@ from .flow import (
     call_flow,
 )
 from .metrics import NONE, CallNote, GatewayMetrics
+from .openai import (
+    CHAT_PATH,
+    MODELS_PATH,
+    PREFIX,
+    ChatTarget,
+    chat_target,
+    model_entry,
+    models,
+    reshape_error,
+)
 from .outcomes import RevisionOutcomes
 from .ratelimit import LocalLimiter, RateLimiter
 from .refusals import STATUS_NAMES, RefusalKey, RefusalLog, source_host, status_name
@@ -159,6 +169,30 @@ class Gateway:
         service = self.services[decision.service]
         return service, service.route.v2_handler or "", None
 
+    def _resolve_openai(self, request: Request, request_id: bytes) -> ChatTarget | bytes:
+        """``/v1/...``: the deployment a chat completion is for, or the gateway's own answer."""
+        path = request.path.rstrip(b"/")
+        extra = b"x-request-id: " + request_id + b"\r\n" + _NO_REPLICA_HEADER
+        routes = {name: rt.route for name, rt in self.services.items()}
+        if path == MODELS_PATH or path.startswith(MODELS_PATH + b"/"):
+            if request.method != b"GET":
+                return self._error(405, request_id, "/v1/models answers GET", extra=b"allow: GET, HEAD\r\n")
+            if path == MODELS_PATH:
+                return json_response(200, models(routes), extra_headers=extra)
+            name = path[len(MODELS_PATH) + 1:].decode("utf-8", "replace")
+            if name in routes and routes[name].chat_handler:
+                return json_response(200, model_entry(name), extra_headers=extra)
+            return self._error(404, request_id, f"the model {name!r} does not exist", param="model")
+        if path != CHAT_PATH:
+            return self._error(404, request_id, f"no OpenAI route {request.path.decode(errors='replace')!r};"
+                               " served: /v1/models, /v1/chat/completions")
+        if request.method != b"POST":
+            return self._error(405, request_id, "/v1/chat/completions answers POST", extra=b"allow: POST\r\n")
+        target = chat_target(request.body, routes)
+        if isinstance(target, ChatTarget):
+            return target
+        return self._error(target.status, request_id, target.message, param=target.param)
+
     def _on_ejected(self, service: ServiceRuntime, replica: UpstreamReplica, error: str, period_s: float) -> None:
         self.ejections.append({
             "seq": next(self._ejection_seq), "ts": time.time(), "service": service.name,
@@ -177,6 +211,8 @@ class Gateway:
             response = await self._proxy(request, note, started)
             if type(response) is bytes:
                 note.status = _status_of(response)
+                if note.status >= 400 and request.path.startswith(PREFIX):  # OpenAI clients read their own shape
+                    response = _reshaped_for_openai(response, note.status)
             return response
         finally:
             if type(response) is bytes:  # a stream is counted when it ends (_stream_ended)
@@ -229,11 +265,17 @@ class Gateway:
             if isinstance(allowed, bytes):
                 return allowed
             caller = allowed
+        upstream_url: bytes | None = None
         if request.path.startswith(b"/v2"):
             service, handler, answer = self._resolve_v2(request)
             if answer is not None:
                 return json_response(answer.status, answer.body, extra_headers=b"x-request-id: " + request_id
                                      + b"\r\n" + _NO_REPLICA_HEADER)
+        elif request.path.startswith(PREFIX):
+            routed = self._resolve_openai(request, request_id)
+            if isinstance(routed, bytes):
+                return routed
+            service, handler, upstream_url = self.services[routed.deployment], routed.handler, CHAT_PATH
         else:
             service, handler = self._resolve(request)
         if service is None:
@@ -257,7 +299,8 @@ class Gateway:
         if asked is not None:
             timeout_s = min(timeout_s, asked)
         # Replicas serve /<handler>; V2 paths go through as they are.
-        upstream_url = request.url if _is_v2(request) else _handler_url(request, handler)
+        if upstream_url is None:
+            upstream_url = request.url if _is_v2(request) else _handler_url(request, handler)
         head, tail = _encode_upstream(request, upstream_url, self.table.auth_required,
                                       caller if service.route.forward_identity else None)
         call = Call(key=service.key_of(request) if service.key_of is not None else None,
@@ -393,6 +436,15 @@ class Gateway:
                 "revisions": {s: {str(rev): o.to_json() for rev, o in by_rev.items()}
                               for s, by_rev in self.outcomes.items()},
                 "ejections": list(self.ejections), "refusals": self.refusals.report()}
+
+
+def _reshaped_for_openai(response: bytes, status: int) -> bytes:
+    head, _, body = response.partition(b"\r\n\r\n")
+    shaped = reshape_error(status, body)
+    if shaped is body:
+        return response
+    lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"content-length:")]
+    return b"\r\n".join(lines) + b"\r\ncontent-length: %d\r\n\r\n" % len(shaped) + shaped
 
 
 def _status_of(response: bytes) -> int:

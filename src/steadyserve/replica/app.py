@@ -33,9 +33,10 @@ from . import v2
 from .binary import binary_reply, is_binary_result, is_readable, read_file_like
 from .inputs import field_errors, parse_input
 from .metrics import ReplicaMetrics
+from .openai_chat import CHAT_PATH, chat_completions
 from .openapi import openapi_document
 from .replies import Reply, Returned
-from .streaming import open_stream
+from .streaming import ItemEncoder, open_stream
 from .workers import NeverStarted, WorkerPool
 
 log = logging.getLogger("steadyserve.replica")
@@ -115,6 +116,7 @@ class ReplicaApp:
         self._batchers: dict[str, Batcher] = {}
         self._openapi: bytes | None = None
         self._v2_spec = next((s for s in specs.values() if s.options.v2), None)
+        self._chat_spec = next((s for s in specs.values() if s.options.openai == "chat"), None)
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -171,35 +173,40 @@ class ReplicaApp:
         path = request.path
         if path.startswith(b"/v2/"):
             return await self._v2(request, request_id, extra)
+        if path == CHAT_PATH and self._chat_spec is not None:
+            return await chat_completions(self, self._chat_spec, request, request_id, extra, _deadline(request))
         name = path[1:].decode("utf-8", "replace")
         spec = self.specs.get(name)
         if spec is None:
             return self._builtin(name, request, extra)
         deadline = _deadline(request)
         if spec.stream is not None:
-            return await self._streaming(spec, request, request_id, extra, deadline)
-        return await self._tracked(spec, request_id, extra, self._call(spec, request, request_id, deadline))
+            return await self.streaming_call(spec, request, request_id, extra, deadline)
+        return await self.tracked(spec, request_id, extra, self._call(spec, request, request_id, deadline))
 
-    async def _streaming(self, spec: HandlerSpec, request: Request, request_id: bytes, extra: bytes,
-                         deadline: float | None) -> bytes | StreamReply:
+    async def streaming_call(self, spec: HandlerSpec, request: Request, request_id: bytes, extra: bytes,
+                         deadline: float | None, kwargs: dict[str, Any] | None = None,
+                         encoder: ItemEncoder | None = None) -> bytes | StreamReply:
         """A generator handler's call: its slot is held until the stream ends (``stream_ended``)."""
         refusal = self._refusal(spec)
         if refusal is not None:
             return json_response(503, {"error": refusal[0]}, extra_headers=extra + refusal[1])
         started = time.perf_counter()
-        try:
-            kwargs = self._arguments(spec, request, request_id)
-            assert isinstance(kwargs, dict)  # a generator handler is never batched
-        except RequestError as err:
-            reply = self._input_refusal(spec, err)
-            self.metrics.observe(spec.name, reply.status, time.perf_counter() - started)
-            return response(reply.status, reply.body, extra_headers=extra + reply.headers)
+        if kwargs is None:
+            try:
+                parsed = self._arguments(spec, request, request_id)
+                assert isinstance(parsed, dict)  # a generator handler is never batched
+                kwargs = parsed
+            except RequestError as err:
+                reply = self._input_refusal(spec, err)
+                self.metrics.observe(spec.name, reply.status, time.perf_counter() - started)
+                return response(reply.status, reply.body, extra_headers=extra + reply.headers)
         self.inflight += 1
         self.requests += 1
         self._idle.clear()
         opened: StreamReply | Reply | None = None
         try:
-            opened = await open_stream(self, spec, request, request_id, kwargs, deadline, extra)
+            opened = await open_stream(self, spec, request, request_id, kwargs, deadline, extra, encoder)
         finally:
             if not isinstance(opened, StreamReply):  # failed before its first item (or the caller left)
                 self.stream_ended(spec, opened.status if opened is not None else 499,
@@ -238,7 +245,7 @@ class ReplicaApp:
                     f" handler_timeout_s of {self.handler_timeout_s:g}s", OVERLOADED_HEADER)
         return None
 
-    async def _tracked(self, spec: HandlerSpec, request_id: bytes, extra: bytes,
+    async def tracked(self, spec: HandlerSpec, request_id: bytes, extra: bytes,
                        call: Coroutine[Any, Any, Reply]) -> bytes:
         """Run one handler call with in-flight accounting, metrics and the admission checks."""
         refusal = self._refusal(spec)
@@ -400,7 +407,7 @@ class ReplicaApp:
             ready = self.ready and not self.draining
             return json_response(200 if ready else 503, {"ready": ready}, extra_headers=extra)
         if len(parts) == 4 and parts[3] == "infer" and request.method == b"POST":
-            return await self._tracked(spec, request_id, extra,
+            return await self.tracked(spec, request_id, extra,
                                        self._v2_infer(model, spec, request, request_id, _deadline(request)))
         return json_response(404, {"error": f"no V2 route {request.path.decode(errors='replace')}"},
                              extra_headers=extra)

@@ -95,6 +95,10 @@ class ItemEncoder:
     def media_type(self, spec: HandlerSpec) -> bytes:
         return STREAM_MEDIA_TYPES.get(self.format) or (spec.media_type or OCTET_STREAM).encode()
 
+    def end(self) -> bytes:
+        """What follows the last item when the generator ends well (nothing, in our own formats)."""
+        return b""
+
 
 class Stepper:
     """Advances one generator a step at a time, on a worker thread (sync) or the loop (async)."""
@@ -182,6 +186,10 @@ class StreamCall:
                     self._done = True
                     self._status = 200
                     await self.aclose()
+                    tail = self.encoder.end()
+                    if tail:
+                        self._pending = LAST_CHUNK if self.chunked else None
+                        return self._frame(tail)
                     if self.chunked:
                         return LAST_CHUNK
                     raise StopAsyncIteration
@@ -230,7 +238,8 @@ class StreamCall:
 
 
 async def open_stream(app: ReplicaApp, spec: HandlerSpec, request: Request, request_id: bytes,
-                      kwargs: dict[str, Any], deadline: float | None, extra: bytes) -> StreamReply | Reply:
+                      kwargs: dict[str, Any], deadline: float | None, extra: bytes,
+                      encoder: ItemEncoder | None = None) -> StreamReply | Reply:
     """Start the generator and take its first item: the stream to send, or the error answer."""
     started = time.perf_counter()
     stepper = Stepper(app, spec, getattr(app.service, spec.name)(**kwargs))  # runs none of its code yet
@@ -239,7 +248,7 @@ async def open_stream(app: ReplicaApp, spec: HandlerSpec, request: Request, requ
         outcome = await app.bounded(spec, request_id, deadline, stepper.step())
         if isinstance(outcome, Reply):
             return outcome
-        encoder = ItemEncoder(spec)
+        encoder = encoder or ItemEncoder(spec)
         first = b""
         if outcome.value is not _END:
             try:
@@ -250,7 +259,9 @@ async def open_stream(app: ReplicaApp, spec: HandlerSpec, request: Request, requ
         call = StreamCall(app, spec, request_id, stepper, encoder, first, started, chunked=request.chunked_ok)
         if outcome.value is _END:
             call._done, call._status = True, 200
-            call._pending = (call._pending or b"") + LAST_CHUNK if request.chunked_ok else call._pending
+            ending = encoder.end()
+            ending = call._frame(ending) if ending else b""
+            call._pending = (call._pending or b"") + ending + (LAST_CHUNK if request.chunked_ok else b"")
         head = stream_head(200, encoder.media_type(spec), extra, chunked=request.chunked_ok)
         handed_over = True
         return StreamReply(200, head, call, close_after=not request.chunked_ok)
