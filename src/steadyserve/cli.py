@@ -435,15 +435,21 @@ def _token_hint(status: int, state_dir: Path) -> str:
 @click.argument("names", nargs=-1, required=True, metavar="[DEPLOYMENT] HANDLER")
 @click.option("--json", "payload", default="{}", show_default=True,
               help="JSON object body, or for a batched handler a JSON array of them.")
+@click.option("--file", "files", multiple=True, metavar="NAME=PATH",
+              help="Upload a file as parameter NAME (multipart/form-data; --json fields go along). Repeatable.")
+@click.option("--stream", "stream", is_flag=True, help="Print a streaming handler's items as they arrive.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the answer's body to this file (for a binary answer such as an image).")
 @click.option("--url", help="Gateway URL (default: $STEADY_URL, else the running instance's).")
 @click.option("--timeout-s", type=float, default=60.0, show_default=True)
 @CACERT_OPTION
 @STATE_DIR_OPTION
-def call(names: tuple[str, ...], payload: str, url: str | None, timeout_s: float, cacert: Path | None,
-         state_dir: Path) -> None:
+def call(names: tuple[str, ...], payload: str, files: tuple[str, ...], stream: bool, output: Path | None,
+         url: str | None, timeout_s: float, cacert: Path | None, state_dir: Path) -> None:
     """Call a handler through the gateway and print the JSON answer.
 
-    With `steady serve` the deployment may be left out.
+    With `steady serve` the deployment may be left out. A streaming handler's items are
+    printed one per line as they arrive (with --stream; without it, once it ends).
     """
     if len(names) > 2:
         fail(f"expected [DEPLOYMENT] HANDLER, got {len(names)} names: {' '.join(names)}")
@@ -455,40 +461,116 @@ def call(names: tuple[str, ...], payload: str, url: str | None, timeout_s: float
     if not (isinstance(body, dict) or (isinstance(body, list) and all(isinstance(e, dict) for e in body))):
         fail("--json must be a JSON object, e.g. '{\"message\": \"hi\"}', or for a batched handler a JSON"
              " array of them (many calls in one request)")
+    uploads = _uploads(files)
+    if uploads and not isinstance(body, dict):
+        fail("--file goes with a --json object of the other fields, not an array")
     import httpx
 
     from .trust import httpx_verify, tls_failure_message
 
     base = _resolve_url(url, state_dir)
-    headers = {"content-type": "application/json"}
+    headers = {}
     if os.environ.get("STEADY_TOKEN"):
         headers["authorization"] = f"Bearer {os.environ['STEADY_TOKEN']}"
+    if uploads:
+        fields = {k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()}
+        request: dict[str, Any] = {"files": uploads, "data": fields}
+    else:
+        request = {"content": json.dumps(body).encode(), "headers": {**headers, "content-type": "application/json"}}
     deadline = time.monotonic() + timeout_s
-    while True:
+    with httpx.Client(headers=headers, verify=httpx_verify(cacert)) as client:
+        while True:
+            try:
+                sent = client.build_request("POST", f"{base}/{handler.lstrip('/')}",
+                                            timeout=max(0.1, deadline - time.monotonic()), **request)
+                response = client.send(sent, stream=True)
+            except httpx.HTTPError as exc:
+                source = " (from $STEADY_URL)" if not url and _env_url("STEADY_URL") else ""
+                fail(tls_failure_message(exc, base, cacert)
+                     or f"cannot reach {base}{source}: {exc} (is the instance running?)")
+            if response.status_code == 503:
+                response.read()
+            wait_s = _cold_start_wait(response)
+            if wait_s is None or time.monotonic() + wait_s >= deadline or uploads:
+                break
+            response.close()
+            # Scaled to zero and still starting: the call never reached a replica, so it is safe to send again.
+            err_console.print(f"the deployment is starting from zero replicas; trying again in {wait_s:g}s")
+            time.sleep(wait_s)
         try:
-            response = httpx.post(f"{base}/{handler.lstrip('/')}", content=json.dumps(body).encode(), headers=headers,
-                                  timeout=max(0.1, deadline - time.monotonic()), verify=httpx_verify(cacert))
-        except httpx.HTTPError as exc:
-            source = " (from $STEADY_URL)" if not url and _env_url("STEADY_URL") else ""
-            fail(tls_failure_message(exc, base, cacert)
-                 or f"cannot reach {base}{source}: {exc} (is the instance running?)")
-        wait_s = _cold_start_wait(response)
-        if wait_s is None or time.monotonic() + wait_s >= deadline:
-            break
-        # Scaled to zero and still starting: the call never reached a replica, so it is safe to send again.
-        err_console.print(f"the deployment is starting from zero replicas; trying again in {wait_s:g}s")
-        time.sleep(wait_s)
+            _print_answer(response, base, stream, output, state_dir)
+        finally:
+            response.close()
+
+
+def _uploads(files: tuple[str, ...]) -> dict[str, tuple[str, bytes, str]]:
+    import mimetypes
+
+    uploads = {}
+    for spec in files:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            fail(f"--file {spec!r}: write NAME=PATH, e.g. --file image=seven.png")
+        file = Path(path.removeprefix("@")).expanduser()
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            fail(f"--file {name}: cannot read {file}: {exc.strerror or exc}")
+        uploads[name] = (file.name, data, mimetypes.guess_type(file.name)[0] or "application/octet-stream")
+    return uploads
+
+
+def _print_answer(response: Any, base: str, stream: bool, output: Path | None, state_dir: Path) -> None:
+    """Print (or save) what the gateway answered; streams item by item as they arrive."""
+    import httpx
+
+    from .client_streams import ItemDecoder, is_json, stream_format
+
     if response.status_code >= 400:
+        response.read()
         detail = response.text
         try:
             detail = json.dumps(json.loads(detail))
         except ValueError:
             pass
         fail(f"{response.status_code} {response.reason_phrase}: {detail}{_token_hint(response.status_code, state_dir)}")
+    content_type = response.headers.get("content-type", "")
+    fmt = stream_format(content_type)
     try:
-        click.echo(json.dumps(response.json(), indent=2))
+        if output is not None:
+            with open(output, "wb") as out:
+                for data in response.iter_bytes():
+                    out.write(data)
+            err_console.print(f"wrote {output} ({content_type}, {output.stat().st_size} bytes)")
+            return
+        if "transfer-encoding" in response.headers and fmt != "raw":
+            decoder = ItemDecoder(fmt)
+            items = []
+            for line in response.iter_lines():
+                for item in decoder.feed(line):
+                    if stream:
+                        click.echo(json.dumps(item))
+                    else:
+                        items.append(item)
+            items += decoder.finish()
+            if not stream:
+                click.echo(json.dumps(items, indent=2))
+            return
+        if is_json(content_type):
+            response.read()
+            click.echo(json.dumps(response.json(), indent=2))
+            return
+        if sys.stdout.isatty() and not content_type.startswith("text/"):
+            fail(f"the answer is {content_type or 'binary'}, not JSON: save it with --output FILE")
+        for data in response.iter_bytes():
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+    except SteadyError as exc:  # the stream ended with an error event
+        fail(f"the stream broke off: {exc}")
+    except httpx.HTTPError as exc:
+        fail(f"the answer from {base} broke off: {exc}")
     except ValueError:
-        fail(f"{base} answered {response.status_code} with a body that is not JSON: {response.text[:200]!r}")
+        fail(f"{base} answered {response.status_code} with a body that is not JSON")
 
 
 def _cold_start_wait(response: Any) -> float | None:
