@@ -75,6 +75,7 @@ class HandlerDescription(_Frozen):
     v2: bool = False
     stream: Literal["sse", "ndjson", "raw"] | None = None  # a generator handler: how its items are sent
     openai: Literal["chat"] | None = None  # also served at the gateway's /v1/chat/completions
+    files: tuple[str, ...] = ()  # parameters that take an upload
     batch_max_size: int | None = Field(default=None, ge=1, le=MAX_BATCH_SIZE)  # None: not batched
     example: dict[str, Any] | None = None
     required_params: tuple[str, ...] = ()
@@ -173,6 +174,7 @@ def describe_class(cls: type[Service], file: Path) -> ServiceDescription:
                 v2=spec.options.v2,
                 stream=spec.stream,
                 openai=spec.options.openai,
+                files=spec.file_params,
                 batch_max_size=spec.options.batch.max_size if spec.options.batch else None,
                 example=_jsonable(spec.options.example),
                 required_params=spec.required_params,

@@ -155,11 +155,16 @@ class ServeConsole:
                                                    cacert)))
                 continue
             handler, body = chosen
+            streams = handler.stream is not None
             lines.append(_command("try", _curl(f"{url}/{prefix}{handler.name}", body, cfg.auth_required,
-                                               cacert)))
+                                               cacert, stream=streams)))
             lines.append(_command("or", f"{shell.steady} call {shlex.quote(dep.name)} {handler.name}"
-                                        f" --json {shlex.quote(json.dumps(body))}{url_option}{cacert_option}"
-                                        f" {state_dir}"))
+                                        f" --json {shlex.quote(json.dumps(body))}{' --stream' if streams else ''}"
+                                        f"{url_option}{cacert_option} {state_dir}"))
+            if dep.chat_handler is not None:
+                chat = {"model": dep.name, "messages": [{"role": "user", "content": "Hello"}], "stream": True}
+                lines.append(_command("openai", _curl(f"{url}/v1/chat/completions", chat, cfg.auth_required,
+                                                      cacert, stream=True)))
         lines.append(_command("status", f"{shell.steady} status {state_dir}", indent=2))
         lines.append(f"  api:    {cfg.api_url}/docs (over TCP with a viewer, deployer or admin token; the CLI here"
                      " needs none)")
@@ -202,8 +207,9 @@ def _command(label: str, command: str, indent: int = 4) -> str:
     return f"{' ' * indent}{label + ':':<7} {escape(command)}"
 
 
-def _curl(url: str, body: dict[str, Any] | None, auth: bool, cacert: Path | None) -> str:
-    words = ["curl", "-s", *(["--cacert", str(cacert)] if cacert else []), url]
+def _curl(url: str, body: dict[str, Any] | None, auth: bool, cacert: Path | None, *, stream: bool = False) -> str:
+    # -N: print a stream's items as they arrive rather than when curl's buffer fills
+    words = ["curl", "-sN" if stream else "-s", *(["--cacert", str(cacert)] if cacert else []), url]
     if body is not None:
         words += ["-H", "content-type: application/json"]
     command = shlex.join(words)
@@ -218,9 +224,11 @@ def first_call(handlers: dict[str, HandlerDescription]) -> tuple[HandlerDescript
     """The call to suggest: the first handler with an example, else the first one a body can be
     made for from its input schema; None when there is neither."""
     for described in handlers.values():
-        if described.example is not None:
+        if described.example is not None and not described.files:
             return described, described.example
     for described in handlers.values():
+        if described.files:  # an upload: no JSON body to suggest (the OpenAPI document describes it)
+            continue
         body = sample_body(described.input_schema)
         if body is not None:
             return described, body

@@ -13,6 +13,7 @@ from pydantic import TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from .. import __version__
+from ..media import OCTET_STREAM
 from ..service import HandlerSpec
 
 _ERROR_SCHEMA = {
@@ -26,12 +27,33 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
 
 
-def _request_body(spec: HandlerSpec, ref: str) -> dict[str, Any]:
+_BINARY = {"type": "string", "format": "binary"}
+
+
+def _upload_forms(spec: HandlerSpec, ref: str, schemas: dict[str, Any]) -> dict[str, Any]:
+    """A handler taking files: multipart/form-data (files as binary parts), or one file as the raw body."""
+    model = schemas.get(spec.input_model.__name__, {})
+    properties = {name: (_BINARY if name in spec.file_params else schema)
+                  for name, schema in model.get("properties", {}).items()}
+    forms: dict[str, Any] = {"multipart/form-data": {
+        "schema": {"type": "object", "properties": properties, "required": list(spec.required_params)},
+        "encoding": {name: {"contentType": "*/*"} for name in spec.file_params},
+    }}
+    if len(spec.file_params) == 1:
+        forms["*/*"] = {"schema": _BINARY, "x-steady-note": f"the file `{spec.file_params[0]}` as the body, with its"
+                        " content type; the other parameters in the query string"}
+    return forms
+
+
+def _request_body(spec: HandlerSpec, ref: str, schemas: dict[str, Any] | None = None) -> dict[str, Any]:
     example = spec.options.example
     limit = spec.max_calls_per_request
     if limit is None:
         one = {"schema": {"$ref": ref}, **({"example": example} if example else {})}
-        return {"required": bool(spec.required_params), "content": {"application/json": one}}
+        content: dict[str, Any] = {"application/json": one}
+        if spec.file_params:
+            content.update(_upload_forms(spec, ref, schemas or {}))
+        return {"required": bool(spec.required_params), "content": content}
     params = ", ".join(f"`{p}`" for p in spec.input_model.model_fields)
     return {
         "required": bool(spec.required_params),
@@ -55,6 +77,11 @@ def _request_body(spec: HandlerSpec, ref: str) -> dict[str, Any]:
 
 
 def _ok(spec: HandlerSpec, output_schema: dict[str, Any]) -> dict[str, Any]:
+    if spec.stream is not None:
+        return _streamed(spec, output_schema)
+    if spec.binary_output:
+        return {"description": "OK: the bytes the handler returned",
+                "content": {spec.media_type or OCTET_STREAM: {"schema": _BINARY}}}
     if spec.max_calls_per_request is None:
         return {"description": "OK", "content": {"application/json": {"schema": output_schema}}}
     return {
@@ -65,6 +92,22 @@ def _ok(spec: HandlerSpec, output_schema: dict[str, Any]) -> dict[str, Any]:
             {"type": "array", "items": output_schema, "description": "an array request: one output per call"},
         ]}}},
     }
+
+
+def _streamed(spec: HandlerSpec, item_schema: dict[str, Any]) -> dict[str, Any]:
+    """A generator handler's answer: a stream of items (OpenAPI 3.1 has no item schema: it is an extension)."""
+    fmt = spec.stream
+    if fmt == "raw":
+        return {"description": "OK: the bytes the handler yields, sent as they come (chunked)",
+                "content": {spec.media_type or OCTET_STREAM: {"schema": _BINARY}}}
+    if fmt == "sse":
+        media, how = "text/event-stream", ("one Server-Sent Event per item (`data: <JSON item>`); a failure"
+                                           " after the first item ends it with `event: error`")
+    else:
+        media, how = "application/x-ndjson", ("one JSON item per line; a failure after the first item ends it"
+                                              " with a line `{\"error\": {\"type\": \"stream_error\", ...}}`")
+    return {"description": f"OK: a stream, {how}",
+            "content": {media: {"schema": {"type": "string"}, "x-steady-item-schema": item_schema}}}
 
 
 def openapi_document(service_name: str, specs: dict[str, HandlerSpec]) -> dict[str, Any]:
@@ -90,10 +133,14 @@ def openapi_document(service_name: str, specs: dict[str, HandlerSpec]) -> dict[s
             responses["413"] = _error(f"An array request of more than {spec.max_calls_per_request} calls")
         operation: dict[str, Any] = {
             "operationId": name,
-            "requestBody": _request_body(spec, f"#/components/schemas/{spec.input_model.__name__}"),
+            "requestBody": _request_body(spec, f"#/components/schemas/{spec.input_model.__name__}", schemas),
             "responses": responses,
             "x-steady-idempotent": spec.options.idempotent,
         }
+        if spec.stream is not None:
+            operation["x-steady-stream"] = spec.stream
+        if spec.options.openai is not None:
+            operation["x-steady-openai"] = "/v1/chat/completions"
         if spec.options.batch is not None:
             operation["x-steady-batch"] = {
                 "max_size": spec.options.batch.max_size,
