@@ -29,7 +29,7 @@ from .client import (
     error_from_response,
 )
 from .client import retry_delay_s as retry_delay_s
-from .client_streams import ItemDecoder, stream_format
+from .client_streams import ItemDecoder, alines_of, stream_format
 from .errors import ConfigError, RetryableError, StreamInterrupted
 from .trust import httpx_verify, tls_failure_message
 
@@ -122,7 +122,7 @@ class AsyncClient:
                         yield data
                     return
                 decoder = ItemDecoder(fmt)
-                async for line in response.aiter_lines():
+                async for line in alines_of(response.aiter_text()):
                     for item in decoder.feed(line):
                         items += 1
                         yield item

@@ -524,7 +524,7 @@ def _print_answer(response: Any, base: str, stream: bool, output: Path | None, s
     """Print (or save) what the gateway answered; streams item by item as they arrive."""
     import httpx
 
-    from .client_streams import ItemDecoder, is_json, stream_format
+    from .client_streams import ItemDecoder, is_json, lines_of, stream_format
 
     if response.status_code >= 400:
         response.read()
@@ -546,7 +546,7 @@ def _print_answer(response: Any, base: str, stream: bool, output: Path | None, s
         if "transfer-encoding" in response.headers and fmt != "raw":
             decoder = ItemDecoder(fmt)
             items = []
-            for line in response.iter_lines():
+            for line in lines_of(response.iter_text()):
                 for item in decoder.feed(line):
                     if stream:
                         click.echo(json.dumps(item))

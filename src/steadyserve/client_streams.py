@@ -10,8 +10,9 @@ ends with. Inputs that hold bytes or files go as ``multipart/form-data``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from email.message import Message
+from email.utils import collapse_rfc2231_value
 from typing import Any
 
 from .errors import HandlerFailed, SteadyError, StreamInterrupted
@@ -128,7 +129,11 @@ def binary_answer(content: bytes, headers: Mapping[str, str]) -> File:
     if disposition:
         message = Message()
         message["content-disposition"] = disposition
-        name = str(message.get_param("filename", header="content-disposition") or "")
+        params = message.get_params(header="content-disposition") or []
+        # The RFC 5987 filename* (UTF-8) before the ASCII fallback filename= (RFC 6266 §4.3).
+        encoded = [v for k, v in params if k == "filename" and isinstance(v, tuple)]
+        plain = [v for k, v in params if k == "filename" and isinstance(v, str)]
+        name = collapse_rfc2231_value(encoded[0]) if encoded else (plain[0] if plain else "")
     return File(data=content, name=name, content_type=headers.get("content-type", OCTET_STREAM))
 
 
@@ -137,8 +142,21 @@ def is_json(content_type: str) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
+async def alines_of(chunks: AsyncIterable[str]) -> AsyncIterator[str]:
+    """``lines_of`` for an async source of text pieces."""
+    pending = ""
+    async for piece in chunks:
+        pending += piece
+        *complete, pending = pending.split("\n")
+        for line in complete:
+            yield line.removesuffix("\r")
+    if pending:
+        yield pending.removesuffix("\r")
+
+
 def lines_of(chunks: Iterable[str]) -> Iterable[str]:
-    """Text pieces -> lines (without their ``\\n`` / ``\\r\\n``)."""
+    """Text pieces -> lines (without their ``\\n`` / ``\\r\\n``). Only ``\\n`` ends a line: SSE and
+    NDJSON items may hold U+2028 and the like unescaped, which ``str.splitlines`` would split."""
     pending = ""
     for piece in chunks:
         pending += piece

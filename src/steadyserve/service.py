@@ -215,7 +215,7 @@ def _build_spec(cls: type[Service], name: str, fn: Callable[..., Any]) -> Handle
             fields[param.name] = (annotation, param.default)
     is_generator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
     stream = _stream_format(options, is_generator, where)
-    file_params = tuple(p.name for p in params if is_file_type(hints.get(p.name, Any)))
+    file_params = tuple(name for name, (annotation, _) in fields.items() if is_file_type(annotation))
     if options.openai == "chat" and "messages" not in fields:
         raise ConfigError(f"{where}: an openai='chat' handler takes the conversation as a parameter"
                           " `messages: list[ChatMessage]`")

@@ -46,7 +46,8 @@ def read_file_like(value: Any, media_type: str | None) -> File:
 
 
 def safe_content_type(value: str) -> str:
-    return value if _CONTENT_TYPE.fullmatch(value.strip()) else OCTET_STREAM
+    """``value`` if it is a plain media type (it becomes a header line as it is), else octet-stream."""
+    return value if _CONTENT_TYPE.fullmatch(value) else OCTET_STREAM
 
 
 def disposition(name: str) -> bytes:
@@ -68,4 +69,4 @@ def binary_reply(spec: HandlerSpec, result: Any) -> Reply:
 
 
 def is_binary_result(spec: HandlerSpec, result: Any) -> bool:
-    return spec.binary_output or (spec.output_adapter is None and isinstance(result, (bytes, bytearray, File)))
+    return spec.binary_output or (spec.output_adapter is None and isinstance(result, (bytes, bytearray, memoryview, File)))

@@ -79,9 +79,18 @@ class ItemEncoder:
                     f"handler {self.handler!r} yielded an item that does not match its annotated item type"
                     f" {self.output_type!r}: {exc.errors(include_url=False)[0]['msg']}", uuid.uuid4().hex[:12],
                 ) from exc
+            except Exception as exc:  # noqa: BLE001 - valid but not serialisable (an object inside a dict)
+                raise self._unserialisable(item, exc) from exc
         else:
-            data = orjson.dumps(item, default=_to_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+            try:
+                data = orjson.dumps(item, default=_to_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+            except TypeError as exc:
+                raise self._unserialisable(item, exc) from exc
         return b"data: " + data + b"\n\n" if self.format == "sse" else data + b"\n"
+
+    def _unserialisable(self, item: Any, exc: Exception) -> HandlerFailed:
+        return HandlerFailed(f"handler {self.handler!r} yielded a {type(item).__name__} that cannot be sent as JSON:"
+                             f" {exc}", uuid.uuid4().hex[:12])
 
     def error(self, body: dict[str, Any]) -> bytes | None:
         """The event that ends a failed stream; None for raw bytes (the connection is cut instead)."""

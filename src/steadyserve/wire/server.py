@@ -357,9 +357,16 @@ class HttpServerProtocol(asyncio.Protocol):
         try:
             if transport.is_closing():
                 return False
-            transport.write(reply.head)
             if head_only:
+                transport.write(reply.head)
                 return True
+            try:  # the head goes out with the first piece: one write (a stream's first piece is ready)
+                first = await pieces.__anext__()
+            except StopAsyncIteration:
+                first = b""
+            if transport.is_closing():
+                return False
+            transport.write(reply.head + first)
             async for piece in pieces:
                 if transport.is_closing():
                     return False

@@ -47,12 +47,13 @@ class UpstreamStream:
     the replica's own send buffer fills and its generator waits (back-pressure).
     """
 
-    __slots__ = ("_buffered", "_conn", "_done", "_error", "_paused", "_pieces", "_pool", "_waiter",
+    __slots__ = ("_buffered", "_conn", "_done", "_error", "_paused", "_pieces", "_pool", "_released", "_waiter",
                  "at_boundary", "head", "status")
 
     def __init__(self, conn: UpstreamConnection, status: int, head: bytes) -> None:
         self._conn = conn
         self._pool: UpstreamPool | None = None
+        self._released = False
         self.status = status
         self.head = head
         self._pieces: deque[bytes] = deque()
@@ -128,6 +129,9 @@ class UpstreamStream:
     def release(self) -> None:
         """The gateway is done with it: the connection goes back to the pool if the stream ended
         cleanly, else it is closed (the replica sees the client leave and stops its generator)."""
+        if self._released:  # once: a second release must not pool (or abort) the connection again
+            return
+        self._released = True
         conn, pool = self._conn, self._pool
         if self._done and pool is not None and conn.reusable and not pool.closed and len(pool._idle) < pool.max_idle:
             pool._idle.append(conn)
@@ -136,7 +140,7 @@ class UpstreamStream:
 
 
 class UpstreamConnection(asyncio.Protocol):
-    __slots__ = ("_chunks", "_dechunk", "_done_early", "_early_body", "chunks_done", "_not_run", "_future", "_in_chunk", "_parser", "_stream",
+    __slots__ = ("_chunks", "_dechunk", "_done_early", "_early_body", "_tail", "chunks_done", "_not_run", "_future", "_in_chunk", "_parser", "_stream",
                  "_streaming", "_timer", "closed", "reusable", "transport")
 
     def __init__(self) -> None:
@@ -155,6 +159,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._done_early = False  # a whole stream arrived in the read that brought its head
         self._early_body: list[bytes] = []  # dechunking: the body's data in the read that brought the head
         self.chunks_done = 0  # of the stream being read
+        self._tail = b""  # the last two bytes of the stream so far
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -187,7 +192,9 @@ class UpstreamConnection(asyncio.Protocol):
                 return
         elif not self._dechunk:
             stream._feed(data)
-        stream.at_boundary = not self._in_chunk and data.endswith(b"\r\n")
+        # Between chunks: no chunk open, and the last bytes so far end a chunk (not a part of a size line).
+        self._tail = (self._tail + data)[-2:]
+        stream.at_boundary = not self._in_chunk and self._tail == b"\r\n"
 
     def _start_stream(self) -> UpstreamStream | None:
         raw = b"".join(self._chunks)
@@ -283,6 +290,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._streaming = False
         self._done_early = False
         self.chunks_done = 0
+        self._tail = b""
         self._timer = loop.call_later(timeout_s, self._on_timeout, timeout_s)
         self.transport.write(data)
         return future
