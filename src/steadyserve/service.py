@@ -10,7 +10,7 @@ and gets one ``R``. A JSON array of such calls is that many calls in one request
 A handler that is a generator (or async generator) streams: each item it yields
 is sent as it is produced (docs/streaming.md). A parameter annotated ``bytes`` or
 ``File`` takes an upload; a handler that returns ``bytes`` or a ``File`` answers
-with those bytes (docs/files.md).
+with those bytes (docs/streaming.md).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def handler(
     ``"raw"`` (the items are bytes or str, sent as they are, typed ``media_type``).
     ``media_type`` is also the content type of a ``bytes`` result. ``openai="chat"``
     serves a generator of text pieces that takes ``messages`` at the gateway's
-    OpenAI-compatible ``/v1/chat/completions`` too (docs/openai.md).
+    OpenAI-compatible ``/v1/chat/completions`` too (docs/streaming.md).
     """
     if stream is not None and stream not in STREAM_FORMATS:
         raise ConfigError(f"@handler(stream={stream!r}): use one of {', '.join(STREAM_FORMATS)}")

@@ -29,6 +29,7 @@ deployments:
   single:
     service: {service}
     replicas: 1
+    handler_timeout_s: 1
     admission:
       max_ongoing_requests: 1
       queue_timeout_s: 60
@@ -212,6 +213,7 @@ def test_a_replica_dying_mid_stream_ends_it_with_an_error_event_and_no_retry(rea
     assert "went away mid-stream" in error["error"]
     wait_for(lambda: metric(ready, "steady_streams_total", deployment="streams", handler="die_after",
                             outcome="replica_lost") >= 1, 30, "the lost stream counted")
+    assert metric(ready, "steady_requests_total", deployment="streams", handler="die_after", code="502") >= 1
     wait_replaced(ready, "streams", error["replica"], pids[error["replica"]])
 
 
@@ -296,6 +298,22 @@ def test_a_stream_silent_past_its_chunk_timeout_ends_with_an_error_event(ready):
     got = events(response)
     assert got[0] == ("message", 0)
     assert got[-1][0] == "error" and "stream_chunk_timeout_s (2s)" in got[-1][1]["error"]
+
+
+def test_each_step_of_a_generator_is_bound_by_the_handler_timeout(ready):
+    response = httpx.post(f"{ready.url}/single/stall", json={"before": 2}, timeout=30)
+    got = events(response)
+    assert got[:2] == [("message", 0), ("message", 1)]
+    assert got[-1][0] == "error" and "handler_timeout_s (1s)" in got[-1][1]["error"]
+
+
+def test_the_openapi_document_describes_streams(ready):
+    document = httpx.get(f"{ready.url}/streams/openapi.json", timeout=30).json()
+    tokens = document["paths"]["/tokens"]["post"]
+    assert tokens["x-steady-stream"] == "sse"
+    content = tokens["responses"]["200"]["content"]["text/event-stream"]
+    assert content["x-steady-item-schema"]["required"] == ["index", "text"]
+    assert "application/x-ndjson" in document["paths"]["/numbers"]["post"]["responses"]["200"]["content"]
 
 
 def test_a_stream_past_its_overall_timeout_ends_with_an_error_event(ready):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import select
 import shutil
@@ -12,7 +13,7 @@ import subprocess
 
 import httpx
 import pytest
-from conftest import EXAMPLES, FIXTURES, start_instance, stop_instance
+from conftest import EXAMPLES, FIXTURES, run_cli, start_instance, stop_instance
 
 from steadyserve import Client, File, InvalidInput
 
@@ -72,6 +73,25 @@ def test_a_raw_body_with_its_content_type_is_the_upload(inst):
     echoed = httpx.post(f"{inst.url}/files/upload?label=raw&repeat=2", content=b"abc",
                         headers={"content-type": "text/csv"}, timeout=30).json()
     assert echoed == {"name": "", "content_type": "text/csv", "size": 3, "label": "raw", "repeat": 2, "head": "abc"}
+
+
+def test_a_file_in_a_json_body_is_base64(inst):
+    answer = httpx.post(f"{inst.url}/files/upload", json={"file": {"data": "aGVsbG8=", "name": "h.txt"}},
+                        timeout=30).json()
+    assert (answer["name"], answer["size"], answer["head"]) == ("h.txt", 5, "hello")
+    assert httpx.post(f"{inst.url}/files/raw_bytes", json={"data": "AAEC"}, timeout=30).json() == {"size": 3}
+
+
+def test_steady_call_uploads_a_file_and_saves_a_binary_answer(inst, tmp_path):
+    png = tmp_path / "four.png"
+    saved = run_cli("call", "images", "render", "--json", '{"digit": 4}', "--output", str(png), "--url", inst.url)
+    assert saved.returncode == 0, saved.stderr
+    assert png.read_bytes().startswith(PNG_SIGNATURE) and "image/png" in saved.stderr
+    sent = run_cli("call", "images", "classify", "--file", f"image={png}", "--url", inst.url)
+    assert sent.returncode == 0, sent.stderr
+    assert json.loads(sent.stdout)["digit"] == 4 and json.loads(sent.stdout)["file"] == "four.png"
+    missing = run_cli("call", "images", "classify", "--file", f"image={tmp_path / 'none.png'}", "--url", inst.url)
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
 
 
 def test_form_fields_come_with_the_file_typed_by_their_parameters(inst):
