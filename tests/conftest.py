@@ -189,6 +189,19 @@ def stop_instance(inst: Instance) -> int:
     return inst.proc.returncode
 
 
+def stop_with_children(inst: Instance) -> None:
+    """Stop an instance, then SIGKILL any of its processes a test left behind (a module fixture's teardown)."""
+    pids = []
+    try:
+        pids = [r["pid"] for r in inst.status() if r["pid"]]
+    except Exception:  # noqa: BLE001 - best effort cleanup
+        pass
+    stop_instance(inst)
+    for pid in pids:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Callable[..., Instance]]:
     """Start `steady serve TARGET ARGS...`; everything it started is stopped afterwards."""
@@ -202,15 +215,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Instance]]:
 
     yield _start
     for inst in started:
-        pids = []
-        try:
-            pids = [r["pid"] for r in inst.status() if r["pid"]]
-        except Exception:  # noqa: BLE001 - best effort cleanup
-            pass
-        stop_instance(inst)
-        for pid in pids:
-            if pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        stop_with_children(inst)
 
 
 class LoadStream:

@@ -13,12 +13,24 @@ import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
+import orjson
 from pydantic import BaseModel, ConfigDict
 
 StreamFormat = Literal["sse", "ndjson", "raw"]
 STREAM_FORMATS: tuple[StreamFormat, ...] = ("sse", "ndjson", "raw")
 STREAM_MEDIA_TYPES: dict[str, bytes] = {"sse": b"text/event-stream", "ndjson": b"application/x-ndjson"}
 OCTET_STREAM = "application/octet-stream"
+
+
+def error_event(fmt: str, body: dict[str, Any]) -> bytes | None:
+    """The event that ends a failed stream, for a client of its format (``body``: our error object,
+    ``{"error": message, ...}``); None for raw bytes, which no event can end: the connection is cut."""
+    if fmt == "sse":
+        return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
+    if fmt == "ndjson":
+        return orjson.dumps({"error": {"type": "stream_error", "message": body.get("error"),
+                                       **{k: v for k, v in body.items() if k != "error"}}}) + b"\n"
+    return None
 
 
 class File(BaseModel):

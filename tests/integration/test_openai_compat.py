@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 
 import httpx
 import openai
 import pytest
-from conftest import EXAMPLES, run_cli, start_instance, stop_instance
+from conftest import EXAMPLES, run_cli, start_instance, stop_with_children
 
 pytestmark = pytest.mark.integration
 
@@ -28,13 +26,7 @@ def chat(tmp_path_factory):
                     f"  echo:\n    service: {EXAMPLES / 'echo'}\n    replicas: 1\n")
     inst = start_instance(spec, state_dir, "--auth", command="up")
     yield inst, invoker.stdout.strip(), viewer.stdout.strip()
-    pids = [r["pid"] for r in inst.status() if r["pid"]]
-    stop_instance(inst)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    stop_with_children(inst)
 
 
 def client(inst, token: str) -> openai.OpenAI:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import socket
 import subprocess
 import threading
 
 import httpx
 import pytest
-from conftest import FIXTURES, STEADY, start_instance, stop_instance, wait_for
+from conftest import FIXTURES, STEADY, start_instance, stop_with_children, wait_for
 
 from steadyserve import AsyncClient, Client, HandlerFailed, StreamInterrupted
 
@@ -51,13 +49,7 @@ def inst(tmp_path_factory):
     spec.write_text(SPEC.format(service=FIXTURES / "streaming"))
     instance = start_instance(spec, root / "state", command="up")
     yield instance
-    pids = [r["pid"] for r in instance.status() if r["pid"]]
-    stop_instance(instance)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    stop_with_children(instance)
 
 
 @pytest.fixture

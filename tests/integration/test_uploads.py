@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import select
 import shutil
-import signal
 import socket
 import subprocess
 
 import httpx
 import pytest
-from conftest import EXAMPLES, FIXTURES, run_cli, start_instance, stop_instance
+from conftest import EXAMPLES, FIXTURES, run_cli, start_instance, stop_with_children
 
 from steadyserve import Client, File, InvalidInput
 
@@ -31,13 +29,7 @@ def inst(tmp_path_factory):
                     f"gateway:\n  processes: 1\n  max_body_bytes: {LIMIT_BYTES}\n")
     instance = start_instance(spec, root / "state", command="up")
     yield instance
-    pids = [r["pid"] for r in instance.status() if r["pid"]]
-    stop_instance(instance)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    stop_with_children(instance)
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")

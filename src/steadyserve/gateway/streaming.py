@@ -18,8 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
+from .. import media
 from ..errors import UpstreamError, UpstreamTimeout
 from ..wire.http11 import LAST_CHUNK, StreamAborted, chunk
 from ..wire.upstream import UpstreamStream
@@ -31,13 +30,8 @@ _NDJSON = b"content-type: application/x-ndjson"
 
 
 def error_event(head: bytes, body: dict[str, Any]) -> bytes | None:
-    """The event that tells a client of this stream's format why it ended; None: none can."""
-    if _SSE in head:
-        return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
-    if _NDJSON in head:
-        return orjson.dumps({"error": {"type": "stream_error", "message": body["error"],
-                                       **{k: v for k, v in body.items() if k != "error"}}}) + b"\n"
-    return None
+    """The event that tells a client of this stream's format (from its head) why it ended; None: none can."""
+    return media.error_event("sse" if _SSE in head else "ndjson" if _NDJSON in head else "raw", body)
 
 
 def client_head(head: bytes, chunked: bool) -> bytes:

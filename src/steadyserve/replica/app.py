@@ -35,7 +35,7 @@ from .inputs import field_errors, parse_input
 from .metrics import ReplicaMetrics
 from .openai_chat import CHAT_PATH, chat_completions
 from .openapi import openapi_document
-from .replies import Reply, Returned
+from .replies import Reply, Returned, to_json_default
 from .streaming import ItemEncoder, open_stream
 from .workers import NeverStarted, WorkerPool
 
@@ -62,13 +62,6 @@ class _Bound:
         self.started = False  # set by the worker thread that runs it
         self.expired = False
         self.shed = False  # handed back unstarted: it may go to another replica
-
-
-def _to_json_default(value: Any) -> Any:
-    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
-    if tolist is not None:
-        return tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 class ReplicaApp:
@@ -503,7 +496,7 @@ class ReplicaApp:
     def _serialise(self, spec: HandlerSpec, result: Any) -> bytes:
         if spec.output_adapter is not None:
             return spec.output_adapter.dump_json(self._checked(spec, result))
-        return orjson.dumps(result, default=_to_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+        return orjson.dumps(result, default=to_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
 
     def _serialise_many(self, spec: HandlerSpec, results: list[Any]) -> bytes:
         return b"[" + b",".join(self._serialise(spec, result) for result in results) + b"]"

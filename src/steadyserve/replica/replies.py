@@ -6,6 +6,14 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def to_json_default(value: Any) -> Any:
+    """orjson's fallback: numpy arrays and scalars as lists and numbers."""
+    tolist = getattr(value, "tolist", None)
+    if tolist is not None:
+        return tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     status: int

@@ -25,10 +25,10 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from ..errors import HandlerFailed
-from ..media import OCTET_STREAM, STREAM_MEDIA_TYPES
+from ..media import OCTET_STREAM, STREAM_MEDIA_TYPES, error_event
 from ..service import HandlerSpec
 from ..wire.http11 import LAST_CHUNK, Request, StreamAborted, StreamReply, chunk, stream_head
-from .replies import Reply
+from .replies import Reply, to_json_default
 
 if TYPE_CHECKING:
     from .app import ReplicaApp
@@ -44,13 +44,6 @@ class StreamFailed(StreamAborted):
     def __init__(self, body: dict[str, Any]) -> None:
         super().__init__(body.get("error"))
         self.body = body
-
-
-def _to_json_default(value: Any) -> Any:
-    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
-    if tolist is not None:
-        return tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 class ItemEncoder:
@@ -83,7 +76,7 @@ class ItemEncoder:
                 raise self._unserialisable(item, exc) from exc
         else:
             try:
-                data = orjson.dumps(item, default=_to_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+                data = orjson.dumps(item, default=to_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
             except TypeError as exc:
                 raise self._unserialisable(item, exc) from exc
         return b"data: " + data + b"\n\n" if self.format == "sse" else data + b"\n"
@@ -94,12 +87,7 @@ class ItemEncoder:
 
     def error(self, body: dict[str, Any]) -> bytes | None:
         """The event that ends a failed stream; None for raw bytes (the connection is cut instead)."""
-        if self.format == "sse":
-            return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
-        if self.format == "ndjson":
-            return orjson.dumps({"error": {"type": "stream_error", "message": body.get("error"),
-                                           **{k: v for k, v in body.items() if k != "error"}}}) + b"\n"
-        return None
+        return error_event(self.format, body)
 
     def media_type(self, spec: HandlerSpec) -> bytes:
         return STREAM_MEDIA_TYPES.get(self.format) or (spec.media_type or OCTET_STREAM).encode()
