@@ -29,7 +29,7 @@ from .client import (
     error_from_response,
 )
 from .client import retry_delay_s as retry_delay_s
-from .client_streams import ItemDecoder, alines_of, stream_format
+from .client_streams import ItemDecoder, alines_of, is_json, stream_format
 from .errors import ConfigError, RetryableError, StreamInterrupted
 from .trust import httpx_verify, tls_failure_message
 
@@ -115,7 +115,12 @@ class AsyncClient:
                 if response.status_code >= 400:
                     await response.aread()
                     raise error_from_response(response)
-                fmt = stream_format(response.headers.get("content-type", ""))
+                content_type = response.headers.get("content-type", "")
+                fmt = stream_format(content_type)
+                if is_json(content_type):  # a handler that answers in one piece: its answer is the one item
+                    await response.aread()
+                    yield response.json()
+                    return
                 if fmt == "raw":
                     async for data in response.aiter_bytes():
                         items += 1

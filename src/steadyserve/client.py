@@ -125,9 +125,15 @@ def _body(inputs: Mapping[str, Any] | list[Any]) -> dict[str, Any]:
 
 
 def decode_answer(response: httpx.Response) -> Any:
-    """The decoded JSON, or for any other content type the bytes as a ``File``."""
-    if is_json(response.headers.get("content-type", "application/json")):
+    """The decoded JSON; a whole SSE or NDJSON stream's items as a list; anything else as a ``File``."""
+    content_type = response.headers.get("content-type", "application/json")
+    if is_json(content_type):
         return response.json()
+    fmt = stream_format(content_type)
+    if fmt != "raw":
+        decoder = ItemDecoder(fmt)
+        items = [item for line in lines_of([response.text]) for item in decoder.feed(line)]
+        return items + decoder.finish()
     return binary_answer(response.content, response.headers)
 
 
@@ -208,7 +214,12 @@ class Client:
                 if response.status_code >= 400:
                     response.read()
                     raise error_from_response(response)
-                fmt = stream_format(response.headers.get("content-type", ""))
+                content_type = response.headers.get("content-type", "")
+                fmt = stream_format(content_type)
+                if is_json(content_type):  # a handler that answers in one piece: its answer is the one item
+                    response.read()
+                    yield response.json()
+                    return
                 if fmt == "raw":
                     for data in response.iter_bytes():
                         items += 1

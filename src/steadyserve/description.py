@@ -76,6 +76,7 @@ class HandlerDescription(_Frozen):
     stream: Literal["sse", "ndjson", "raw"] | None = None  # a generator handler: how its items are sent
     openai: Literal["chat"] | None = None  # also served at the gateway's /v1/chat/completions
     files: tuple[str, ...] = ()  # parameters that take an upload
+    binary_media_type: str | None = Field(default=None, max_length=200)  # answers with bytes of this type
     batch_max_size: int | None = Field(default=None, ge=1, le=MAX_BATCH_SIZE)  # None: not batched
     example: dict[str, Any] | None = None
     required_params: tuple[str, ...] = ()
@@ -175,6 +176,7 @@ def describe_class(cls: type[Service], file: Path) -> ServiceDescription:
                 stream=spec.stream,
                 openai=spec.options.openai,
                 files=spec.file_params,
+                binary_media_type=(spec.media_type or "application/octet-stream") if spec.binary_output else None,
                 batch_max_size=spec.options.batch.max_size if spec.options.batch else None,
                 example=_jsonable(spec.options.example),
                 required_params=spec.required_params,

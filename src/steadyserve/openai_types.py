@@ -13,6 +13,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# OpenAI's `code` is a string (or null): ours, by HTTP status.
+CODES = {400: "invalid_request", 401: "invalid_api_key", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+         408: "request_timeout", 413: "payload_too_large", 422: "invalid_request", 429: "rate_limit_exceeded",
+         500: "server_error", 502: "upstream_error", 503: "unavailable", 504: "timeout"}
 # What a chat handler may take from the request, besides messages; the rest is ignored.
 HANDLER_FIELDS = ("max_tokens", "temperature", "top_p", "seed", "stop", "model")
 

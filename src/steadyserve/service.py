@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin, overload
 
 from pydantic import BaseModel, ConfigDict, Strict, TypeAdapter, conlist, create_model
+from pydantic.fields import FieldInfo
 
 from .errors import ConfigError
 from .media import STREAM_FORMATS, StreamFormat, is_binary_type, is_file_type, stream_item_type
@@ -213,6 +214,8 @@ def _build_spec(cls: type[Service], name: str, fn: Callable[..., Any]) -> Handle
             required.append(param.name)
         else:
             fields[param.name] = (annotation, param.default)
+            if isinstance(param.default, FieldInfo) and param.default.is_required():
+                required.append(param.name)  # `x: int = Field(ge=0)`: constraints, and no default
     is_generator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
     stream = _stream_format(options, is_generator, where)
     file_params = tuple(name for name, (annotation, _) in fields.items() if is_file_type(annotation))

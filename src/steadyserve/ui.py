@@ -156,10 +156,12 @@ class ServeConsole:
                 continue
             handler, body = chosen
             streams = handler.stream is not None
+            saved = _saved_as(handler)  # a binary answer goes to a file, not to the terminal
             lines.append(_command("try", _curl(f"{url}/{prefix}{handler.name}", body, cfg.auth_required,
-                                               cacert, stream=streams)))
+                                               cacert, stream=streams, output=saved)))
             lines.append(_command("or", f"{shell.steady} call {shlex.quote(dep.name)} {handler.name}"
                                         f" --json {shlex.quote(json.dumps(body))}{' --stream' if streams else ''}"
+                                        f"{f' --output {saved}' if saved else ''}"
                                         f"{url_option}{cacert_option} {state_dir}"))
             if dep.chat_handler is not None:
                 chat = {"model": dep.name, "messages": [{"role": "user", "content": "Hello"}], "stream": True}
@@ -207,9 +209,20 @@ def _command(label: str, command: str, indent: int = 4) -> str:
     return f"{' ' * indent}{label + ':':<7} {escape(command)}"
 
 
-def _curl(url: str, body: dict[str, Any] | None, auth: bool, cacert: Path | None, *, stream: bool = False) -> str:
+def _saved_as(handler: HandlerDescription) -> str | None:
+    """Where a suggested call saves a binary answer: the handler's name with its media type's extension."""
+    if handler.binary_media_type is None:
+        return None
+    import mimetypes
+
+    return handler.name + (mimetypes.guess_extension(handler.binary_media_type.split(";")[0].strip()) or ".bin")
+
+
+def _curl(url: str, body: dict[str, Any] | None, auth: bool, cacert: Path | None, *, stream: bool = False,
+          output: str | None = None) -> str:
     # -N: print a stream's items as they arrive rather than when curl's buffer fills
-    words = ["curl", "-sN" if stream else "-s", *(["--cacert", str(cacert)] if cacert else []), url]
+    words = ["curl", "-sN" if stream else "-s", *(["--cacert", str(cacert)] if cacert else []),
+             *(["-o", output] if output else []), url]
     if body is not None:
         words += ["-H", "content-type: application/json"]
     command = shlex.join(words)

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 VENV_BIN = Path(sys.executable).absolute().parent
 FULL_STEADY = str(VENV_BIN / "steady")
-COMMAND_LINE = re.compile(r"^\s+(token|try|or|status):\s+(.+?)\s*$")
+COMMAND_LINE = re.compile(r"^\s+(token|try|or|openai|status):\s+(.+?)\s*$")
 SMALL = ("--replicas", "1", "--gateways", "1")
 
 
@@ -175,3 +175,28 @@ def test_tls_hints_use_a_name_a_localhost_only_certificate_holds(serve, shell_pa
     calls = [c for label, c in commands if label in ("try", "or")]
     assert f"https://localhost:{inst.port}/echo" in calls[0] and f"--url https://localhost:{inst.port}" in calls[1]
     run_all(commands, new_shell(shell_path), tmp_path)
+
+
+def test_stream_hints_print_items_as_printed(serve, shell_path, tmp_path):
+    inst = serve(EXAMPLES / "chat", *SMALL)
+    commands = dict(printed_commands(inst))
+    assert commands["try"].startswith("curl -sN ") and " --stream " in commands["or"]
+    env = new_shell(shell_path)
+    events = run_as_printed(commands["try"], env, tmp_path).split("\n\n")
+    assert all(isinstance(json.loads(e.removeprefix("data: ")), str) for e in events if e.strip())
+    items = run_as_printed(commands["or"], env, tmp_path).splitlines()
+    assert items and all(isinstance(json.loads(line), str) for line in items)
+    openai = [line for line in run_as_printed(commands["openai"], env, tmp_path).splitlines() if line]
+    assert openai[-1] == "data: [DONE]"
+    assert json.loads(openai[0].removeprefix("data: "))["object"] == "chat.completion.chunk"
+
+
+def test_binary_answer_hints_save_the_file_as_printed(serve, shell_path, tmp_path):
+    inst = serve(EXAMPLES / "images", *SMALL)
+    commands = dict(printed_commands(inst))
+    env = new_shell(shell_path)
+    for label in ("try", "or"):
+        saved = tmp_path / "render.png"
+        saved.unlink(missing_ok=True)
+        run_as_printed(commands[label], env, tmp_path)
+        assert saved.read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), commands[label]

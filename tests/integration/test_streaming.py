@@ -289,7 +289,7 @@ def test_a_stream_silent_past_its_chunk_timeout_ends_with_an_error_event(ready):
     response = httpx.post(f"{ready.url}/streams/stall", json={"before": 1}, timeout=30)
     got = events(response)
     assert got[0] == ("message", 0)
-    assert got[-1][0] == "error" and "stream_chunk_timeout_s (2s)" in got[-1][1]["error"]
+    assert got[-1][0] == "error" and "streaming.chunk_timeout_s (2s)" in got[-1][1]["error"]
 
 
 def test_each_step_of_a_generator_is_bound_by_the_handler_timeout(ready):
@@ -312,7 +312,7 @@ def test_a_stream_past_its_overall_timeout_ends_with_an_error_event(ready):
     response = httpx.post(f"{ready.url}/streams/tokens", json={"count": 1000, "delay_s": 0.2}, timeout=30)
     got = events(response)
     assert 0 < len(got) - 1 < 1000
-    assert got[-1][0] == "error" and "stream_timeout_s (4s)" in got[-1][1]["error"]
+    assert got[-1][0] == "error" and "streaming.timeout_s (4s)" in got[-1][1]["error"]
 
 
 def test_stream_metrics_count_first_chunk_chunks_and_how_streams_ended(ready):

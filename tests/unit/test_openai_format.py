@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from steadyserve.gateway.openai import ChatTarget, Refusal, chat_target, models, reshape_error
 from steadyserve.gateway.routes import ServiceRoute
 from steadyserve.openai_types import (
+    CODES,
     HANDLER_FIELDS,
     ChatMessage,
     ChatRequest,
@@ -339,9 +340,10 @@ def test_chat_target_without_chat_deployments_says_how_to_make_one():
 def test_reshape_error_puts_our_error_in_openais_shape(status, kind):
     body = orjson.dumps({"error": "something failed", "request_id": "r-1", "retry_after_s": 2})
     assert orjson.loads(reshape_error(status, body)) == {"error": {
-        "message": "something failed", "type": kind, "param": None, "code": status, "request_id": "r-1",
+        "message": "something failed", "type": kind, "param": None, "code": CODES[status], "request_id": "r-1",
         "retry_after_s": 2,
     }}
+    assert isinstance(CODES[status], str)  # OpenAI's code is a string
 
 
 def test_reshape_error_keeps_the_param_our_error_names():

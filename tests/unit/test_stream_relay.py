@@ -21,7 +21,7 @@ from steadyserve.gateway.proxy import Gateway
 from steadyserve.gateway.routes import ReplicaRoute, RoutingTable, ServiceRoute
 from steadyserve.gateway.runtime import ServiceRuntime, UpstreamReplica
 from steadyserve.gateway.streaming import StreamRelay, client_head, error_event
-from steadyserve.wire.http11 import LAST_CHUNK, Request, StreamAborted, StreamReply, chunk
+from steadyserve.wire.http11 import FAILED_LAST_CHUNK, LAST_CHUNK, Request, StreamAborted, StreamReply, chunk
 from steadyserve.wire.upstream import UpstreamConnection, UpstreamPool, UpstreamResponse, UpstreamStream
 
 REQUEST_ID = b"req-1"
@@ -49,8 +49,10 @@ class FakeStream:
     """What the relay uses of an ``UpstreamStream``: each read takes the next step of a script."""
 
     def __init__(self, head: bytes, script: list[bytes | UpstreamError], *, at_boundary: bool = True,
-                 chunks: int = 0) -> None:
+                 chunks: int = 0, failed: bool = False) -> None:
         self.head = head
+        self.failed = failed  # the replica's trailer said its handler failed
+        self.complete = False
         self.status = 200
         self.script = deque(script)
         self.at_boundary = at_boundary
@@ -63,6 +65,7 @@ class FakeStream:
         step = self.script.popleft()
         if isinstance(step, Exception):
             raise step
+        self.complete = not self.script or self.script[0] == b""
         return step
 
     def release(self) -> None:
@@ -192,10 +195,10 @@ def test_a_stream_that_cannot_carry_an_error_event_is_aborted(head, at_boundary)
 
 
 @pytest.mark.parametrize("chunk_timeout_s, stream_timeout_s, elapsed_s, waited_s, message", [
-    (5.0, 600.0, 0.0, 5.0, "replica r0 sent nothing for stream_chunk_timeout_s (5s)"),
-    (30.0, 100.0, 60.0, 30.0, "replica r0 sent nothing for stream_chunk_timeout_s (30s)"),
-    (30.0, 10.0, 0.0, 10.0, "the stream ran past stream_timeout_s (10s)"),
-    (30.0, 100.0, 80.0, 20.0, "the stream ran past stream_timeout_s (100s)"),
+    (5.0, 600.0, 0.0, 5.0, "replica r0 sent nothing for streaming.chunk_timeout_s (5s)"),
+    (30.0, 100.0, 60.0, 30.0, "replica r0 sent nothing for streaming.chunk_timeout_s (30s)"),
+    (30.0, 10.0, 0.0, 10.0, "the stream ran past streaming.timeout_s (10s)"),
+    (30.0, 100.0, 80.0, 20.0, "the stream ran past streaming.timeout_s (100s)"),
 ])
 def test_a_timeout_names_the_limit_that_passed(chunk_timeout_s, stream_timeout_s, elapsed_s, waited_s, message):
     clock = Clock()
@@ -394,3 +397,32 @@ def test_a_replica_lost_after_a_chunk_whose_last_byte_came_alone_still_ends_with
         assert gw.inflight == 0
 
     run(scenario)
+
+
+# --- a handler that failed after its first item (the replica's stream-error trailer) -------------
+
+
+def test_a_stream_whose_handler_failed_passes_its_error_event_and_counts_as_a_handler_error():
+    event = chunk(b'event: error\ndata: {"error": "boom"}\n\n')
+    stream = FakeStream(SSE, [chunk(b"data: 1\n\n"), event + FAILED_LAST_CHUNK, b""], chunks=3, failed=True)
+    relay, _, _, ends = relay_over(stream)
+    assert run(lambda: served(relay)) == [chunk(b"data: 1\n\n"), event + FAILED_LAST_CHUNK]
+    assert ends.outcomes == ["handler_error"]
+
+
+def test_a_raw_stream_whose_handler_failed_is_cut_without_its_last_chunk():
+    stream = FakeStream(RAW, [chunk(b"x1"), chunk(b"x2") + FAILED_LAST_CHUNK, b""], chunks=3, failed=True)
+    relay, _, _, ends = relay_over(stream)
+    pieces: list[bytes] = []
+
+    async def scenario() -> None:
+        try:
+            async for piece in relay:
+                pieces.append(piece)
+        finally:
+            await relay.aclose()
+
+    with pytest.raises(StreamAborted):
+        run(scenario)
+    assert pieces == [chunk(b"x1"), chunk(b"x2")]  # never the last chunk: the client sees a cut body
+    assert ends.outcomes == ["handler_error"]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from steadyserve.errors import UpstreamLost, UpstreamTimeout
-from steadyserve.wire.http11 import LAST_CHUNK, chunk
+from steadyserve.wire.http11 import FAILED_LAST_CHUNK, LAST_CHUNK, chunk
 from steadyserve.wire.upstream import (
     STREAM_HIGH_WATER_BYTES,
     UpstreamConnection,
@@ -412,5 +412,19 @@ def test_a_reused_connection_serves_a_buffered_response_and_a_stream_after_a_str
         again.release()
         assert pool._idle == [conn] and not transport.aborted
         assert bytes(transport.written) == REQUEST * 3
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("split", [None, len(HEAD) + len(C1), len(HEAD + C1 + C2) + 3])
+@pytest.mark.parametrize("last, failed", [(LAST_CHUNK, False), (FAILED_LAST_CHUNK, True)])
+def test_the_stream_error_trailer_marks_the_stream_failed(split, last, failed):
+    response = HEAD + C1 + C2 + last
+    reads = [response] if split is None else [response[:split], response[split:]]
+
+    async def scenario() -> None:
+        stream, _, _ = await stream_from(reads)
+        assert await drain(stream) == C1 + C2 + last  # passed through as it came
+        assert stream.failed is failed
 
     run(scenario)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from ..openai_types import CODES
 from .routes import ServiceRoute
 
 PREFIX = b"/v1/"
@@ -21,6 +22,7 @@ MODELS_PATH = b"/v1/models"
 CHAT_PATH = b"/v1/chat/completions"
 _KINDS = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 413: "invalid_request_error", 429: "rate_limit_error"}
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,13 @@ def chat_target(body: bytes, routes: Mapping[str, ServiceRoute]) -> ChatTarget |
     return ChatTarget(model, route.chat_handler)
 
 
+def openai_error_event(body: dict[str, object]) -> bytes:
+    """The SSE event that ends a broken chat stream, as OpenAI clients read it (they raise its message)."""
+    error = {"message": body.get("error"), "type": "server_error", "param": None, "code": "stream_interrupted",
+             **{k: v for k, v in body.items() if k != "error"}}
+    return b"data: " + orjson.dumps({"error": error}) + b"\n\n"
+
+
 def reshape_error(status: int, body: bytes) -> bytes:
     """One of our ``{"error": "...", ...}`` bodies in OpenAI's error shape (already shaped: unchanged)."""
     try:
@@ -78,4 +87,4 @@ def reshape_error(status: int, body: bytes) -> bytes:
     message = parsed.pop("error")
     kind = _KINDS.get(status, "server_error" if status >= 500 else "invalid_request_error")
     return orjson.dumps({"error": {"message": message, "type": kind, "param": parsed.pop("param", None),
-                                   "code": status, **parsed}})
+                                   "code": CODES.get(status, str(status)), **parsed}})

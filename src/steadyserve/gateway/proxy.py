@@ -231,7 +231,7 @@ class Gateway:
         def ended(relay: StreamRelay, outcome: str) -> None:
             self.inflight -= 1
             if outcome != "complete":  # the client saw 200 and then an error event, or left
-                note.status = {"client_gone": 499, "timed_out": 504}.get(outcome, 502)
+                note.status = {"client_gone": 499, "timed_out": 504, "handler_error": 500}.get(outcome, 502)
             duration_s = relay.duration_s()
             self.metrics.call(note, first_chunk_s)  # a stream's latency is its time to first chunk
             self.metrics.stream(note, outcome, first_chunk_s, relay.chunks, duration_s)
@@ -239,7 +239,8 @@ class Gateway:
                              len(stream.head) + relay.bytes_out)
 
         relay = StreamRelay(stream, service, result.replica, note, request_id=request_id, started=started,
-                            first_chunk_s=first_chunk_s, chunked=request.chunked_ok, clock=self.clock, on_end=ended)
+                            first_chunk_s=first_chunk_s, chunked=request.chunked_ok, clock=self.clock, on_end=ended,
+                            openai=request.path.startswith(PREFIX))
         return StreamReply(stream.status, client_head(stream.head, request.chunked_ok), relay,
                            close_after=not request.chunked_ok)
 

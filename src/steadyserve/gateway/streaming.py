@@ -20,9 +20,10 @@ from typing import Any
 
 from .. import media
 from ..errors import UpstreamError, UpstreamTimeout
-from ..wire.http11 import LAST_CHUNK, StreamAborted, chunk
+from ..wire.http11 import FAILED_LAST_CHUNK, LAST_CHUNK, StreamAborted, chunk
 from ..wire.upstream import UpstreamStream
 from .metrics import CallNote
+from .openai import openai_error_event
 from .runtime import ServiceRuntime, UpstreamReplica
 
 _SSE = b"content-type: text/event-stream"
@@ -46,7 +47,8 @@ class StreamRelay:
 
     def __init__(self, stream: UpstreamStream, service: ServiceRuntime, replica: UpstreamReplica, note: CallNote,
                  *, request_id: bytes, started: float, first_chunk_s: float, chunked: bool,
-                 clock: Callable[[], float], on_end: Callable[[StreamRelay, str], None]) -> None:
+                 clock: Callable[[], float], on_end: Callable[[StreamRelay, str], None],
+                 openai: bool = False) -> None:
         self.stream = stream
         self.service = service
         self.replica = replica
@@ -64,6 +66,9 @@ class StreamRelay:
         self._stream_timeout_s = route.stream_timeout_s
         self._ends_at = now + route.stream_timeout_s
         self._pending: bytes | None = None
+        self._openai = openai  # errors as OpenAI clients read them
+        self._raw = error_event(stream.head, {"error": ""}) is None  # no event can end it: it is cut
+        self._cut_next = False
         self._done = False
         self._closed = False
         self.outcome = "client_gone"  # until it ends otherwise
@@ -76,6 +81,8 @@ class StreamRelay:
         if self._pending is not None:
             piece, self._pending = self._pending, None
             return piece
+        if self._cut_next:
+            raise StreamAborted("the handler failed mid-stream")
         if self._done:
             raise StopAsyncIteration
         now = self._clock()
@@ -87,9 +94,15 @@ class StreamRelay:
             return self._failed(err, whole_s <= self._chunk_timeout_s)
         if not data:
             self._done = True
-            self.outcome = "complete"
+            self.outcome = "handler_error" if self.stream.failed else "complete"
             await self.aclose()
             raise StopAsyncIteration
+        if self._raw and self.stream.failed and self.stream.complete:
+            # The handler failed: the replica's last chunk says so, and a raw stream can only be cut.
+            self.outcome, self._done, self._cut_next = "handler_error", True, True
+            data = data.removesuffix(FAILED_LAST_CHUNK)
+            if not data:
+                raise StreamAborted("the handler failed mid-stream")
         self.bytes_out += len(data)
         return data
 
@@ -98,15 +111,17 @@ class StreamRelay:
         self._done = True
         if isinstance(err, UpstreamTimeout):
             self.outcome = "timed_out"
-            message = (f"the stream ran past stream_timeout_s ({self._stream_timeout_s:g}s)" if overall else
-                       f"replica {self.replica.id} sent nothing for stream_chunk_timeout_s"
+            message = (f"the stream ran past streaming.timeout_s ({self._stream_timeout_s:g}s)" if overall else
+                       f"replica {self.replica.id} sent nothing for streaming.chunk_timeout_s"
                        f" ({self._chunk_timeout_s:g}s)")
         else:
             self.outcome = "replica_lost"
             message = f"replica {self.replica.id} went away mid-stream ({err}); the answer is incomplete"
         body = {"error": message, "request_id": self.request_id.decode("latin-1"), "replica": self.replica.id,
                 "chunks": self.stream.chunks}
-        event = error_event(self.stream.head, body) if self.stream.at_boundary else None
+        event = None
+        if self.stream.at_boundary:
+            event = openai_error_event(body) if self._openai else error_event(self.stream.head, body)
         self.stream.release()  # not complete: the connection is closed, the replica stops its generator
         if event is None:
             raise StreamAborted(message)
@@ -127,7 +142,8 @@ class StreamRelay:
 
     @property
     def chunks(self) -> int:
-        return max(0, self.stream.chunks - (1 if self.outcome == "complete" else 0))  # less the last, empty one
+        ended = self.outcome in ("complete", "handler_error")  # less the last, empty one
+        return max(0, self.stream.chunks - (1 if ended else 0))
 
     def duration_s(self) -> float:
         return time.perf_counter() - self.started

@@ -61,7 +61,7 @@ RETRIES = _spec("steady_retries", "counter", "Calls retried on another replica a
 EJECTIONS = _spec("steady_ejections", "counter", "Replicas ejected by a gateway's outlier detection", "deployment")
 STREAM_BUCKETS_S = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 STREAMS = _spec("steady_streams", "counter",
-                "Streamed answers by how they ended (complete, client_gone, replica_lost, timed_out)",
+                "Streamed answers by how they ended (complete, handler_error, client_gone, replica_lost, timed_out)",
                 "deployment", "handler", "outcome")
 STREAM_FIRST_CHUNK = _spec("steady_stream_first_chunk_seconds", "histogram",
                            "Time from a streamed call's arrival to its first chunk (queueing and retries included)",

@@ -162,6 +162,13 @@ def raw_arguments(spec: HandlerSpec, content_type: bytes | None, body: bytes, qu
 def urlencoded_arguments(spec: HandlerSpec, body: bytes, query: bytes) -> dict[str, Any]:
     values = _query_values(spec, query)
     values.update(_pairs(spec, body))
+    unknown = sorted(set(values) - set(spec.input_model.model_fields))
+    if unknown:
+        # Most likely a file sent with curl's default type (`-d @file` / `--data-binary @file`).
+        raise InvalidInput(
+            f"the body came as application/x-www-form-urlencoded with fields handler {spec.name!r} does not have;"
+            f" to send a file, give its content type (-H 'content-type: image/png' --data-binary @FILE) or send it"
+            f" as multipart/form-data (curl -F {spec.file_params[0]}=@FILE)", unknown=unknown[:10])
     return values
 
 

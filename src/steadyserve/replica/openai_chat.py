@@ -17,7 +17,7 @@ import orjson
 from pydantic import ValidationError
 
 from ..errors import HandlerFailed
-from ..openai_types import ChatRequest, CompletionIds, error_body, rough_tokens, usage
+from ..openai_types import CODES, ChatRequest, CompletionIds, error_body, rough_tokens, usage
 from ..service import HandlerSpec
 from ..wire.http11 import Request, StreamReply, json_response
 from .replies import Reply
@@ -88,7 +88,8 @@ def _openai_error(status: int, body: bytes, extra: bytes) -> bytes:
     message = str(parsed.pop("error", "error")) if isinstance(parsed, dict) else str(parsed)
     details = parsed if isinstance(parsed, dict) else {}
     kind = "server_error" if status >= 500 else "invalid_request_error"
-    return json_response(status, error_body(message, kind=kind, code=status, **details), extra_headers=extra)
+    return json_response(status, error_body(message, kind=kind, code=CODES.get(status, str(status)), **details),
+                         extra_headers=extra)
 
 
 def _bad_request(exc: ValidationError, where: str, extra: bytes) -> bytes:

@@ -35,9 +35,12 @@ def _upload_forms(spec: HandlerSpec, ref: str, schemas: dict[str, Any]) -> dict[
     model = schemas.get(spec.input_model.__name__, {})
     properties = {name: (_BINARY if name in spec.file_params else schema)
                   for name, schema in model.get("properties", {}).items()}
+    # A field that is not text goes as JSON (`[1, 2]`, `true`): one part, not one part per element.
+    encoding = {name: {"contentType": "*/*" if name in spec.file_params else "application/json"}
+                for name, schema in properties.items() if name in spec.file_params or schema.get("type") != "string"}
     forms: dict[str, Any] = {"multipart/form-data": {
         "schema": {"type": "object", "properties": properties, "required": list(spec.required_params)},
-        "encoding": {name: {"contentType": "*/*"} for name in spec.file_params},
+        "encoding": encoding,
     }}
     if len(spec.file_params) == 1:
         forms["*/*"] = {"schema": _BINARY, "x-steady-note": f"the file `{spec.file_params[0]}` as the body, with its"

@@ -27,7 +27,15 @@ from pydantic import TypeAdapter, ValidationError
 from ..errors import HandlerFailed
 from ..media import OCTET_STREAM, STREAM_MEDIA_TYPES, error_event
 from ..service import HandlerSpec
-from ..wire.http11 import LAST_CHUNK, Request, StreamAborted, StreamReply, chunk, stream_head
+from ..wire.http11 import (
+    FAILED_LAST_CHUNK,
+    LAST_CHUNK,
+    Request,
+    StreamAborted,
+    StreamReply,
+    chunk,
+    stream_head,
+)
 from .replies import Reply, to_json_default
 
 if TYPE_CHECKING:
@@ -197,10 +205,13 @@ class StreamCall:
             self._done = True
             await self.aclose()
             event = self.encoder.error(failed.body)
-            if event is None:
-                raise  # raw bytes: the server cuts the connection
-            if self.chunked:
-                self._pending = LAST_CHUNK
+            if not self.chunked:
+                if event is None:
+                    raise  # raw bytes to an HTTP/1.0 client: the server cuts the connection
+                return event
+            if event is None:  # raw bytes: no event can say it; the trailer does (the gateway then cuts)
+                return FAILED_LAST_CHUNK
+            self._pending = FAILED_LAST_CHUNK
             return self._frame(event)
 
     async def aclose(self) -> None:

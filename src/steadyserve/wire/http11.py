@@ -102,6 +102,10 @@ def chunk(data: bytes) -> bytes:
 
 
 LAST_CHUNK = b"0\r\n\r\n"
+# Ends a stream whose handler failed after its first item: the last chunk with a trailer field, so
+# the gateway counts the stream as failed (clients ignore a trailer they did not ask for).
+STREAM_ERROR_TRAILER = b"x-steady-stream-error"
+FAILED_LAST_CHUNK = b"0\r\n" + STREAM_ERROR_TRAILER + b": 1\r\n\r\n"
 
 
 def stream_head(status: int, content_type: bytes, extra_headers: bytes = b"", *, chunked: bool = True) -> bytes:

@@ -19,6 +19,7 @@ import orjson
 
 from ..errors import UpstreamDraining, UpstreamLost, UpstreamOverloaded, UpstreamTimeout, UpstreamUnreachable
 from .endpoints import open_connection
+from .http11 import STREAM_ERROR_TRAILER
 
 CONNECT_TIMEOUT_S = 1.0  # a replica's socket answers at once or not at all
 _NOT_RUN = {  # a replica's 503 that provably did not run the call
@@ -123,6 +124,11 @@ class UpstreamStream:
         return self._conn.chunks_done
 
     @property
+    def failed(self) -> bool:
+        """The replica ended it with the stream-error trailer: its handler failed after the first item."""
+        return self._conn.stream_failed
+
+    @property
     def complete(self) -> bool:
         return self._done and not self._pieces
 
@@ -140,7 +146,7 @@ class UpstreamStream:
 
 
 class UpstreamConnection(asyncio.Protocol):
-    __slots__ = ("_chunks", "_dechunk", "_done_early", "_early_body", "_tail", "chunks_done", "_not_run", "_future", "_in_chunk", "_parser", "_stream",
+    __slots__ = ("_chunks", "_dechunk", "_done_early", "_early_body", "_in_body", "_tail", "chunks_done", "stream_failed", "_not_run", "_future", "_in_chunk", "_parser", "_stream",
                  "_streaming", "_timer", "closed", "reusable", "transport")
 
     def __init__(self) -> None:
@@ -160,6 +166,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._early_body: list[bytes] = []  # dechunking: the body's data in the read that brought the head
         self.chunks_done = 0  # of the stream being read
         self._tail = b""  # the last two bytes of the stream so far
+        self._in_body = False  # the response's head is complete: header fields now are trailers
+        self.stream_failed = False  # the stream ended with the stream-error trailer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -218,12 +226,19 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lower = name.lower()
+        if self._in_body:  # a trailer field after a stream's chunks
+            if lower == STREAM_ERROR_TRAILER:
+                self.stream_failed = True
+            return
         if lower == _TRANSFER_ENCODING:
             self._streaming = b"chunked" in value.lower()
             return
         not_run = _NOT_RUN.get(lower)
         if not_run is not None:
             self._not_run = not_run
+
+    def on_headers_complete(self) -> None:
+        self._in_body = True
 
     def on_chunk_header(self) -> None:
         self._in_chunk = True
@@ -291,6 +306,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._done_early = False
         self.chunks_done = 0
         self._tail = b""
+        self._in_body = False
+        self.stream_failed = False
         self._timer = loop.call_later(timeout_s, self._on_timeout, timeout_s)
         self.transport.write(data)
         return future
