@@ -137,6 +137,9 @@ def test_a_handler_failing_mid_stream_ends_it_with_an_error_event(ready, handler
     assert [kind for kind, _ in got] == ["message"] * good + ["error"]
     error = got[-1][1]
     assert handler in error["error"] and error["error_id"] and error["request_id"]
+    wait_for(lambda: metric(ready, "steady_streams_total", deployment="streams", handler=handler,
+                            outcome="handler_error") >= 1, 30, "the failed stream counted as a handler error")
+    assert metric(ready, "steady_requests_total", deployment="streams", handler=handler, code="500") >= 1
 
 
 def test_a_failing_ndjson_stream_ends_with_an_error_line(ready):

@@ -7,7 +7,14 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from steadyserve.gateway.openai import ChatTarget, Refusal, chat_target, models, reshape_error
+from steadyserve.gateway.openai import (
+    ChatTarget,
+    Refusal,
+    chat_target,
+    models,
+    openai_error_event,
+    reshape_error,
+)
 from steadyserve.gateway.routes import ServiceRoute
 from steadyserve.openai_types import (
     CODES,
@@ -367,3 +374,11 @@ def test_reshape_error_keeps_the_param_our_error_names():
 @pytest.mark.parametrize("status", [400, 404, 502])
 def test_reshape_error_leaves_other_bodies_unchanged(status, body):
     assert reshape_error(status, body) == body
+
+
+def test_a_broken_chat_stream_ends_with_an_event_openai_clients_raise():
+    event = openai_error_event({"error": "replica r0 went away mid-stream", "replica": "r0"})
+    assert event.startswith(b"data: ") and event.endswith(b"\n\n")
+    error = orjson.loads(event[6:])["error"]
+    assert error["message"] == "replica r0 went away mid-stream" and error["type"] == "server_error"
+    assert isinstance(error["code"], str) and error["replica"] == "r0"

@@ -288,6 +288,11 @@ def test_urlencoded_arguments_keep_an_unknown_field_as_text():
     assert urlencoded_arguments(SPECS["plain"], b"other=%5B1%5D", b"") == {"other": "[1]"}
 
 
+def test_a_file_sent_with_curls_default_content_type_is_refused_saying_how_to_send_it():
+    with pytest.raises(InvalidInput, match="content-type: image/png.*curl -F image=@FILE"):
+        urlencoded_arguments(SPECS["describe"], b"\x89PNG binary bytes", b"")
+
+
 @pytest.mark.parametrize(("body", "query"), [(b"image=abc", b""), (b"", b"image=abc")])
 def test_urlencoded_arguments_refuse_a_file_parameter_given_as_text(body, query):
     with pytest.raises(InvalidInput, match="parameter 'image' of handler 'describe' is a file"):

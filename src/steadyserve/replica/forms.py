@@ -163,7 +163,7 @@ def urlencoded_arguments(spec: HandlerSpec, body: bytes, query: bytes) -> dict[s
     values = _query_values(spec, query)
     values.update(_pairs(spec, body))
     unknown = sorted(set(values) - set(spec.input_model.model_fields))
-    if unknown:
+    if unknown and spec.file_params:
         # Most likely a file sent with curl's default type (`-d @file` / `--data-binary @file`).
         raise InvalidInput(
             f"the body came as application/x-www-form-urlencoded with fields handler {spec.name!r} does not have;"
