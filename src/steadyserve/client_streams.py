@@ -144,24 +144,38 @@ def is_json(content_type: str) -> bool:
 
 async def alines_of(chunks: AsyncIterable[str]) -> AsyncIterator[str]:
     """``lines_of`` for an async source of text pieces."""
-    pending = ""
+    lines = _Lines()
     async for piece in chunks:
-        pending += piece
-        *complete, pending = pending.split("\n")
-        for line in complete:
-            yield line.removesuffix("\r")
-    if pending:
-        yield pending.removesuffix("\r")
+        for line in lines.feed(piece):
+            yield line
+    for line in lines.finish():
+        yield line
+
+
+class _Lines:
+    """Text pieces in, whole lines out; a long line costs linear time however many pieces it comes in."""
+
+    def __init__(self) -> None:
+        self._pending: list[str] = []
+
+    def feed(self, piece: str) -> list[str]:
+        if "\n" not in piece:
+            self._pending.append(piece)
+            return []
+        first, *middle, last = piece.split("\n")
+        lines = ["".join(self._pending) + first, *middle]
+        self._pending = [last] if last else []
+        return [line.removesuffix("\r") for line in lines]
+
+    def finish(self) -> list[str]:
+        rest = "".join(self._pending)
+        return [rest.removesuffix("\r")] if rest else []
 
 
 def lines_of(chunks: Iterable[str]) -> Iterable[str]:
     """Text pieces -> lines (without their ``\\n`` / ``\\r\\n``). Only ``\\n`` ends a line: SSE and
     NDJSON items may hold U+2028 and the like unescaped, which ``str.splitlines`` would split."""
-    pending = ""
+    lines = _Lines()
     for piece in chunks:
-        pending += piece
-        *complete, pending = pending.split("\n")
-        for line in complete:
-            yield line.removesuffix("\r")
-    if pending:
-        yield pending.removesuffix("\r")
+        yield from lines.feed(piece)
+    yield from lines.finish()

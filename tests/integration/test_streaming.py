@@ -150,8 +150,19 @@ def test_a_failing_ndjson_stream_ends_with_an_error_line(ready):
 
 
 def test_a_failing_raw_stream_is_cut_never_complete_looking(ready):
-    with pytest.raises(httpx.RemoteProtocolError):
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):  # incomplete chunks, or a reset
         httpx.post(f"{ready.url}/streams/fails_after_raw", json={}, timeout=30)
+
+
+def test_a_failing_raw_stream_to_an_http_1_0_client_ends_with_a_reset(ready):
+    """No length, no chunks: only a reset (not a close) tells this client the body is incomplete."""
+    with socket.create_connection(("127.0.0.1", ready.port), timeout=30) as sock:
+        sock.sendall(b"POST /streams/fails_after_raw HTTP/1.0\r\ncontent-length: 2\r\n\r\n{}")
+        received = b""
+        with pytest.raises(ConnectionResetError):
+            while data := sock.recv(65536):
+                received += data
+    assert b"x0\n" in received  # what came before the failure arrived
 
 
 def test_the_sdk_raises_what_ended_a_stream(ready):

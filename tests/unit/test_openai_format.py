@@ -245,23 +245,8 @@ def test_usage_totals_prompt_and_completion_tokens(prompt, completion):
                                          "total_tokens": prompt + completion}
 
 
-@pytest.mark.parametrize(
-    ("text", "tokens"),
-    [
-        ("", 0),
-        ("   \n\t", 0),
-        ("hello", 1),
-        ("Hello, world!", 4),
-        ("don't", 1),
-        ("snake_case word", 2),
-        ("a.b", 3),
-        ("日本語 テキスト", 2),
-        ("3.14", 3),
-        ("🎉", 1),
-        ("x  y\n\nz", 3),
-    ],
-)
-def test_rough_tokens_counts_words_and_punctuation(text, tokens):
+@pytest.mark.parametrize(("text", "tokens"), [("", 0), ("abc", 1), ("abcd", 1), ("abcde", 2), ("x" * 4000, 1000)])
+def test_rough_tokens_counts_about_four_characters_a_token(text, tokens):
     assert rough_tokens(text) == tokens
 
 

@@ -426,3 +426,54 @@ def test_a_raw_stream_whose_handler_failed_is_cut_without_its_last_chunk():
         run(scenario)
     assert pieces == [chunk(b"x1"), chunk(b"x2")]  # never the last chunk: the client sees a cut body
     assert ends.outcomes == ["handler_error"]
+
+
+@pytest.mark.parametrize("ending, failed", [("complete", 0), ("handler_error", 1), ("replica_lost", 1),
+                                            ("client_gone", 0)])
+def test_a_stream_counts_for_its_revisions_rollout_judgement_when_it_ends(ending, failed):
+    """Not at its first chunk: a revision whose streams break off must look failing, not healthy."""
+    async def scenario() -> None:
+        gw, pool = streaming_gateway()
+        reply = await gw.handle(post())
+        assert isinstance(reply, StreamReply)
+        outcomes = gw.services["svc"].outcomes_of(0)
+        assert (outcomes.requests, outcomes.failures) == (0, 0)  # undecided while it streams
+        relay = reply.pieces
+        await relay.__anext__()
+        conn, _ = pool.conns[0]
+        if ending == "complete":
+            conn.data_received(LAST_CHUNK)
+        elif ending == "handler_error":
+            conn.data_received(chunk(b'event: error\ndata: {"error": "boom"}\n\n') + FAILED_LAST_CHUNK)
+        elif ending == "replica_lost":
+            conn.connection_lost(None)
+        try:
+            if ending != "client_gone":
+                async for _ in relay:
+                    pass
+        except StreamAborted:
+            pass
+        finally:
+            await relay.aclose()
+        assert (outcomes.requests, outcomes.failures) == (1, failed)
+
+    run(scenario)
+
+
+def test_the_whole_stream_timeout_holds_for_a_client_that_keeps_reading_slowly():
+    """Data is always waiting (the client reads slower than the replica writes): the deadline still ends it."""
+    clock = Clock()
+    stream = FakeStream(SSE, [chunk(b"data: 1\n\n"), chunk(b"data: 2\n\n"), chunk(b"data: 3\n\n")], chunks=3)
+    relay, _, _, ends = relay_over(stream, stream_timeout_s=10.0, clock=clock)
+
+    async def scenario() -> list[bytes]:
+        pieces = [await relay.__anext__()]
+        clock.now += 11.0  # the client took its time over the first piece
+        pieces.append(await relay.__anext__())
+        await relay.aclose()
+        return pieces
+
+    pieces = run(scenario)
+    assert pieces[0] == chunk(b"data: 1\n\n")
+    assert b"streaming.timeout_s (10s)" in pieces[1]
+    assert ends.outcomes == ["timed_out"]

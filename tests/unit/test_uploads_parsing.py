@@ -12,9 +12,10 @@ import pytest
 from pydantic import Field
 
 from steadyserve import File, Service, handler
-from steadyserve.client_streams import binary_answer, multipart_parts
+from steadyserve.client_streams import binary_answer, lines_of, multipart_parts
 from steadyserve.errors import HandlerFailed, InvalidInput, MethodNotAllowed
 from steadyserve.replica.binary import (
+    NOSNIFF,
     binary_reply,
     disposition,
     is_binary_result,
@@ -471,12 +472,14 @@ ANSWERS = handler_specs(Answers)
     ],
 )
 def test_binary_reply_sends_the_bytes_with_their_content_type(handler_name, result, reply):
-    assert binary_reply(ANSWERS[handler_name], result) == reply
+    answer = binary_reply(ANSWERS[handler_name], result)
+    assert (answer.status, answer.body, answer.content_type) == (reply.status, reply.body, reply.content_type)
+    assert NOSNIFF in answer.headers  # a browser takes the content type as given
 
 
 def test_binary_reply_names_a_named_file_in_its_disposition():
     reply = binary_reply(ANSWERS["file"], File(data=b"%PDF", name="report.pdf", content_type="application/pdf"))
-    assert reply.headers == b"content-disposition: inline; filename=\"report.pdf\"; filename*=UTF-8''report.pdf\r\n"
+    assert reply.headers == NOSNIFF + b"content-disposition: inline; filename=\"report.pdf\"; filename*=UTF-8''report.pdf\r\n"
 
 
 @pytest.mark.parametrize("result", [{"a": 1}, "text", 3, None])
@@ -543,7 +546,7 @@ def test_disposition_sends_an_ascii_fallback_and_the_utf8_name(name, fallback, e
 @pytest.mark.parametrize("name", ["report.pdf", "plain name.txt", "résumé.pdf", "日本.png", 'a"b.txt'])
 def test_a_returned_files_name_reaches_the_client(name):
     reply = binary_reply(ANSWERS["file"], File(data=b"x", name=name, content_type="text/plain"))
-    header, _, value = reply.headers.decode("ascii").rstrip("\r\n").partition(": ")
+    header, _, value = reply.headers.removeprefix(NOSNIFF).decode("ascii").rstrip("\r\n").partition(": ")
     answer = binary_answer(reply.body, {header: value, "content-type": reply.content_type.decode()})
     assert answer == File(data=b"x", name=name, content_type="text/plain")
 
@@ -626,3 +629,16 @@ def test_is_readable_is_true_only_for_open_files(value, readable):
 )
 def test_is_binary_result_for_binary_handlers_and_untyped_handlers_returning_bytes(handler_name, result, binary):
     assert is_binary_result(ANSWERS[handler_name], result) is binary
+
+
+@pytest.mark.parametrize("where", ["query", "body"])
+def test_more_fields_than_the_limit_is_a_clear_422(where):
+    many = "&".join(f"f{i}=1" for i in range(300)).encode()
+    body, query = (many, b"") if where == "body" else (b"", many)
+    with pytest.raises(InvalidInput, match="more than 256 fields"):
+        urlencoded_arguments(SPECS["describe"], body, query)
+
+
+def test_lines_of_a_long_line_in_many_pieces_is_that_line():
+    pieces = ["x" * 1000] * 5000 + ["\nnext\n"]
+    assert list(lines_of(pieces)) == ["x" * 5_000_000, "next"]

@@ -61,6 +61,7 @@ class Answered:
     status: int
     response: Any  # forwarded as it is
     now: float
+    stream: bool = False  # a stream: how it went is known (and recorded for its revision) when it ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +155,8 @@ def _record(service: ServiceRuntime, replica: UpstreamReplica, outcome: Answered
     if isinstance(outcome, Failed) and isinstance(outcome.error, UpstreamDraining):
         return  # it never ran: says nothing about the replica's health or the revision
     failed = isinstance(outcome, Failed) or outcome.status >= 500
-    service.outcomes_of(replica.revision).observe(latency_s, failed)
+    if not (isinstance(outcome, Answered) and outcome.stream):
+        service.outcomes_of(replica.revision).observe(latency_s, failed)
     if isinstance(outcome, Answered):
         service.latency.observe(latency_s)
         if replica.limiter is not None and service.gradient is not None:

@@ -233,6 +233,9 @@ class Gateway:
             if outcome != "complete":  # the client saw 200 and then an error event, or left
                 note.status = {"client_gone": 499, "timed_out": 504, "handler_error": 500}.get(outcome, 502)
             duration_s = relay.duration_s()
+            # For the revision's rollout judgement, as any call: a stream that broke off failed.
+            relay.service.outcomes_of(relay.replica.revision).observe(
+                first_chunk_s, outcome not in ("complete", "client_gone"))
             self.metrics.call(note, first_chunk_s)  # a stream's latency is its time to first chunk
             self.metrics.stream(note, outcome, first_chunk_s, relay.chunks, duration_s)
             self.access.call(request.method, request.path, note, duration_s, len(request.body),
@@ -376,7 +379,7 @@ class Gateway:
         except UpstreamError as err:
             return Failed(err, self.clock(), self.services.get(send.service.name))
         if type(response) is UpstreamStream:
-            return Answered(response.status, response, self.clock())
+            return Answered(response.status, response, self.clock(), stream=True)
         return Answered(response.status, response.raw, self.clock())  # type: ignore[union-attr]
     def _authorize(self, request: Request, request_id: bytes) -> bytes | TokenRecord | None:
         """The caller's token if the call may proceed; else the 401/403/429 answer."""

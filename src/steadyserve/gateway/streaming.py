@@ -87,6 +87,8 @@ class StreamRelay:
             raise StopAsyncIteration
         now = self._clock()
         whole_s = self._ends_at - now
+        if whole_s <= 0:  # also for a client that reads slowly: the replica never had to wait for it
+            return self._failed(UpstreamTimeout("the stream's time is up"), True)
         wait_s = min(self._chunk_timeout_s, whole_s)
         try:
             data = await self.stream.read(wait_s)
@@ -96,6 +98,8 @@ class StreamRelay:
             self._done = True
             self.outcome = "handler_error" if self.stream.failed else "complete"
             await self.aclose()
+            if self._raw and self.stream.failed:
+                raise StreamAborted("the handler failed mid-stream")  # a raw stream can only be cut
             raise StopAsyncIteration
         if self._raw and self.stream.failed and self.stream.complete:
             # The handler failed: the replica's last chunk says so, and a raw stream can only be cut.

@@ -50,6 +50,10 @@ def safe_content_type(value: str) -> str:
     return value if _CONTENT_TYPE.fullmatch(value) else OCTET_STREAM
 
 
+# A browser must take the content type as given (an echoed upload labelled text/plain stays text).
+NOSNIFF = b"x-content-type-options: nosniff\r\n"
+
+
 def disposition(name: str) -> bytes:
     fallback = _ASCII_NAME.sub("_", name)[:200] or "download"
     return (f"content-disposition: inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(name[:200], safe='')}"
@@ -61,9 +65,10 @@ def binary_reply(spec: HandlerSpec, result: Any) -> Reply:
     if isinstance(result, File):
         content_type = safe_content_type(result.content_type if result.content_type != OCTET_STREAM or
                                          spec.media_type is None else spec.media_type)
-        return Reply(200, result.data, content_type.encode(), disposition(result.name) if result.name else b"")
+        return Reply(200, result.data, content_type.encode(),
+                     NOSNIFF + (disposition(result.name) if result.name else b""))
     if isinstance(result, (bytes, bytearray, memoryview)):
-        return Reply(200, bytes(result), safe_content_type(spec.media_type or OCTET_STREAM).encode())
+        return Reply(200, bytes(result), safe_content_type(spec.media_type or OCTET_STREAM).encode(), NOSNIFF)
     raise HandlerFailed(f"handler {spec.name!r} returned a {type(result).__name__}; its annotation says it"
                         " returns bytes or a File", uuid.uuid4().hex[:12])
 

@@ -177,13 +177,24 @@ def _query_values(spec: HandlerSpec, query: bytes) -> dict[str, Any]:
 
 
 def _query_names(query: bytes) -> set[str]:
-    return {k for k, _ in parse_qsl(query.decode("utf-8", "replace"), keep_blank_values=True)}
+    return set(_query_values_raw(query))
+
+
+def _query_values_raw(query: bytes) -> dict[str, str]:
+    try:
+        return dict(parse_qsl(query.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=MAX_PARTS))
+    except ValueError as exc:
+        raise InvalidInput(f"more than {MAX_PARTS} fields in the query string", limit_fields=MAX_PARTS) from exc
 
 
 def _pairs(spec: HandlerSpec, encoded: bytes) -> dict[str, Any]:
     fields = spec.input_model.model_fields
     values: dict[str, Any] = {}
-    for key, text in parse_qsl(encoded.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=MAX_PARTS):
+    try:
+        pairs = parse_qsl(encoded.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=MAX_PARTS)
+    except ValueError as exc:  # more than MAX_PARTS fields
+        raise InvalidInput(f"more than {MAX_PARTS} fields in the query string or form", limit_fields=MAX_PARTS) from exc
+    for key, text in pairs:
         if key in spec.file_params:
             raise InvalidInput(f"parameter {key!r} of handler {spec.name!r} is a file: send it as the body or as"
                                " a multipart/form-data part, not as text")

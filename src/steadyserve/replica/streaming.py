@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -136,17 +137,23 @@ class Stepper:
             except Exception:  # its cleanup failed: the stream is over anyway
                 log.exception("closing the stream of handler %s failed", self._spec.name)
             return
-        self._close_sync()
+        # Its cleanup (`finally`) is user code that may block: on a thread of its own, never the loop,
+        # and not waited for: the slot is free once the generator stops yielding.
+        threading.Thread(target=self._close_sync, name=f"close-{self._spec.name}", daemon=True).start()
 
-    def _close_sync(self, tries: int = 0) -> None:
-        try:
-            self._generator.close()  # GeneratorExit at its yield: quick cleanup code, on the loop
-        except ValueError:  # "generator already executing": a timed-out step is still on its worker
-            limit = (self._app.handler_timeout_s + self._app.stuck_grace_s) / CLOSE_RETRY_S
-            if tries < limit:
-                asyncio.get_running_loop().call_later(CLOSE_RETRY_S, self._close_sync, tries + 1)
-        except Exception:
-            log.exception("closing the stream of handler %s failed", self._spec.name)
+    def _close_sync(self) -> None:
+        give_up_at = time.monotonic() + self._app.handler_timeout_s + self._app.stuck_grace_s
+        while True:
+            try:
+                self._generator.close()  # GeneratorExit at its yield
+                return
+            except ValueError:  # "generator already executing": a timed-out step is still on its worker
+                if time.monotonic() >= give_up_at:
+                    return
+                time.sleep(CLOSE_RETRY_S)
+            except Exception:
+                log.exception("closing the stream of handler %s failed", self._spec.name)
+                return
 
 
 def start_generator(service: Any, spec: HandlerSpec, kwargs: dict[str, Any]) -> Any:

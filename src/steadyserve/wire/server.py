@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import socket
+import struct
 import time
 import uuid
 from collections import deque
@@ -376,11 +378,11 @@ class HttpServerProtocol(asyncio.Protocol):
                     await self._drain_waiter
             return not transport.is_closing()
         except StreamAborted:
-            transport.abort()  # cut short, so the client cannot take it for a whole body
+            _reset(transport)  # cut short, so the client cannot take it for a whole body
             return False
         except Exception:
             log.exception("streamed response failed")
-            transport.abort()
+            _reset(transport)
             return False
         finally:
             await pieces.aclose()
@@ -492,6 +494,18 @@ class HttpServerProtocol(asyncio.Protocol):
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+
+def _reset(transport: asyncio.Transport) -> None:
+    """Close with a reset, not a FIN: a body without its own end (HTTP/1.0, no chunking) must not look
+    complete to the client."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()
 
 
 class HttpServer:
