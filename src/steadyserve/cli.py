@@ -26,7 +26,7 @@ STATE_DIR_OPTION = click.option(
     "--state-dir", type=click.Path(path_type=Path), default=Path(".steady"), show_default=True,
     help="State directory of the running instance.",
 )
-STATUS_KEYS = ("kind", "deployment", "id", "pid", "state", "inflight", "requests", "restarts", "revision")
+STATUS_KEYS = ("kind", "deployment", "id", "pid", "state", "inflight", "requests", "restarts", "revision", "node")
 
 
 def fail(message: str) -> None:
@@ -100,16 +100,21 @@ def serve(target: str, state_dir: Path, no_batching: bool, api_port: int, auth: 
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="PEM certificate (overrides gateway.tls_cert).")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PEM private key.")
+@click.option("--ray-address", metavar="ADDRESS",
+              help="Run replicas as actors on this Ray cluster (overrides backend:; needs steadyserve[ray]).")
 @STATE_DIR_OPTION
 def up(spec_file: Path, port: int | None, api_port: int, no_auth: bool, tls_cert: Path | None,
-       tls_key: Path | None, state_dir: Path) -> None:
+       tls_key: Path | None, ray_address: str | None, state_dir: Path) -> None:
     """Run every deployment of a spec file behind one gateway."""
     from .control.secrets import read_secret_values
     from .control.serve import check_gateway_port, check_port
-    from .control.spec import GatewaySpec, key_location, load_spec
+    from .control.spec import BackendSpec, GatewaySpec, key_location, load_spec
 
     def build(recovering: bool) -> tuple[Any, Any, dict[str, dict[str, str]]]:
         spec = load_spec(spec_file)
+        if ray_address is not None:
+            spec = spec.model_copy(update={"backend": BackendSpec(
+                kind="ray", address=ray_address, namespace=spec.backend.namespace)})
         wanted = spec.gateway.port if port is None else port
         update: dict[str, Any] = {"port": check_gateway_port(spec.gateway.host, wanted, recovering, state_dir)}
         if tls_cert is not None or tls_key is not None:
@@ -294,14 +299,14 @@ def status_rows(state_dir: Path, api_url: str | None = None, cacert: Path | None
     else:
         db = _open_db(state_dir)
         try:
-            rows = db.processes()
+            rows = db.public_processes()
         finally:
             db.close()
     now = time.time()
     result = []
     for r in rows:
         uptime_s = round(now - r["started_at"], 1) if r["started_at"] else None
-        result.append({**{k: r[k] for k in STATUS_KEYS}, "uptime": _format_uptime(uptime_s),
+        result.append({**{k: r.get(k) for k in STATUS_KEYS}, "uptime": _format_uptime(uptime_s),
                        "uptime_s": uptime_s, "last_error": r["last_error"],
                        "routes_version": r["routes_version"]})
     return result
@@ -328,13 +333,17 @@ def status(state_dir: Path, as_json: bool, api_url: str | None, cacert: Path | N
         return
     remote = _remote(api_url)
     table = Table(title=f"steadyserve — {for_terminal(remote or state_dir)}")  # what was asked: a remote API or a state dir
-    for column in ("kind", "deployment", "id", "pid", "state", "in-flight", "requests", "restarts", "rev", "uptime"):
+    on_cluster = any(r["node"] for r in rows)  # replicas on Ray nodes: say which node each runs on
+    columns = ["kind", "deployment", "id", *(["node"] if on_cluster else []), "pid", "state", "in-flight",
+               "requests", "restarts", "rev", "uptime"]
+    for column in columns:
         table.add_column(column, no_wrap=True, min_width=min(len(column), 8))
     table.add_column("last error", overflow="fold")
     colours = {"ready": "green", "crash_loop": "red", "unhealthy": "yellow", "backoff": "yellow"}
     for r in rows:
         state = r["state"]
-        table.add_row(r["kind"], r["deployment"] or "-", r["id"], str(r["pid"] or "-"),
+        node = [for_terminal((r["node"] or "-")[:12])] if on_cluster else []  # Ray node ids: 56 hex digits
+        table.add_row(r["kind"], r["deployment"] or "-", r["id"], *node, str(r["pid"] or "-"),
                       f"[{colours.get(state, 'white')}]{state}[/]", str(r["inflight"]), str(r["requests"]),
                       str(r["restarts"]), str(r["revision"] or "-"), r["uptime"], for_terminal(r["last_error"] or ""))
     console.print(table)

@@ -78,7 +78,7 @@ class FakeProber:
     def __init__(self, launcher: FakeLauncher, routes_path: Path) -> None:
         self.launcher, self.routes_path = launcher, routes_path
 
-    async def probe(self, endpoint: str, timeout_s: float) -> ProbeResult:
+    async def probe(self, endpoint: str, timeout_s: float, credential: str | None = None) -> ProbeResult:
         proc = next(p for p in self.launcher.started if p.endpoint == endpoint)
         if proc.healthz is not None:
             return proc.healthz
@@ -152,7 +152,7 @@ def test_a_broken_probe_counts_as_a_failed_probe_and_is_reported(tmp_path):
     h = Harness(tmp_path)
     h.tick(2)
 
-    async def broken(endpoint: str, timeout_s: float) -> ProbeResult:
+    async def broken(endpoint: str, timeout_s: float, credential: str | None = None) -> ProbeResult:
         raise RuntimeError("prober bug")
 
     h.controller.prober.probe = broken  # type: ignore[method-assign]
@@ -168,7 +168,7 @@ def test_a_gateway_report_that_cannot_be_read_does_not_stop_its_supervision(tmp_
     gateway.revisions = "junk"  # type: ignore[assignment]
     real_probe = h.controller.prober.probe
 
-    async def garbled(endpoint: str, timeout_s: float) -> ProbeResult:
+    async def garbled(endpoint: str, timeout_s: float, credential: str | None = None) -> ProbeResult:
         result = await real_probe(endpoint, timeout_s)
         return ProbeResult(True, True, {**result.stats, "ejections": [{"seq": "x"}]}) if endpoint == gateway.endpoint \
             else result

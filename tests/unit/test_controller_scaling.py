@@ -34,7 +34,7 @@ class LoadedProber(FakeProber):
         self.shed = 0
         self.instance: str | None = None  # set: the gateway restarted under a new instance id
 
-    async def probe(self, endpoint: str, timeout_s: float) -> ProbeResult:
+    async def probe(self, endpoint: str, timeout_s: float, credential: str | None = None) -> ProbeResult:
         result = await super().probe(endpoint, timeout_s)
         stats = dict(result.stats)
         if "table_version" in stats:  # a gateway

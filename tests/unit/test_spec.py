@@ -104,7 +104,7 @@ def test_an_alias_bomb_is_indexed_in_its_own_size_not_expanded():
     lines = ["x:", "  a0: &a0 [1, 2, 3, 4, 5, 6, 7, 8, 9]"]
     lines += [f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]  # 9**10 leaves
     lines += ["deployments:", "  echo: {service: echo}"]
-    with pytest.raises(ConfigError, match=r"steady.yaml:1: x: unknown key; the keys here: capacity, deployments, gateway,"):
+    with pytest.raises(ConfigError, match=r"steady.yaml:1: x: unknown key; the keys here: backend, capacity, deployments, gateway,"):
         parse_spec("\n".join(lines) + "\n", "steady.yaml")  # returns at once: each node is indexed once
 
 

@@ -99,11 +99,13 @@ V4 = STATE_SCHEMA.tables
     (DbReport(Path("s/state.db"), True, 4096), ["routes.json"], "refuse", "holds no tables"),
     (DbReport(Path("s/state.db"), True, 8192, error="file is not a database"), [], "refuse",
      "is damaged: file is not a database"),
-    (DbReport(Path("s/state.db"), True, 8192, 4, V4), [], "use", ""),
-    (DbReport(Path("s/state.db"), True, 8192, 4, V4 - {"tokens"}), [], "refuse", "tables missing (tokens)"),
+    (DbReport(Path("s/state.db"), True, 8192, 5, V4), [], "use", ""),
+    (DbReport(Path("s/state.db"), True, 8192, 5, V4 - {"tokens"}), [], "refuse", "tables missing (tokens)"),
+    (DbReport(Path("s/state.db"), True, 8192, 4, V4), [], "migrate", ""),
+    (DbReport(Path("s/state.db"), True, 8192, 4, V4 - {"tokens"}), [], "refuse", "without tables tokens"),
     (DbReport(Path("s/state.db"), True, 8192, 3, V4 - {"secrets"}), [], "migrate", ""),
     (DbReport(Path("s/state.db"), True, 8192, 2, V4), [], "refuse", "schema version 2, which this steadyserve cannot"),
-    (DbReport(Path("s/state.db"), True, 8192, 9, V4), [], "refuse", "newer than this steadyserve's (4)"),
+    (DbReport(Path("s/state.db"), True, 8192, 9, V4), [], "refuse", "newer than this steadyserve's (5)"),
     (DbReport(Path("s/state.db"), True, 8192, 0, frozenset({"notes"})), [], "refuse", "not a steadyserve state"),
 ])
 def test_judge_decides_from_the_file_and_the_state_dirs_history(report, history, action, problem):
@@ -227,8 +229,10 @@ def test_version_3_is_migrated_in_place_keeping_every_row_and_a_copy(tmp_path):
     conn.close()
     db = StateDB.open_existing(tmp_path)
     try:
-        assert db._conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert db._conn.execute("PRAGMA user_version").fetchone()[0] == 5
         assert db.tokens()[0]["name"] == "ci"
+        columns = {r[1] for r in db._conn.execute("PRAGMA table_info(processes)")}
+        assert {"node", "credential"} <= columns
         assert db.audit()[0]["count"] == 1 and db.audit()[0]["last_ts"] is None
         assert db.revision_spec("digits", 1) == '{"spec": {}}' and db.revision_config("digits", 1) is None
         assert db.desired_deployments()[0]["replicas"] == 2
@@ -238,6 +242,27 @@ def test_version_3_is_migrated_in_place_keeping_every_row_and_a_copy(tmp_path):
     kept = list(tmp_path.glob("state.db.schema-v3-*"))
     assert len(kept) == 1
     assert sqlite3.connect(kept[0]).execute("PRAGMA user_version").fetchone()[0] == 3
+
+
+def test_version_4_is_migrated_in_place_adding_the_replica_columns(tmp_path):
+    db_path = make_state(tmp_path)
+    conn = sqlite3.connect(db_path)
+    conn.executescript("ALTER TABLE processes DROP COLUMN node; ALTER TABLE processes DROP COLUMN credential;"
+                       " PRAGMA user_version = 4;")
+    conn.close()
+    before = rows(db_path)
+    db = StateDB.open_existing(tmp_path)
+    try:
+        assert db._conn.execute("PRAGMA user_version").fetchone()[0] == 5
+        db.upsert_process({"kind": "replica", "deployment": "digits", "id": "r0", "state": "ready", "generation": 1, "inflight": 0,
+                           "requests": 0, "restarts": 0,
+                           "node": "n1", "credential": "k" * 40})
+        assert [(r["node"], "credential" in r) for r in db.public_processes()] == [("n1", False)]
+    finally:
+        db.close()
+    assert {t: v for t, v in rows(db_path).items() if t != "processes"} == \
+        {t: v for t, v in before.items() if t != "processes"}
+    assert len(list(tmp_path.glob("state.db.schema-v4-*"))) == 1
 
 
 @pytest.mark.parametrize("version", [2, 7])

@@ -272,7 +272,7 @@ def build_api(controller: Controller, base_dir: Path, local_actor: str | None = 
 
     @app.get("/v1/replicas")
     async def replicas() -> list[dict[str, Any]]:
-        return controller.db.processes()
+        return controller.db.public_processes()
 
     @app.get("/v1/audit")
     async def audit(limit: int = Query(default=100, ge=1, le=10_000)) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..loading import parse_target
 from .describer import ChildDescriber, Describer, DescribeRequest
 from .environment import child_base_env
-from .spec import DeploymentSpec, GatewaySpec, PlatformSpec
+from .spec import BackendSpec, DeploymentSpec, GatewaySpec, PlatformSpec
 from .supervision import SupervisionPolicy
 
 
@@ -84,6 +84,7 @@ class PlatformConfig(_Frozen):
     snapshot_keep: int = Field(default=12, ge=0)
     notifications: NotificationSettings = NotificationSettings()  # where alerts go (spec `notifications:`)
     capacity: CapacitySpec = CapacitySpec()  # the machine's budget for replicas (spec `capacity:`)
+    backend: BackendSpec = BackendSpec()  # where replicas run (spec `backend:`, or `steady up --ray-address`)
 
     @property
     def url(self) -> str:
@@ -167,5 +168,5 @@ def resolve_platform(spec: PlatformSpec, base_dir: Path, state_dir: Path, api_po
                               base_dir=base_dir.resolve(), deployments=tuple(config for config, _ in resolved),
                               default_deployment=default_deployment, auth_required=auth_required,
                               snapshot_interval_s=spec.state.snapshot_interval_s, snapshot_keep=spec.state.snapshot_keep,
-                              notifications=spec.notifications, capacity=spec.capacity)
+                              notifications=spec.notifications, capacity=spec.capacity, backend=spec.backend)
     return platform, {config.name: service for config, service in resolved}

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..alerting.engine import AlertEngine
 from ..gateway.routes import (
@@ -36,7 +36,9 @@ from ..wording import plural
 from . import orphans, private_dirs, reports
 from .config import DeploymentConfig, PlatformConfig
 from .desired import DeploymentState, DesiredState
-from .launch import GATEWAY_MODULE, METRICS_DIR, REPLICA_MODULE, gateway_args, replica_args, replica_env
+from .backends import ReplicaBackend, ReplicaHandle, ReplicaLaunch, credential_of
+from .backends.local import LocalBackend, read_error_file
+from .launch import GATEWAY_MODULE, METRICS_DIR, gateway_args, replica_args, replica_env
 from .leftovers import is_recorded_process
 from .observing import Observer
 from .probes import HttpProber, Prober, ProbeResult
@@ -54,7 +56,7 @@ from .rollout import (
     plan,
 )
 from .scaling import Scaling
-from .secrets import SECRETS_DIR_VAR, redact, split_by_mount, write_secret_files
+from .secrets import redact, split_by_mount
 from .statedb import Event, StateDB
 from .supervision import (
     HAS_PROCESS,
@@ -75,7 +77,6 @@ from .watching import Watching
 log = logging.getLogger("steadyserve.controller")
 ROUTES_FILE = "routes.json"
 _MAX_REPORTED_CHARS = 4000  # of a replica's own words in one event (a 3 MB exception stays in its log)
-_MAX_REPORTED_BYTES = 1 << 20
 GATEWAY_POLICY = SupervisionPolicy()
 
 MIB = 1024 * 1024
@@ -103,6 +104,11 @@ class Managed:
     def label(self) -> str:
         return f"{self.deployment}-{self.slot.id}" if self.deployment else self.slot.id
 
+    @property
+    def replica(self) -> ReplicaHandle | None:
+        """A replica's process as its backend started it (gateways: None)."""
+        return cast(ReplicaHandle, self.proc) if self.config is not None and self.proc is not None else None
+
 
 class Controller(DesiredState, Watching, Scaling):
     def __init__(
@@ -115,6 +121,7 @@ class Controller(DesiredState, Watching, Scaling):
         prober: Prober | None = None,
         collect_orphans: bool = False,
         observer: Observer | None = None,
+        backend: ReplicaBackend | None = None,
     ) -> None:
         self.config = config
         self.observer = observer  # metrics, history, alerts: serve.py passes one; unit tests need none
@@ -139,6 +146,7 @@ class Controller(DesiredState, Watching, Scaling):
         self._failing: dict[tuple[str, str, str, str], str] = {}
         self._persisted: dict[Key, dict[str, Any]] = {}  # process rows as last written
         self.socket_dir = config.state_dir / "sock"  # prepare() finds the private one
+        self._backend = backend  # replicas run here; default (after prepare): local processes
 
     # --- set-up ---------------------------------------------------------------------
     def prepare(self, recover: bool = False, secrets: dict[str, dict[str, str]] | None = None) -> None:
@@ -146,6 +154,9 @@ class Controller(DesiredState, Watching, Scaling):
         private_dirs.tighten_files(self.config.state_dir)
         private_dirs.ensure_private_dir(self.config.logs_dir, tighten=True)
         self.socket_dir = private_dirs.socket_dir(self.config.state_dir)
+        if self._backend is None:
+            self._backend = LocalBackend(self.launcher, self.socket_dir, self.config.logs_dir,
+                                         self.config.state_dir / METRICS_DIR, self.routes_path)
         if recover:
             self._recover()
         self.db.reset_processes()
@@ -194,11 +205,9 @@ class Controller(DesiredState, Watching, Scaling):
         adopted = 0
         for row in self.db.processes():
             kind, name, pid = row["kind"], row["deployment"], row["pid"]
-            if not pid or not row["endpoint"] or not pid_alive(pid) or not is_recorded_process(
-                    pid, kind, row["endpoint"], self.socket_dir, self.routes_path):
-                continue
             dep = self.deployments.get(name)
             config = None
+            proc: ProcessHandle | None
             if kind == "replica":
                 if dep is None:
                     continue
@@ -208,12 +217,20 @@ class Controller(DesiredState, Watching, Scaling):
                     if found is None:
                         continue
                     dep.configs[revision] = found
+                proc = self.backend.adopt(row)
+                if proc is None:
+                    continue
                 config = dep.configs[revision]
+            else:
+                if not pid or not row["endpoint"] or not pid_alive(pid) or not is_recorded_process(
+                        pid, kind, row["endpoint"], self.socket_dir, self.routes_path):
+                    continue
+                proc = AdoptedProcess(pid)
             state = ProcState.READY if row["state"] == "ready" else ProcState.STARTING
             slot = Slot(kind, row["id"], state, row["generation"], started_at=now, seen_alive=True,
                         restarts=row["restarts"], ready_at=now if state == ProcState.READY else None)
             self.managed[(kind, name, row["id"])] = Managed(
-                slot, name, row["revision"], config, AdoptedProcess(pid), row["endpoint"],
+                slot, name, row["revision"], config, proc, row["endpoint"],
                 started_wall=row["started_at"])
             adopted += 1
         try:
@@ -223,6 +240,11 @@ class Controller(DesiredState, Watching, Scaling):
         self.record("controller", "controller", "recovered",
                     f"recovered {len(self.deployments)} deployments from the state DB;"
                     f" adopted {adopted} running processes")
+
+    @property
+    def backend(self) -> ReplicaBackend:
+        assert self._backend is not None, "prepare() first"
+        return self._backend
 
     def record(self, kind: str, subject: str, type: str, message: str, deployment: str = "") -> None:
         event = self.db.add_event(kind, subject, type, message, deployment)
@@ -257,9 +279,11 @@ class Controller(DesiredState, Watching, Scaling):
         return GATEWAY_POLICY, 1.0
 
     async def tick(self) -> None:
+        self._sync_replicas()
         running = {key: m for key, m in self.managed.items() if m.slot.state in RUNNING and m.endpoint}
         results = await asyncio.gather(
-            *(self.prober.probe(m.endpoint, self._policy(m)[1]) for m in running.values()),  # type: ignore[arg-type]
+            *(self.prober.probe(m.endpoint, self._policy(m)[1], credential_of(m.proc))  # type: ignore[arg-type]
+              for m in running.values()),
             return_exceptions=True,
         )
         probed: dict[Key, ProbeResult | BaseException] = dict(zip(running, results, strict=True))
@@ -277,6 +301,13 @@ class Controller(DesiredState, Watching, Scaling):
         self._guarded("controller", "controller", "", "drop retired slots", self._drop_retired)
         if self.collect_orphans:
             self._guarded("controller", "controller", "", "collect orphans", self._collect_orphans)
+
+    def _sync_replicas(self) -> None:
+        """Remote replicas: learn endpoints as they come up; copy their logs and metrics here."""
+        for (_, name, id_), m in self.managed.items():
+            if m.replica is not None:
+                self._guarded("replica", id_, name, "sync", m.replica.sync)
+                m.endpoint = m.replica.endpoint
 
     def _collect_orphans(self, stopping: bool = False) -> None:
         found = orphans.find()
@@ -506,21 +537,14 @@ class Controller(DesiredState, Watching, Scaling):
 
     def _start(self, managed: Managed, generation: int) -> None:
         cfg = self.config
-        endpoint = f"unix:{self.socket_dir / f'{managed.label}-{generation}.sock'}"
-        error_file = self._error_file(managed)
-        error_file.unlink(missing_ok=True)
         if managed.config is not None:
-            module = REPLICA_MODULE
-            args = replica_args(managed.config, managed.slot.id, endpoint, error_file, cfg.grace_s,
-                                revision=managed.revision or 0, metrics_dir=cfg.state_dir / METRICS_DIR)
+            managed.proc = self.backend.start(self._launch(managed, generation))
+            managed.endpoint = managed.proc.endpoint
         else:
-            module = GATEWAY_MODULE
+            endpoint = f"unix:{self.socket_dir / f'{managed.label}-{generation}.sock'}"
             args = gateway_args(cfg.gateway, managed.slot.id, self.routes_path, endpoint, cfg.grace_s)
-        env = self._replica_env(managed) if managed.config is not None else {}
-        if managed.config is not None:  # inherited by whatever it starts: see orphans.py
-            env[orphans.REPLICA_MARK] = orphans.replica_mark(managed.deployment, managed.slot.id, generation)
-        proc = self.launcher.start_module(module, args, cfg.logs_dir / f"{managed.label}.log", env)
-        managed.proc, managed.endpoint = proc, endpoint
+            managed.proc = self.launcher.start_module(GATEWAY_MODULE, args, cfg.logs_dir / f"{managed.label}.log", {})
+            managed.endpoint = endpoint
         managed.stats = {}
         managed.started_wall = time.time()
         managed.ejections_seen = 0
@@ -528,42 +552,33 @@ class Controller(DesiredState, Watching, Scaling):
         managed.timeouts_seen = 0
         managed.forecast = None
 
-    def _replica_env(self, managed: Managed) -> dict[str, str]:
+    def _launch(self, managed: Managed, generation: int) -> ReplicaLaunch:
         """The deployment's env and its revision's secrets (files for mount: file)."""
         assert managed.config is not None
         spec = managed.config.spec
         values = self.db.secret_values(managed.deployment, managed.config.secret_versions)
         env_secrets, file_secrets = split_by_mount(spec, values)
-        env = replica_env(spec.env, env_secrets)
-        if file_secrets:
-            directory = self._secrets_dir(managed)
-            write_secret_files(directory, file_secrets)
-            env[SECRETS_DIR_VAR] = str(directory)
-        return env
-
-    def _secrets_dir(self, managed: Managed) -> Path:
-        return self.socket_dir / f"secrets-{managed.label}"
+        args = replica_args(managed.config, managed.slot.id, self.config.grace_s, revision=managed.revision or 0)
+        return ReplicaLaunch(deployment=managed.deployment, replica_id=managed.slot.id, generation=generation,
+                             args=tuple(args), env=replica_env(spec.env, env_secrets), secret_files=file_secrets,
+                             resources=spec.resources)
 
     def _forget_process(self, managed: Managed) -> None:
-        shutil.rmtree(self._secrets_dir(managed), ignore_errors=True)
-        if managed.proc is not None:
-            managed.proc.stop_leftovers()  # children a replica forked must not outlive it
-        if managed.endpoint:
-            Path(managed.endpoint.partition(":")[2]).unlink(missing_ok=True)
+        if managed.replica is not None:
+            managed.replica.forget()
+        elif managed.proc is not None:
+            managed.proc.stop_leftovers()
+            if managed.endpoint:
+                Path(managed.endpoint.partition(":")[2]).unlink(missing_ok=True)
         managed.proc = None
         managed.endpoint = None
         managed.stats = {}
 
-    def _error_file(self, managed: Managed) -> Path:
-        return self.socket_dir / f"{managed.label}.error"
-
     def _read_error(self, managed: Managed) -> str | None:
-        """What the process reported before it died (read at most ``_MAX_REPORTED_BYTES``)."""
-        try:
-            with open(self._error_file(managed), "rb") as f:
-                return str(json.loads(f.read(_MAX_REPORTED_BYTES))["error"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        """What the process reported before it died."""
+        if managed.replica is not None:
+            return managed.replica.fatal_error()
+        return read_error_file(self.socket_dir / f"{managed.label}.error")
 
     def _from_process(self, managed: Managed, text: str | None) -> str | None:
         """Text a replica chose (its fatal error, why its probe failed, why it wants replacing), made
@@ -578,7 +593,7 @@ class Controller(DesiredState, Watching, Scaling):
     # --- publishing ----------------------------------------------------------------
     def _publish_routes(self, force: bool = False) -> None:
         ready = tuple(
-            (m.deployment, m.slot.id, m.slot.generation, m.endpoint or "", m.revision or 0)
+            (m.deployment, m.slot.id, m.slot.generation, m.endpoint or "", m.revision or 0, credential_of(m.proc))
             for (kind, _, _), m in self.managed.items()
             if kind == "replica" and m.slot.state == ProcState.READY and m.endpoint
         )
@@ -598,7 +613,7 @@ class Controller(DesiredState, Watching, Scaling):
         )
         write_table(self.routes_path, table)
         self._published = key
-        self._routed = frozenset((d, i, g) for d, i, g, _, _ in ready)
+        self._routed = frozenset((d, i, g) for d, i, g, *_ in ready)
 
     def _canary(self, name: str, dep: DeploymentState) -> CanaryRoute | None:
         new_ready = any(k == "replica" and d == name and m.revision == dep.revision
@@ -620,6 +635,7 @@ class Controller(DesiredState, Watching, Scaling):
                 # gateways: the routing table version they serve with
                 "routes_version": m.stats.get("table_version") if kind == "gateway" else None,
                 "revision": m.revision,
+                "node": getattr(m.proc, "node", None), "credential": credential_of(m.proc),
             }
         self.db.upsert_processes([row for key, row in rows.items() if self._persisted.get(key) != row])
         self._persisted = rows
@@ -648,6 +664,7 @@ class Controller(DesiredState, Watching, Scaling):
             self._collect_orphans(stopping=True)
             await asyncio.to_thread(orphans.wait_reaped, 5.0)
         self._persist()
+        self._guarded("controller", "controller", "", "close backend", self.backend.close)
         if self.observer is not None:  # the last minute of history, which the per-minute tier has not yet
             self._guarded("controller", "controller", "", "save history", self.observer.close)
         if self.alerts is not None:

@@ -18,17 +18,15 @@ GATEWAY_MODULE = "steadyserve.gateway.main"
 METRICS_DIR = "metrics"  # in the state directory: every process's metrics shard
 
 
-def replica_args(dep: DeploymentConfig, replica_id: str, endpoint: str, error_file: Path,
-                 grace_s: float, revision: int = 0, metrics_dir: Path | None = None) -> list[str]:
+def replica_args(dep: DeploymentConfig, replica_id: str, grace_s: float, revision: int = 0) -> list[str]:
+    """Everything but where it listens and writes (``--endpoint``, ``--error-file``, ``--metrics-dir``):
+    its backend adds those."""
     spec = dep.spec
-    args = ["--target", dep.target, "--id", replica_id, "--deployment", dep.name, "--endpoint", endpoint,
-            "--revision", str(revision),
-            "--error-file", str(error_file), "--max-body-bytes", str(spec.max_body_bytes),
+    args = ["--target", dep.target, "--id", replica_id, "--deployment", dep.name,
+            "--revision", str(revision), "--max-body-bytes", str(spec.max_body_bytes),
             "--grace-s", str(dep.drain_grace_s(grace_s)), "--workers", str(spec.workers),
             "--handler-timeout-s", str(dep.handler_timeout_s), "--stuck-grace-s", str(spec.health.stuck_grace_s),
             "--max-ongoing", str(dep.max_ongoing_requests)]
-    if metrics_dir is not None:
-        args += ["--metrics-dir", str(metrics_dir)]
     if not spec.batching:
         args.append("--no-batching")
     # resources.memory_mb is watched by the controller (resident memory), not set as a process limit.

@@ -21,12 +21,12 @@ class ProbeResult:
 
 
 class Prober(Protocol):
-    async def probe(self, endpoint: str, timeout_s: float) -> ProbeResult: ...
+    async def probe(self, endpoint: str, timeout_s: float, credential: str | None = None) -> ProbeResult: ...
 
 
-async def probe(endpoint: str, timeout_s: float) -> ProbeResult:
+async def probe(endpoint: str, timeout_s: float, credential: str | None = None) -> ProbeResult:
     try:
-        status, body = await get_json(endpoint, "/healthz", timeout_s)
+        status, body = await get_json(endpoint, "/healthz", timeout_s, credential)
     except UpstreamError as exc:
         return ProbeResult(False, False, {}, str(exc))
     try:
@@ -48,5 +48,5 @@ async def probe(endpoint: str, timeout_s: float) -> ProbeResult:
 class HttpProber:
     """GET /healthz on the process's own endpoint; a unit test passes a fake instead."""
 
-    async def probe(self, endpoint: str, timeout_s: float) -> ProbeResult:
-        return await probe(endpoint, timeout_s)
+    async def probe(self, endpoint: str, timeout_s: float, credential: str | None = None) -> ProbeResult:
+        return await probe(endpoint, timeout_s, credential)

@@ -18,8 +18,8 @@ from ..gateway.routes import (
 from .config import DeploymentConfig
 from .spec import RolloutSettings
 
-# (deployment, replica id, generation, endpoint, revision) of each ready replica
-ReadyReplica = tuple[str, str, int, str, int]
+# (deployment, replica id, generation, endpoint, revision, credential) of each ready replica
+ReadyReplica = tuple[str, str, int, str, int, str | None]
 
 
 def canary_route(revision: int, previous_revision: int | None, settings: RolloutSettings,
@@ -74,8 +74,8 @@ def build_table(*, version: int, default_deployment: str | None, deployments: Se
             canary=canaries.get(dep.name),
             forward_identity=spec.forward_identity,
             cold_start_timeout_s=cold_start_timeout(dep),
-            replicas=tuple(ReplicaRoute(id=i, generation=g, endpoint=e, revision=r)
-                           for d, i, g, e, r in ready if d == dep.name),
+            replicas=tuple(ReplicaRoute(id=i, generation=g, endpoint=e, revision=r, credential=c)
+                           for d, i, g, e, r, c in ready if d == dep.name),
         )
     return RoutingTable(version=version, default_service=default_deployment, services=services,
                         auth_required=auth_required, tokens=token_routes(tokens))

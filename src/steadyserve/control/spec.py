@@ -136,6 +136,26 @@ class ResourceLimits(_Strict):
         default=None, ge=64,
         description="opt-in backstop: RLIMIT_AS of each replica (breaks libraries that reserve virtual memory)")
     cpu_share: float | None = Field(default=None, gt=0, le=1, description="1 = normal priority; lower = nicer")
+    # What a cluster backend reserves per replica (Ray's scheduler places by them); the local
+    # backend runs every replica on this machine and ignores them.
+    cpus: float = Field(default=1.0, ge=0, le=1024, description="CPUs reserved per replica on a cluster")
+    gpus: float = Field(default=0.0, ge=0, le=64, description="GPUs reserved per replica on a cluster")
+    custom: dict[str, float] = Field(
+        default={}, description="custom cluster resources per replica (Ray's `resources`), e.g. {accelerator: 1}")
+
+    @field_validator("custom")
+    @classmethod
+    def _custom_names(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}", name) or name in _BUILTIN_RESOURCES:
+                raise ValueError(f"custom resource {name!r}: a name of letters, digits, _.:- that is not one of"
+                                 f" {', '.join(sorted(_BUILTIN_RESOURCES))} (set those with cpus, gpus, memory_mb)")
+            if not 0 <= amount <= 1e6:
+                raise ValueError(f"custom resource {name!r}: amount {amount} must be between 0 and 1e6")
+        return value
+
+
+_BUILTIN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
 
 
 class PredictionSettings(_Strict):
@@ -359,8 +379,27 @@ class StateSpec(_Strict):
     snapshot_keep: int = Field(default=12, ge=0, le=10_000, description="newest snapshots kept; 0: none taken")
 
 
+class BackendSpec(_Strict):
+    """Where replicas run: local processes (the default) or Ray actors on a cluster."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = Field(
+        default=None, description="the Ray cluster to join (ray://host:10001, host:6379 or auto); kind: ray only")
+    namespace: str = Field(default="steadyserve", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+                           description="Ray namespace of the replica actors")
+
+    @model_validator(mode="after")
+    def _address_for_ray(self) -> BackendSpec:
+        if self.kind == "ray" and not self.address:
+            raise ValueError("kind: ray needs the cluster's address (e.g. address: auto, or ray://head:10001)")
+        if self.kind == "local" and self.address:
+            raise ValueError("address is for kind: ray; the local backend runs replicas on this machine")
+        return self
+
+
 class PlatformSpec(_Strict):
     deployments: dict[str, DeploymentSpec]
+    backend: BackendSpec = BackendSpec()
     gateway: GatewaySpec = GatewaySpec()
     state: StateSpec = StateSpec()
     notifications: NotificationSettings = NotificationSettings()

@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import StateError
 from .integrity import Action, Schema, inspect_db, judge, state_history, write_marker
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Audit retention (README, "Access control"): pruned by the controller on every audit write.
 AUDIT_MAX_AGE_S = 90 * 24 * 3600.0
 _REFUSED = "(result GLOB '4[0-9][0-9]: *')"  # a refused call's row ("401: <reason>"), not a change's
@@ -35,7 +35,10 @@ CREATE TABLE IF NOT EXISTS processes (
     generation INTEGER NOT NULL DEFAULT 0, endpoint TEXT,
     inflight INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
     restarts INTEGER NOT NULL DEFAULT 0, started_at REAL, updated_at REAL NOT NULL,
-    last_error TEXT, routes_version INTEGER, revision INTEGER, PRIMARY KEY (kind, deployment, id)
+    last_error TEXT, routes_version INTEGER, revision INTEGER,
+    node TEXT,  -- the cluster node a replica runs on (NULL: this machine)
+    credential TEXT,  -- what callers of a networked replica present (never shown: see public_process)
+    PRIMARY KEY (kind, deployment, id)
 );
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, kind TEXT NOT NULL,
@@ -72,10 +75,12 @@ DB_NAME = "state.db"
 # The tables a database of each version must hold. Fixed lists, not parsed from SCHEMA:
 # a table added to SCHEMA later is created on open and must not make older files "damaged".
 _V3_TABLES = frozenset({"meta", "processes", "events", "deployments", "tokens", "audit", "revisions"})
-STATE_SCHEMA = Schema(version=SCHEMA_VERSION, tables=_V3_TABLES | {"secrets"}, migrations={3: _V3_TABLES})
-# Version 3 -> 4, besides the new tables of SCHEMA: (table, column, declaration).
-_V4_COLUMNS = (("audit", "count", "INTEGER NOT NULL DEFAULT 1"), ("audit", "last_ts", "REAL"),
-               ("revisions", "config", "TEXT"), ("deployments", "spec_replicas", "INTEGER"))
+_V4_TABLES = _V3_TABLES | {"secrets"}
+STATE_SCHEMA = Schema(version=SCHEMA_VERSION, tables=_V4_TABLES, migrations={3: _V3_TABLES, 4: _V4_TABLES})
+# Columns added since version 3, besides the new tables of SCHEMA: (table, column, declaration).
+_NEW_COLUMNS = (("audit", "count", "INTEGER NOT NULL DEFAULT 1"), ("audit", "last_ts", "REAL"),  # 4
+                ("revisions", "config", "TEXT"), ("deployments", "spec_replicas", "INTEGER"),  # 4
+                ("processes", "node", "TEXT"), ("processes", "credential", "TEXT"))  # 5
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,8 @@ class StateDB:
 
     def _upsert_process(self, row: dict[str, Any]) -> None:
         columns = ["kind", "deployment", "id", "pid", "state", "generation", "endpoint", "inflight",
-                   "requests", "restarts", "started_at", "last_error", "routes_version", "revision"]
+                   "requests", "restarts", "started_at", "last_error", "routes_version", "revision", "node",
+                   "credential"]
         values = [row.get(c, "" if c == "deployment" else None) for c in columns] + [time.time()]
         placeholders = ", ".join("?" for _ in values)
         updates = ", ".join(f"{c}=excluded.{c}" for c in columns[3:] + ["updated_at"])
@@ -371,6 +377,10 @@ class StateDB:
         )
         return [dict(r) for r in rows]
 
+    def public_processes(self) -> list[dict[str, Any]]:
+        """``processes`` as the CLI and the API show them: without replicas' credentials."""
+        return [{k: v for k, v in row.items() if k != "credential"} for row in self.processes()]
+
     def events(self, limit: int = 50, kind: str | None = None, type: str | None = None) -> list[Event]:
         sql, args = "SELECT * FROM events", []
         where = []
@@ -404,16 +414,18 @@ class StateDB:
 
 
 def _migrate(path: Path) -> None:
-    """Version 3 -> 4 in place, in one transaction; the version-3 file is kept aside first."""
+    """An older version to the current one in place, in one transaction; the old file is kept aside first."""
     from .backup import backup
 
+    old = int(inspect_db(path).version or 0)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    backup(path, path.with_name(f"{path.name}.schema-v3-{stamp}"))
+    backup(path, path.with_name(f"{path.name}.schema-v{old}-{stamp}"))
     conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
     try:
         conn.execute("BEGIN IMMEDIATE")
-        if int(conn.execute("PRAGMA user_version").fetchone()[0]) == 3:  # not migrated by another opener meanwhile
-            for table, column, declaration in _V4_COLUMNS:
+        # Not migrated by another opener meanwhile:
+        if int(conn.execute("PRAGMA user_version").fetchone()[0]) in STATE_SCHEMA.migrations:
+            for table, column, declaration in _NEW_COLUMNS:
                 columns = {str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")}
                 if column not in columns:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
@@ -425,7 +437,7 @@ def _migrate(path: Path) -> None:
     except sqlite3.Error as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        raise StateError(f"state DB {path}: migrating schema version 3 to {SCHEMA_VERSION} failed ({exc});"
+        raise StateError(f"state DB {path}: migrating schema version {old} to {SCHEMA_VERSION} failed ({exc});"
                          " the file is unchanged") from exc
     finally:
         conn.close()

@@ -23,7 +23,7 @@ from ..errors import UpstreamError
 from ..metrics.exposition import CONTENT_TYPE
 from ..printable import AUDIT_TARGET_MAX_CHARS, printable
 from ..types import Clock
-from ..wire.http11 import TIMEOUT_HEADER, Request, StreamReply, json_response, response, valid_request_id
+from ..wire.http11 import REPLICA_KEY_HEADER, TIMEOUT_HEADER, Request, StreamReply, json_response, response, valid_request_id
 from ..wire.upstream import UpstreamPool, UpstreamStream
 from .access_log import AccessLog
 from .flow import (
@@ -124,12 +124,14 @@ class Gateway:
 
     # --- routing table -------------------------------------------------------
     def apply_table(self, table: RoutingTable) -> None:
-        known = {r.endpoint: r for s in self.services.values() for r in s.replicas}
+        # By endpoint and credential: on a network a new replica may get a gone one's port.
+        known = {(r.endpoint, r.credential): r for s in self.services.values() for r in s.replicas}
         services: dict[str, ServiceRuntime] = {}
         now = self.clock()
         for name, route in table.services.items():
-            replicas = [known.pop(r.endpoint) if r.endpoint in known
-                        else UpstreamReplica(r.id, r.generation, r.endpoint, r.revision, self._pool_factory(r.endpoint))
+            replicas = [known.pop((r.endpoint, r.credential)) if (r.endpoint, r.credential) in known
+                        else UpstreamReplica(r.id, r.generation, r.endpoint, r.revision, self._pool_factory(r.endpoint),
+                                             r.credential)
                         for r in route.replicas]
             runtime = ServiceRuntime(name, route, replicas, self.outcomes.setdefault(name, {}), now)
             old = self.services.get(name)
@@ -373,7 +375,7 @@ class Gateway:
         return Woken(self.clock(), self.services.get(wait.service.name))
 
     async def _send(self, send: Send, head: bytes, tail: bytes, dechunk: bool = False) -> Answered | Failed:
-        data = head + TIMEOUT_HEADER + b": %d\r\n" % max(1, int(send.timeout_s * 1000)) + tail
+        data = head + send.replica.key_header + TIMEOUT_HEADER + b": %d\r\n" % max(1, int(send.timeout_s * 1000)) + tail
         try:
             response = await send.replica.pool.request(data, send.timeout_s, dechunk)
         except UpstreamError as err:
@@ -490,7 +492,7 @@ def _encode_upstream(request: Request, url: bytes, auth_required: bool = False,
     """
     parts = [request.method, b" ", url, b" HTTP/1.1\r\n"]
     for name, value in request.headers:
-        if name in _HOP_BY_HOP or name == TIMEOUT_HEADER or name == CALLER_HEADER:
+        if name in _HOP_BY_HOP or name == TIMEOUT_HEADER or name == CALLER_HEADER or name == REPLICA_KEY_HEADER:
             continue
         if name == b"authorization" and (auth_required or _is_platform_token(value)):
             continue

@@ -28,6 +28,7 @@ class ReplicaRoute(_Frozen):
     generation: int
     endpoint: str
     revision: int = 0
+    credential: str | None = None  # sent as x-steady-replica-key: replicas on a network accept nothing else
 
 
 class CanaryRoute(_Frozen):

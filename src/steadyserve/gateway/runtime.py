@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import orjson
 
-from ..wire.http11 import Request
+from ..wire.http11 import REPLICA_KEY_HEADER, Request
 from ..wire.upstream import UpstreamPool
 from .admission import LatencyAverage
 from .balancing import Balancer, make_balancer
@@ -22,15 +22,18 @@ from .routes import ServiceRoute
 class UpstreamReplica:
     """One replica incarnation as this gateway sees it."""
 
-    __slots__ = ("endpoint", "generation", "id", "inflight", "limiter", "outlier", "pool", "refusals", "revision",
-                 "saturated_until")
+    __slots__ = ("credential", "endpoint", "generation", "id", "inflight", "key_header", "limiter", "outlier", "pool",
+                 "refusals", "revision", "saturated_until")
 
     def __init__(self, id: str, generation: int, endpoint: str, revision: int = 0,
-                 pool: UpstreamPool | None = None) -> None:
+                 pool: UpstreamPool | None = None, credential: str | None = None) -> None:
         self.id = id
         self.generation = generation
         self.endpoint = endpoint
         self.revision = revision
+        self.credential = credential
+        # Sent with every call: a replica on a network answers nothing without it.
+        self.key_header = b"" if credential is None else REPLICA_KEY_HEADER + b": " + credential.encode("ascii") + b"\r\n"
         self.pool = pool if pool is not None else UpstreamPool(endpoint)
         self.inflight = 0  # calls from this gateway process
         self.outlier = OutlierState()

@@ -20,10 +20,11 @@ from pathlib import Path
 from ..entry import every, run_process
 from ..loading import load_service_class, parse_target
 from ..service import handler_specs
-from ..wire.endpoints import create_server
+from ..wire.endpoints import create_server, listening_endpoint, write_endpoint_file
 from ..wire.limits import ServerLimits
 from ..wire.server import HttpServer
 from .app import ReplicaApp
+from .credential import require_key, take_key
 from .metrics import ReplicaMetrics
 from .workers import WorkerPool
 
@@ -55,6 +56,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cpu-share", type=float, help="1 = normal CPU priority; lower runs nicer")
     p.add_argument("--revision", default="0", help="the deployment revision this replica runs (a metrics label)")
     p.add_argument("--metrics-dir", type=Path, help="where to write this process's metrics shard")
+    p.add_argument("--endpoint-file", type=Path,
+                   help="write the endpoint it listens on here (tcp:HOST:0 picks a free port)")
     return p.parse_args(argv)
 
 
@@ -85,6 +88,7 @@ async def _serve(args: argparse.Namespace) -> int:
     target = parse_target(args.target)
     name = args.deployment or target.name
     try:
+        key = take_key(os.environ)  # before any user code runs: it never sees the credential
         _apply_limits(args)
         cls = load_service_class(target)
         specs = handler_specs(cls)
@@ -98,14 +102,17 @@ async def _serve(args: argparse.Namespace) -> int:
         handler_timeout_s=args.handler_timeout_s, stuck_grace_s=args.stuck_grace_s, max_ongoing=args.max_ongoing,
     )
     # No idle timeout: closing a pooled gateway connection could race its reuse and fail a call.
-    http = HttpServer(app.handle, ServerLimits(max_body_bytes=args.max_body_bytes,
-                                               keepalive_timeout_s=float("inf")))
+    http = HttpServer(app.handle if key is None else require_key(app.handle, key),
+                      ServerLimits(max_body_bytes=args.max_body_bytes, keepalive_timeout_s=float("inf")))
     server = await create_server(args.endpoint, http.protocol_factory)
+    endpoint = listening_endpoint(args.endpoint, server)
+    if args.endpoint_file is not None:
+        write_endpoint_file(args.endpoint_file, endpoint)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("replica %s listening on %s; running setup()", args.id, args.endpoint)
+    log.info("replica %s listening on %s; running setup()", args.id, endpoint)
     setup: asyncio.Future[None] = loop.run_in_executor(workers.executor, service.setup)
     stop_wait: asyncio.Future[bool] = asyncio.ensure_future(stop.wait())
     await asyncio.wait([setup, stop_wait], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -26,3 +27,20 @@ async def open_connection(endpoint: str, factory: Callable[[], asyncio.Protocol]
         return await loop.create_unix_connection(factory, address)
     host, _, port = address.rpartition(":")
     return await loop.create_connection(factory, host, int(port))
+
+
+def listening_endpoint(endpoint: str, server: asyncio.AbstractServer) -> str:
+    """The endpoint as bound: ``tcp:HOST:0`` becomes ``tcp:HOST:<the port the kernel chose>``."""
+    kind, _, address = endpoint.partition(":")
+    sockets = getattr(server, "sockets", ())  # asyncio.Server's; AbstractServer does not declare it
+    if kind == "unix" or not sockets:
+        return endpoint
+    host, _, _ = address.rpartition(":")
+    return f"tcp:{host}:{sockets[0].getsockname()[1]}"
+
+
+def write_endpoint_file(path: Path, endpoint: str) -> None:
+    """Atomically: a reader polling for it never sees half an address."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(endpoint)
+    os.replace(partial, path)

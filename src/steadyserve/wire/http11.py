@@ -24,6 +24,7 @@ def valid_request_id(value: bytes) -> bool:
     return _REQUEST_ID.fullmatch(value) is not None
 
 
+REPLICA_KEY_HEADER = b"x-steady-replica-key"  # a networked replica's credential: only gateways and the controller have it
 TIMEOUT_HEADER = b"x-steady-timeout-ms"  # the time left of a call: set by callers and by the gateway
 
 

@@ -19,7 +19,7 @@ import orjson
 
 from ..errors import UpstreamDraining, UpstreamLost, UpstreamOverloaded, UpstreamTimeout, UpstreamUnreachable
 from .endpoints import open_connection
-from .http11 import STREAM_ERROR_TRAILER
+from .http11 import REPLICA_KEY_HEADER, STREAM_ERROR_TRAILER
 
 CONNECT_TIMEOUT_S = 1.0  # a replica's socket answers at once or not at all
 _NOT_RUN = {  # a replica's 503 that provably did not run the call
@@ -382,10 +382,11 @@ class UpstreamPool:
         self._idle.clear()
 
 
-async def get_json(endpoint: str, path: str, timeout_s: float) -> tuple[int, bytes]:
+async def get_json(endpoint: str, path: str, timeout_s: float, credential: str | None = None) -> tuple[int, bytes]:
     """One-shot GET used by probes; returns status and body."""
     pool = UpstreamPool(endpoint, max_idle=0)
-    request = f"GET {path} HTTP/1.1\r\nhost: steady\r\nconnection: close\r\n\r\n".encode()
+    key = b"" if credential is None else REPLICA_KEY_HEADER + b": " + credential.encode("ascii") + b"\r\n"
+    request = b"GET " + path.encode() + b" HTTP/1.1\r\nhost: steady\r\n" + key + b"connection: close\r\n\r\n"
     response = await pool.request(request, timeout_s)
     if isinstance(response, UpstreamStream):
         response.release()
