@@ -17,7 +17,6 @@ import functools
 import json
 import logging
 import os
-import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -34,10 +33,10 @@ from ..printable import printable
 from ..types import Clock
 from ..wording import plural
 from . import orphans, private_dirs, reports
-from .config import DeploymentConfig, PlatformConfig
-from .desired import DeploymentState, DesiredState
 from .backends import ReplicaBackend, ReplicaHandle, ReplicaLaunch, credential_of
 from .backends.local import LocalBackend, read_error_file
+from .config import DeploymentConfig, PlatformConfig
+from .desired import DeploymentState, DesiredState
 from .launch import GATEWAY_MODULE, METRICS_DIR, gateway_args, replica_args, replica_env
 from .leftovers import is_recorded_process
 from .observing import Observer
@@ -155,8 +154,7 @@ class Controller(DesiredState, Watching, Scaling):
         private_dirs.ensure_private_dir(self.config.logs_dir, tighten=True)
         self.socket_dir = private_dirs.socket_dir(self.config.state_dir)
         if self._backend is None:
-            self._backend = LocalBackend(self.launcher, self.socket_dir, self.config.logs_dir,
-                                         self.config.state_dir / METRICS_DIR, self.routes_path)
+            self._backend = self._make_backend()
         if recover:
             self._recover()
         self.db.reset_processes()
@@ -240,6 +238,16 @@ class Controller(DesiredState, Watching, Scaling):
         self.record("controller", "controller", "recovered",
                     f"recovered {len(self.deployments)} deployments from the state DB;"
                     f" adopted {adopted} running processes")
+
+    def _make_backend(self) -> ReplicaBackend:
+        backend = self.config.backend
+        if backend.kind == "ray":
+            from .backends.ray_cluster import RayBackend
+
+            assert backend.address is not None  # the spec requires it
+            return RayBackend(backend.address, backend.namespace, self.config.state_dir, self.config.logs_dir)
+        return LocalBackend(self.launcher, self.socket_dir, self.config.logs_dir, self.config.state_dir / METRICS_DIR,
+                            self.routes_path)
 
     @property
     def backend(self) -> ReplicaBackend:
@@ -560,7 +568,7 @@ class Controller(DesiredState, Watching, Scaling):
         env_secrets, file_secrets = split_by_mount(spec, values)
         args = replica_args(managed.config, managed.slot.id, self.config.grace_s, revision=managed.revision or 0)
         return ReplicaLaunch(deployment=managed.deployment, replica_id=managed.slot.id, generation=generation,
-                             args=tuple(args), env=replica_env(spec.env, env_secrets), secret_files=file_secrets,
+                             revision=managed.revision or 0, args=tuple(args), env=replica_env(spec.env, env_secrets), secret_files=file_secrets,
                              resources=spec.resources)
 
     def _forget_process(self, managed: Managed) -> None:

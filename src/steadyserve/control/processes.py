@@ -139,6 +139,7 @@ class ProcessLauncher:
 
 
 UNKNOWN_EXIT = 999  # an adopted process ended; not our child, so its status is not ours to read
+NODE_LOST_EXIT = 998  # a replica on a cluster node is gone with its actor or its node: no status to read
 
 
 def pid_alive(pid: int) -> bool:

@@ -122,6 +122,8 @@ class Step:
 def describe_exit(code: int) -> str:
     if code == 999:  # processes.UNKNOWN_EXIT
         return "exited (adopted process: exit status unknown)"
+    if code == 998:  # processes.NODE_LOST_EXIT
+        return "lost with its Ray actor or node"
     if code < 0:
         try:
             return f"killed by signal {signal.Signals(-code).name}"

@@ -23,7 +23,15 @@ from ..errors import UpstreamError
 from ..metrics.exposition import CONTENT_TYPE
 from ..printable import AUDIT_TARGET_MAX_CHARS, printable
 from ..types import Clock
-from ..wire.http11 import REPLICA_KEY_HEADER, TIMEOUT_HEADER, Request, StreamReply, json_response, response, valid_request_id
+from ..wire.http11 import (
+    REPLICA_KEY_HEADER,
+    TIMEOUT_HEADER,
+    Request,
+    StreamReply,
+    json_response,
+    response,
+    valid_request_id,
+)
 from ..wire.upstream import UpstreamPool, UpstreamStream
 from .access_log import AccessLog
 from .flow import (

@@ -14,6 +14,8 @@ import os
 import resource
 import signal
 import sys
+import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -56,6 +58,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cpu-share", type=float, help="1 = normal CPU priority; lower runs nicer")
     p.add_argument("--revision", default="0", help="the deployment revision this replica runs (a metrics label)")
     p.add_argument("--metrics-dir", type=Path, help="where to write this process's metrics shard")
+    p.add_argument("--exit-with-parent", action="store_true",
+                   help="exit at once when the process that started it is gone (a replica under a Ray actor)")
     p.add_argument("--endpoint-file", type=Path,
                    help="write the endpoint it listens on here (tcp:HOST:0 picks a free port)")
     return p.parse_args(argv)
@@ -75,6 +79,21 @@ def _apply_limits(args: argparse.Namespace) -> None:
 _MAX_ERROR_CHARS = 16_000
 
 
+def exit_with_parent(interval_s: float = 0.5) -> None:
+    """Watch, on a thread of its own (a busy loop must not delay it), for the parent to go."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            if os.getppid() != parent:  # re-parented: the actor, or its node, is gone
+                if os.getpgid(0) == os.getpid():  # its own group: what it forked goes too
+                    os.killpg(os.getpid(), signal.SIGKILL)
+                os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _fatal(args: argparse.Namespace, phase: str, exc: BaseException) -> int:
     message = f"{phase} failed: {type(exc).__name__}: {exc}"
     log.error("%s\n%s", message, "".join(traceback.format_exception(exc)))
@@ -89,6 +108,8 @@ async def _serve(args: argparse.Namespace) -> int:
     name = args.deployment or target.name
     try:
         key = take_key(os.environ)  # before any user code runs: it never sees the credential
+        if args.exit_with_parent:
+            exit_with_parent()
         _apply_limits(args)
         cls = load_service_class(target)
         specs = handler_specs(cls)

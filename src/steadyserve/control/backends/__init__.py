@@ -24,6 +24,7 @@ class ReplicaLaunch:
     deployment: str
     replica_id: str
     generation: int
+    revision: int
     args: tuple[str, ...]  # steadyserve.replica.main's, less --endpoint, --error-file, --metrics-dir
     env: Mapping[str, str] = field(default_factory=dict)  # the deployment's env and its env secrets
     secret_files: Mapping[str, str] = field(default_factory=dict)  # secrets mounted as files
