@@ -133,3 +133,33 @@ def test_a_spec_that_is_not_a_regular_file_or_too_big_is_refused_before_reading(
     big.write_bytes(b"#" * (MAX_SPEC_BYTES + 1))
     with pytest.raises(ConfigError, match="over 1 MiB"):
         load_spec(big)
+
+
+def test_the_backend_defaults_to_local_and_ray_needs_an_address():
+    local = parse_spec("deployments:\n  echo: {service: echo}\n", "steady.yaml")
+    assert local.backend.kind == "local" and local.backend.address is None
+    ray = parse_spec("deployments:\n  echo: {service: echo, resources: {cpus: 0.5, gpus: 1, custom: {accel: 2}}}\n"
+                     "backend: {kind: ray, address: 'ray://head:10001'}\n", "steady.yaml")
+    assert (ray.backend.kind, ray.backend.address, ray.backend.namespace) == ("ray", "ray://head:10001", "steadyserve")
+    resources = ray.deployments["echo"].resources
+    assert (resources.cpus, resources.gpus, resources.custom) == (0.5, 1.0, {"accel": 2.0})
+
+
+@pytest.mark.parametrize(("backend", "message"), [
+    ("{kind: ray}", "steady.yaml:3: backend: kind: ray needs the cluster's address"),
+    ("{kind: local, address: 'x:1'}", "address is for kind: ray"),
+    ("{kind: k8s}", "steady.yaml:3: backend.kind: Input should be 'local' or 'ray'"),
+    ("{kind: ray, address: auto, namespace: 'a b'}", "backend.namespace: String should match pattern"),
+])
+def test_a_backend_that_cannot_work_is_refused_with_its_line(backend, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_spec(f"deployments:\n  echo: {{service: echo}}\nbackend: {backend}\n", "steady.yaml")
+
+
+@pytest.mark.parametrize(("custom", "message"), [
+    ("{CPU: 1}", "custom resource 'CPU'"), ("{'a b': 1}", "custom resource 'a b'"),
+    ("{accel: -1}", "amount -1.0 must be between 0 and 1e6"),
+])
+def test_custom_resources_are_checked(custom, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_spec(f"deployments:\n  echo: {{service: echo, resources: {{custom: {custom}}}}}\n", "steady.yaml")

@@ -20,7 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -269,6 +269,16 @@ def build_api(controller: Controller, base_dir: Path, local_actor: str | None = 
             return _applied(name, controller.rollback(name, body.to_revision))
         except LookupError as exc:
             raise ApiError(404, str(exc).strip("'\"")) from exc
+
+    @app.get("/v1/routes")
+    async def routes(request: Request) -> Response:
+        """The routing table the gateways follow: for a gateway on another machine (``--discovery controller``)."""
+        if request.state.role != "admin":  # it holds every replica's credential
+            raise ApiError(403, "the routing table holds the replicas' credentials: reading it needs an admin token")
+        try:
+            return Response(controller.routes_path.read_bytes(), media_type="application/json")
+        except FileNotFoundError as exc:
+            raise ApiError(503, "no routing table yet: the controller is starting") from exc
 
     @app.get("/v1/replicas")
     async def replicas() -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -22,6 +23,7 @@ from ..wire.limits import ServerLimits, add_limit_flags, limits_from_flags
 from ..wire.server import HttpServer
 from .access_log import FLUSH_S as ACCESS_FLUSH_S
 from .access_log import AccessLog
+from .discovery import ControllerSource, DnsSource, RouteSource
 from .metrics import GatewayMetrics
 from .proxy import Gateway
 from .ratelimit import LocalLimiter, RateLimiter
@@ -40,7 +42,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--id", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--routes", type=Path, required=True, help="routing table file")
+    p.add_argument("--routes", type=Path, help="routing table file (with --discovery dns: the table's template)")
+    p.add_argument("--discovery", choices=("file", "controller", "dns"), default="file",
+                   help="where replicas are learnt: the --routes file, the control API, or DNS (Kubernetes)")
+    p.add_argument("--controller-url", help="with --discovery controller: the control API (token in STEADY_TOKEN)")
+    p.add_argument("--replica-port", type=int, default=8000, help="with --discovery dns: the replicas' port")
+    p.add_argument("--dns-suffix", default="-replicas",
+                   help="with --discovery dns: deployment NAME's replicas are the addresses of NAME+suffix")
+    p.add_argument("--dns-interval-s", type=float, default=2.0, help="with --discovery dns: resolve this often")
     p.add_argument("--admin-endpoint", required=True, help="unix:/path.sock for probes")
     p.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024)
     add_limit_flags(p)  # --max-url-bytes, --header-timeout-s, --max-connections, ...
@@ -67,7 +76,25 @@ def _public_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _follow_table(gateway: Gateway, table_file: TableFile) -> None:
+def route_source(args: argparse.Namespace) -> RouteSource:
+    """The source ``--discovery`` names (see discovery.py)."""
+    if args.discovery == "controller":
+        if not args.controller_url:
+            raise SystemExit("--discovery controller needs --controller-url")
+        source: ControllerSource | DnsSource = ControllerSource(args.controller_url, os.environ.get("STEADY_TOKEN"))
+        source.start()
+        return source
+    if args.routes is None:
+        raise SystemExit(f"--discovery {args.discovery} needs --routes FILE")
+    if args.discovery == "dns":
+        source = DnsSource(TableFile(args.routes), args.replica_port, lambda name: name + args.dns_suffix,
+                           interval_s=args.dns_interval_s)
+        source.start()
+        return source
+    return TableFile(args.routes)
+
+
+async def _follow_table(gateway: Gateway, table_file: RouteSource) -> None:
     while True:
         table = table_file.poll()
         if table is not None:
@@ -78,7 +105,7 @@ async def _follow_table(gateway: Gateway, table_file: TableFile) -> None:
 
 async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
-    table_file = TableFile(args.routes)
+    table_file = route_source(args)
     limiter: RateLimiter = SharedLimiter(args.rate_limits) if args.rate_limits else LocalLimiter()
     counts: Counters = (SharedCounters(args.refusal_counts, STATUS_NAMES) if args.refusal_counts
                         else LocalCounters(STATUS_NAMES))
@@ -128,6 +155,7 @@ async def _serve(args: argparse.Namespace) -> int:
     public.close_all_connections()
     admin_server.close()
     follower.cancel()
+    table_file.close()
     roller.cancel()
     flusher.cancel()
     access_flusher.cancel()

@@ -135,3 +135,6 @@ class TableFile:
             return None
         self._stamp = stamp
         return table
+
+    def close(self) -> None:
+        pass

@@ -542,7 +542,8 @@ class ReplicaApp:
                 "handler_seconds": round(self.handler_seconds, 6),
                 "handler_timeouts": list(self.timeouts), **self._workers.stats(now)}
 
-    def _healthz(self, extra: bytes = b"") -> bytes:
+    def health_problem(self) -> str | None:
+        """Why this replica is not alive and well (None: it is)."""
         problem = self.replace_reason if self.stuck else None
         if problem is None:
             try:
@@ -550,6 +551,10 @@ class ReplicaApp:
                 problem = None if healthy else "health() returned False"
             except Exception as exc:  # a broken health check is an unhealthy replica
                 problem = f"health() raised {type(exc).__name__}: {exc}"
+        return problem
+
+    def _healthz(self, extra: bytes = b"") -> bytes:
+        problem = self.health_problem()
         body = {"status": "ok" if problem is None else "unhealthy", **self.stats()}
         if problem is not None:
             body["problem"] = problem
@@ -560,6 +565,9 @@ class ReplicaApp:
     def _readyz(self, extra: bytes = b"") -> bytes:
         ok = self.serving
         return json_response(200 if ok else 503, {"ready": ok, **self.stats()}, extra_headers=extra)
+
+    def metrics_response(self, extra: bytes = b"") -> bytes:
+        return self._metrics(extra)
 
     def _metrics(self, extra: bytes = b"") -> bytes:
         self.metrics.set_inflight(self.inflight)

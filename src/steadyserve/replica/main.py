@@ -28,6 +28,7 @@ from ..wire.server import HttpServer
 from .app import ReplicaApp
 from .credential import require_key, take_key
 from .metrics import ReplicaMetrics
+from .ops import ops_handler
 from .workers import WorkerPool
 
 EXIT_SETUP_FAILED = 3
@@ -58,6 +59,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cpu-share", type=float, help="1 = normal CPU priority; lower runs nicer")
     p.add_argument("--revision", default="0", help="the deployment revision this replica runs (a metrics label)")
     p.add_argument("--metrics-dir", type=Path, help="where to write this process's metrics shard")
+    p.add_argument("--ops-port", type=int,
+                   help="also serve /livez, /readyz and /metrics (no handlers, no credential) on this TCP port")
     p.add_argument("--exit-with-parent", action="store_true",
                    help="exit at once when the process that started it is gone (a replica under a Ray actor)")
     p.add_argument("--endpoint-file", type=Path,
@@ -127,6 +130,10 @@ async def _serve(args: argparse.Namespace) -> int:
                       ServerLimits(max_body_bytes=args.max_body_bytes, keepalive_timeout_s=float("inf")))
     server = await create_server(args.endpoint, http.protocol_factory)
     endpoint = listening_endpoint(args.endpoint, server)
+    if args.ops_port is not None:  # a pod's probes and scrapes; closed with the process
+        host = args.endpoint.partition(":")[2].rpartition(":")[0] if args.endpoint.startswith("tcp:") else "127.0.0.1"
+        ops = HttpServer(ops_handler(app), ServerLimits(max_body_bytes=1024))
+        await create_server(f"tcp:{host}:{args.ops_port}", ops.protocol_factory)
     if args.endpoint_file is not None:
         write_endpoint_file(args.endpoint_file, endpoint)
     loop = asyncio.get_running_loop()
