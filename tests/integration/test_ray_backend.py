@@ -12,14 +12,27 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx
+import psutil
 import pytest
 import yaml
 
-from conftest import EXAMPLES, FIXTURES, Instance, LoadStream, start_instance, stop_with_children, wait_for
+from conftest import (
+    EXAMPLES,
+    FIXTURES,
+    Instance,
+    LoadStream,
+    free_port,
+    start_instance,
+    stop_with_children,
+    wait_for,
+)
 
 ray = pytest.importorskip("ray", reason="the Ray backend's tests need steadyserve[ray]")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
@@ -194,6 +207,34 @@ def test_a_rolling_update_on_the_cluster_fails_no_call(instance, cluster, tmp_pa
     # Spread, though not always one per node: with every node's CPUs taken, a surge replica goes where an
     # old one has already left (see the note in placement.py).
     assert len({r["node"] for r in after}) >= 2
+
+
+def test_a_gateway_on_another_machine_learns_the_replicas_from_the_controller(instance, tmp_path):
+    """``--discovery controller``: the routing table over the control API, with an admin token only."""
+    admin = instance.cli("token", "create", "--role", "admin", "--name", "remote-gateway").stdout.strip()
+    viewer = instance.cli("token", "create", "--role", "viewer", "--name", "onlooker").stdout.strip()
+    api_url = instance.meta()["api_url"]
+    assert httpx.get(f"{api_url}/v1/routes", headers={"authorization": f"Bearer {viewer}"}).status_code == 403
+    assert httpx.get(f"{api_url}/v1/routes").status_code == 401
+    routes = httpx.get(f"{api_url}/v1/routes", headers={"authorization": f"Bearer {admin}"})
+    assert routes.status_code == 200 and len(routes.json()["services"]["echo"]["replicas"]) == 3
+    port = free_port()
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "steadyserve.gateway.main", "--id", "remote", "--port", str(port),
+         "--discovery", "controller", "--controller-url", api_url, "--admin-endpoint", f"unix:{tmp_path}/a.sock"],
+        env={**os.environ, "STEADY_TOKEN": admin}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        def answer() -> tuple[int, bytes] | None:
+            try:
+                reply = httpx.post(f"http://127.0.0.1:{port}/echo/echo", json={"message": "from afar"})
+            except httpx.TransportError:
+                return None
+            return (reply.status_code, reply.content) if reply.status_code == 200 else None
+        assert wait_for(answer, 60, "the remote gateway to route") == (200, b'{"message":"from afar"}')
+        assert str(admin) not in " ".join(psutil.Process(gateway.pid).cmdline())  # the token is not on its command line
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        gateway.wait(30)
 
 
 def test_losing_a_node_under_load_fails_no_idempotent_call_and_its_replica_comes_back_elsewhere(instance, cluster):
