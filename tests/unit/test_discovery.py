@@ -20,7 +20,14 @@ from steadyserve.gateway.discovery import (
     dns_table,
     resolve_host,
 )
-from steadyserve.gateway.routes import HandlerRoute, ReplicaRoute, RoutingTable, ServiceRoute, TableFile, write_table
+from steadyserve.gateway.routes import (
+    HandlerRoute,
+    ReplicaRoute,
+    RoutingTable,
+    ServiceRoute,
+    TableFile,
+    write_table,
+)
 
 TEMPLATE = RoutingTable(version=7, auth_required=True, services={
     "echo": ServiceRoute(handlers={"echo": HandlerRoute(idempotent=True)}),

@@ -7,7 +7,8 @@
 - ``dns``: on Kubernetes. The table's deployments and settings come from a file (a
   ConfigMap that `steady export kubernetes` writes); each deployment's replicas are the
   addresses its headless Service resolves to (Kubernetes lists only ready pods there),
-  each called with the deployment's credential (``STEADY_REPLICA_KEY_<DEPLOYMENT>``).
+  each called with the deployment's credential (``STEADY_REPLICA_KEY_<DEPLOYMENT>``); the
+  tokens callers may use from a second file (a Secret of token digests, never tokens).
 
 Every source answers ``poll()`` at once with a new table or None; the network ones fetch
 on a thread of their own, so a slow DNS server or controller never stalls a call.
@@ -15,16 +16,18 @@ on a thread of their own, so a slow DNS server or controller never stalls a call
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Protocol
 
 import httpx
 
-from .routes import ReplicaRoute, RoutingTable, TableFile
+from .routes import ReplicaRoute, RoutingTable, TableFile, TokenRoute
 
 log = logging.getLogger("steadyserve.gateway")
 
@@ -140,9 +143,10 @@ class ControllerSource(_Polling):
 class DnsSource(_Polling):
     def __init__(self, template: TableFile, port: int, host_of: Callable[[str], str],
                  credential_of: Callable[[str], str | None] = lambda name: os.environ.get(credential_env(name)),
-                 resolve: Resolve = resolve_host, interval_s: float = 2.0) -> None:
+                 resolve: Resolve = resolve_host, interval_s: float = 2.0, tokens_file: Path | None = None) -> None:
         super().__init__(interval_s, "dns")
         self._template_file = template
+        self._tokens_file = tokens_file
         self._template: RoutingTable | None = None
         self._port = port
         self._host_of = host_of
@@ -156,6 +160,8 @@ class DnsSource(_Polling):
         template = self._template_file.poll() or self._template
         if template is None:
             return None
+        if self._tokens_file is not None:
+            template = template.model_copy(update={"tokens": read_tokens(self._tokens_file)})
         for name in template.services:
             try:
                 self._known[name] = self._resolve(self._host_of(name))
@@ -163,9 +169,17 @@ class DnsSource(_Polling):
                 log.warning("routes from dns: %s; keeping %d known replicas of %s", exc,
                             len(self._known.get(name, [])), name)
         credentials = {name: self._credential_of(name) for name in template.services}
-        if template is not self._template or self._last is None \
-                or dns_table(template, self._known, self._port, credentials, self._version) != self._last:
+        if self._last is None or dns_table(template, self._known, self._port, credentials,
+                                           self._version) != self._last:
             self._version += 1
-            self._template = template
             self._last = dns_table(template, self._known, self._port, credentials, self._version)
+        self._template = template
         return self._last
+
+
+def read_tokens(path: Path) -> dict[str, TokenRoute]:
+    """``{token id: {name, role, digest, ...}}``; a file that is missing or unusable raises (keep the last table)."""
+    raw = json.loads(path.read_bytes())
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected an object of tokens by id")
+    return {str(token_id): TokenRoute.model_validate(token) for token_id, token in raw.items()}

@@ -50,6 +50,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dns-suffix", default="-replicas",
                    help="with --discovery dns: deployment NAME's replicas are the addresses of NAME+suffix")
     p.add_argument("--dns-interval-s", type=float, default=2.0, help="with --discovery dns: resolve this often")
+    p.add_argument("--tokens-file", type=Path,
+                   help="with --discovery dns: the tokens callers may use ({id: {name, role, digest}}, digests only)")
     p.add_argument("--admin-endpoint", required=True, help="unix:/path.sock for probes")
     p.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024)
     add_limit_flags(p)  # --max-url-bytes, --header-timeout-s, --max-connections, ...
@@ -88,7 +90,7 @@ def route_source(args: argparse.Namespace) -> RouteSource:
         raise SystemExit(f"--discovery {args.discovery} needs --routes FILE")
     if args.discovery == "dns":
         source = DnsSource(TableFile(args.routes), args.replica_port, lambda name: name + args.dns_suffix,
-                           interval_s=args.dns_interval_s)
+                           interval_s=args.dns_interval_s, tokens_file=args.tokens_file)
         source.start()
         return source
     return TableFile(args.routes)

@@ -1,4 +1,4 @@
-"""Endpoint strings: ``unix:/path/to.sock`` or ``tcp:127.0.0.1:9000``."""
+"""Endpoint strings: ``unix:/path/to.sock``, ``tcp:127.0.0.1:9000`` or ``tcp:[fd00::1]:9000``."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ async def create_server(endpoint: str, factory: Callable[[], asyncio.Protocol], 
         if os.path.exists(address):
             os.unlink(address)  # a stale socket from a killed predecessor
         return await loop.create_unix_server(factory, address, **kw)
-    host, _, port = address.rpartition(":")
-    return await loop.create_server(factory, host, int(port), **kw)
+    host, port = tcp_address(address)
+    return await loop.create_server(factory, host, port, **kw)
 
 
 async def open_connection(endpoint: str, factory: Callable[[], asyncio.Protocol]) -> tuple[asyncio.BaseTransport, asyncio.Protocol]:
@@ -25,8 +25,14 @@ async def open_connection(endpoint: str, factory: Callable[[], asyncio.Protocol]
     kind, _, address = endpoint.partition(":")
     if kind == "unix":
         return await loop.create_unix_connection(factory, address)
+    host, port = tcp_address(address)
+    return await loop.create_connection(factory, host, port)
+
+
+def tcp_address(address: str) -> tuple[str, int]:
+    """``host:port`` -> (host, port); an IPv6 host comes in brackets: ``[fd00::1]:9000``."""
     host, _, port = address.rpartition(":")
-    return await loop.create_connection(factory, host, int(port))
+    return host.removeprefix("[").removesuffix("]"), int(port)
 
 
 def listening_endpoint(endpoint: str, server: asyncio.AbstractServer) -> str:

@@ -1,0 +1,90 @@
+"""`steady export kubernetes`: the spec as Kubernetes manifests, a Dockerfile and the steps to apply them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+from rich.markup import escape
+from rich.table import Table
+
+from .cli import _open_db, console, err_console, fail
+from .cli_alerts import deployment_alerting, export_group
+from .errors import ConfigError
+from .printable import for_terminal
+
+
+@export_group.command("kubernetes")
+@click.option("--file", "-f", "spec_file", type=click.Path(path_type=Path, dir_okay=False),
+              default=Path("steady.yaml"), show_default=True, help="Deployment spec.")
+@click.option("--output", "-o", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("k8s"),
+              show_default=True, help="Directory for the manifests, the Dockerfile and NEXT_STEPS.md.")
+@click.option("--image", default="steady-app:latest", show_default=True,
+              help="The image every pod runs (build it with the Dockerfile written here).")
+@click.option("--namespace", "-n", help="Put every object in this namespace (default: kubectl's).")
+@click.option("--no-auth", is_flag=True, help="Gateways accept calls without tokens (a cluster-internal service).")
+@click.option("--tokens-from", type=click.Path(path_type=Path, file_okay=False),
+              help="Write the active tokens' digests of this state dir to tokens.json (for the gateways' Secret).")
+def export_kubernetes(spec_file: Path, out_dir: Path, image: str, namespace: str | None, no_auth: bool,
+                      tokens_from: Path | None) -> None:
+    """Kubernetes manifests for every deployment of a spec, and the steadyserve gateway in front of them."""
+    from .control.config import resolve_platform
+    from .control.spec import key_location, load_spec
+    from .kube.export import ExportSettings, export_files
+
+    try:
+        spec = load_spec(spec_file)
+        base_dir = spec_file.resolve().parent
+        config, _ = resolve_platform(spec, base_dir, base_dir / ".steady", 0, where=lambda name: (
+            f"{key_location(spec_file, ('deployments', name, 'service'))}: deployments.{name}.service"))
+        settings = ExportSettings(image=image, namespace=namespace, auth_required=not no_auth,
+                                  grace_s=config.grace_s)
+        alerting = {name: deployment_alerting(dep) for name, dep in spec.deployments.items()}
+        files = export_files(config.deployments, spec.gateway, base_dir, out_dir.resolve(), settings, alerting)
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    except ValidationError as exc:
+        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = Table(title=f"written to {for_terminal(out_dir)}")
+    table.add_column("file")
+    table.add_column("holds", overflow="fold")
+    for name, text in files.items():
+        (out_dir / name).write_text(text, encoding="utf-8")
+        table.add_row(name, _kinds(text) if name.endswith(".yaml") else "")
+    if tokens_from is not None:
+        _write_tokens(tokens_from, out_dir / "tokens.json")
+        table.add_row("tokens.json", f"digests of the active tokens of {for_terminal(tokens_from)} (mode 600)")
+    console.print(table)
+    for dep in config.deployments:
+        if dep.spec.resources.custom:
+            err_console.print(f"note: {escape(dep.name)}: resources.custom ({', '.join(dep.spec.resources.custom)})"
+                              " are Ray resources; Kubernetes has no such thing, so they are left out", soft_wrap=True)
+        if dep.spec.autoscaled and dep.spec.replica_bounds[0] == 0:
+            err_console.print(f"note: {escape(dep.name)}: the HorizontalPodAutoscaler does not scale to zero;"
+                              " minReplicas is 1", soft_wrap=True)
+    err_console.print(f"next: {escape(str(out_dir / 'NEXT_STEPS.md'))}", soft_wrap=True)
+
+
+def _kinds(text: str) -> str:
+    import yaml  # type: ignore[import-untyped,unused-ignore]
+
+    return ", ".join(str(doc.get("kind")) for doc in yaml.safe_load_all(text) if isinstance(doc, dict))
+
+
+def _write_tokens(state_dir: Path, path: Path) -> None:
+    """{id: {name, role, digest, rate_per_s, burst}}: what a gateway checks tokens against (never a token)."""
+    db = _open_db(state_dir)
+    try:
+        tokens = {t["id"]: {"name": t["name"], "role": t["role"], "digest": t["digest"],
+                            "rate_per_s": t["rate_per_s"] or None, "burst": t["burst"] or None} for t in db.tokens()}
+    finally:
+        db.close()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(tokens, f, indent=1)

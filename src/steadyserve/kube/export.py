@@ -1,0 +1,126 @@
+"""Every manifest of a spec, as the files `steady export kubernetes` writes (pure)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml  # type: ignore[import-untyped,unused-ignore]
+
+from ..alerting.export import DeploymentAlerting
+from ..control.config import DeploymentConfig
+from ..control.spec import GatewaySpec
+from ..errors import ConfigError
+from . import gateway, image, monitoring, replicas
+from .common import APP_DIR, headless_service, replica_key_secret, secrets_secret
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    image: str
+    namespace: str | None = None
+    auth_required: bool = True
+    grace_s: float = 10.0
+
+
+def container_target(target: str, base_dir: Path) -> str:
+    """``/abs/dir/service.py:Class`` as the image holds it: ``/app/<path from the spec's directory>:Class``."""
+    path, sep, cls = target.partition(":")
+    relative = os.path.relpath(path, base_dir)
+    if relative.startswith(".."):
+        raise ConfigError(f"{path} is outside {base_dir}: a service must lie in the spec's directory to be built"
+                          " into the image (the Dockerfile copies that directory)")
+    return f"{APP_DIR}/{Path(relative).as_posix()}{sep}{cls}"
+
+
+def to_yaml(documents: Sequence[Mapping[str, Any]]) -> str:
+    return "---\n".join(yaml.safe_dump(dict(d), sort_keys=False, width=10_000) for d in documents)
+
+
+def deployment_documents(dep: DeploymentConfig, alerting: DeploymentAlerting, base_dir: Path,
+                         settings: ExportSettings) -> list[dict[str, Any]]:
+    ns = settings.namespace
+    docs = [replicas.deployment(dep, image=settings.image, target=container_target(dep.target, base_dir),
+                                revision=1, grace_s=settings.grace_s, namespace=ns),
+            replicas.headless(dep, ns), replicas.disruption_budget(dep, ns)]
+    hpa = replicas.autoscaler(dep, ns)
+    if hpa is not None:
+        docs.append(hpa)
+    docs += [monitoring.replica_monitor(dep.name, ns), monitoring.prometheus_rule(dep.name, alerting, ns)]
+    return docs
+
+
+def gateway_documents(deployments: Sequence[DeploymentConfig], gw: GatewaySpec,
+                      settings: ExportSettings) -> list[dict[str, Any]]:
+    ns = settings.namespace
+    table = gateway.routes_template(deployments, gw, settings.auth_required)
+    return [gateway.routes_configmap(table, ns),
+            gateway.deployment(deployments, gw, image=settings.image, grace_s=settings.grace_s,
+                               auth_required=settings.auth_required, namespace=ns),
+            gateway.service(ns), gateway.disruption_budget(ns),
+            monitoring.gateway_monitor(ns, settings.auth_required)]
+
+
+ADAPTER_RULES_FILE = "prometheus-adapter.rules"  # not .yaml: `kubectl apply -f DIR` takes only manifests
+ADAPTER_RULES = """\
+# prometheus-adapter rules for the HPAs' custom metrics (merge into the adapter's `rules:`).
+rules:
+  - seriesQuery: 'steady_handler_inflight_calls{namespace!="",pod!=""}'
+    resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+    metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+  - seriesQuery: 'steady_handler_calls_total{namespace!="",pod!=""}'
+    resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+    name: {matches: "steady_handler_calls_total", as: "steady_handler_calls_per_second"}
+    metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
+externalRules:
+  - seriesQuery: 'steady_queued_requests{deployment!=""}'
+    resources: {overrides: {namespace: {resource: namespace}}}
+    metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (deployment)'
+"""
+
+
+def next_steps(deployments: Sequence[DeploymentConfig], settings: ExportSettings, out_dir: Path,
+               context_dir: Path, has_custom_metrics: bool) -> str:
+    ns = f" -n {settings.namespace}" if settings.namespace else ""
+    lines = ["# Next steps", "",
+             "1. Build and push the image every pod runs (the spec's directory is the build context):", "",
+             f"       docker build -f {shlex.quote(str(out_dir / 'Dockerfile'))} -t {settings.image}"
+             f" {shlex.quote(str(context_dir))} && docker push {settings.image}", "",
+             "2. Create the Secrets the manifests name (values never enter a manifest):", ""]
+    for dep in deployments:
+        lines.append(f"       kubectl{ns} create secret generic {replica_key_secret(dep.name)}"
+                     " --from-literal=key=\"$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')\"")
+        if dep.spec.secrets:
+            pairs = " ".join(f"--from-literal={name}=..." for name in sorted(dep.spec.secrets))
+            lines.append(f"       kubectl{ns} create secret generic {secrets_secret(dep.name)} {pairs}")
+    if settings.auth_required:
+        lines += [f"       kubectl{ns} create secret generic {gateway.TOKENS_SECRET}"
+                  f" --from-file=tokens.json={shlex.quote(str(out_dir / 'tokens.json'))}"
+                  "   # from --tokens-from STATE_DIR (token digests)",
+                  f"       kubectl{ns} create secret generic {monitoring.METRICS_TOKEN_SECRET}"
+                  " --from-literal=token=<a viewer token, for Prometheus>"]
+    lines += ["", f"3. Apply: kubectl{ns} apply -f {shlex.quote(str(out_dir))}", "",
+              f"Callers reach the gateway at the Service {gateway.NAME} (port 80); the replicas of each deployment"
+              f" are found through its headless Service ({', '.join(headless_service(d.name) for d in deployments)}).",
+              "ServiceMonitors and PrometheusRules need the Prometheus Operator."]
+    if has_custom_metrics:
+        lines.append(f"The HPAs' custom metrics need prometheus-adapter with the rules in {ADAPTER_RULES_FILE}.")
+    return "\n".join(lines) + "\n"
+
+
+def export_files(deployments: Sequence[DeploymentConfig], gw: GatewaySpec, base_dir: Path, out_dir: Path,
+                 settings: ExportSettings, alerting: Mapping[str, DeploymentAlerting]) -> dict[str, str]:
+    files = {f"{dep.name}.yaml": to_yaml(deployment_documents(dep, alerting[dep.name], base_dir, settings))
+             for dep in deployments}
+    files["gateway.yaml"] = to_yaml(gateway_documents(deployments, gw, settings))
+    files["Dockerfile"] = image.dockerfile((base_dir / "requirements.txt").is_file())
+    files["Dockerfile.dockerignore"] = image.dockerignore()
+    custom = any(d.spec.autoscaled and d.spec.scaling.metric != "cpu" for d in deployments)
+    if custom:
+        files[ADAPTER_RULES_FILE] = ADAPTER_RULES
+    files["NEXT_STEPS.md"] = next_steps(deployments, settings, out_dir, base_dir, custom)
+    return files
