@@ -28,6 +28,7 @@ from conftest import (
     Instance,
     LoadStream,
     free_port,
+    run_cli,
     start_instance,
     stop_with_children,
     wait_for,
@@ -193,11 +194,80 @@ def test_a_deployment_that_does_not_fit_says_so_and_the_rest_keeps_serving(insta
     wait_for(lambda: not _replicas(instance, "accel"), 60, "accel deleted")
 
 
+def test_hung_handlers_and_crash_loops_are_handled_on_the_cluster_as_locally(instance, tmp_path):
+    spec = _spec(tmp_path / "steady.yaml", "unused", extra={
+        "misbehaving": {"service": str(FIXTURES / "misbehaving"), "replicas": 2, "handler_timeout_s": 1,
+                        "resources": {"cpus": 0.25}},
+        "crashy": {"service": str(FIXTURES / "crashy"), "replicas": 1, "resources": {"cpus": 0.25}}})
+    assert instance.cli("deploy", "-f", str(spec)).returncode == 0
+    wait_for(lambda: len(_ready(instance, "misbehaving")) == 2, 120, "misbehaving ready")
+    with LoadStream(instance.port, "/misbehaving/nap", {"ms": 5}, threads=2) as load:
+        wait_for(lambda: load.ok >= 10, 60, "calls flowing")
+        code, headers, body = instance.post_json("/misbehaving/hang", {})
+        assert code == 504, body
+        stuck = headers["x-steady-replica"]
+        pid = next(r["pid"] for r in _replicas(instance, "misbehaving") if r["id"] == stuck)
+        wait_for(lambda: pid not in {r["pid"] for r in _replicas(instance, "misbehaving")}
+                 and len(_ready(instance, "misbehaving")) == 2, 120, f"the stuck replica {stuck} replaced")
+        served = load.ok
+        wait_for(lambda: load.ok >= served + 10, 60, "calls after the replacement")
+    assert load.failures == []
+    assert any("stuck" in e["message"] for e in instance.events() if e["subject"] == stuck)
+    # A replica whose setup fails on its node: its own error reaches the events, then a crash loop is named.
+    crashed = wait_for(lambda: [e for e in instance.events() if e["deployment"] == "crashy"
+                                and "model weights missing" in e["message"]], 120, "crashy's error")
+    assert "ValueError" in crashed[0]["message"]
+    wait_for(lambda: any(r["state"] == "crash_loop" for r in _replicas(instance, "crashy")), 180, "a crash loop")
+    for name in ("misbehaving", "crashy"):
+        assert instance.cli("delete", name).returncode == 0
+    wait_for(lambda: not _replicas(instance, "misbehaving") and not _replicas(instance, "crashy"), 90,
+             "both deleted")
+
+
+def test_the_autoscaler_adds_replicas_on_the_cluster_under_load(instance, tmp_path):
+    fast = {"metric": "inflight", "target": 1, "decision_s": 1, "window_s": 4, "panic_window_s": 2,
+            "scale_down": {"stabilization_s": 3, "period_s": 2}}
+    spec = _spec(tmp_path / "steady.yaml", "unused", extra={
+        "slow": {"service": str(FIXTURES / "slow"), "replicas": {"min": 1, "max": 3}, "autoscaling": fast,
+                 "resources": {"cpus": 0.25}}})
+    assert instance.cli("deploy", "-f", str(spec)).returncode == 0
+    wait_for(lambda: len(_ready(instance, "slow")) == 1, 120, "slow ready")
+    with LoadStream(instance.port, "/slow/work", {"ms": 150}, threads=3) as load:
+        wait_for(lambda: len(_ready(instance, "slow")) >= 3, 120, "a scale-out on the cluster")
+        nodes = {r["node"] for r in _ready(instance, "slow")}
+    assert load.failures == [] and len(nodes) == 3  # spread: one per node
+    assert any(e["type"] == "autoscaled" for e in instance.events() if e["deployment"] == "slow")
+    wait_for(lambda: len(_replicas(instance, "slow")) == 1, 120, "a scale-in once the load stopped")
+    assert instance.cli("delete", "slow").returncode == 0
+    wait_for(lambda: not _replicas(instance, "slow"), 90, "slow deleted")
+
+
+def test_a_restarted_controller_adopts_the_replicas_on_the_cluster(instance):
+    before = {r["id"]: (r["pid"], r["node"]) for r in _ready(instance)}
+    with LoadStream(instance.port, "/echo/echo", {"message": "controller restart"}, threads=2) as load:
+        wait_for(lambda: load.ok >= 10, 60, "calls flowing")
+        instance.proc.kill()  # SIGKILL: no chance to stop anything
+        instance.proc.wait(30)
+        served = load.ok
+        wait_for(lambda: load.ok >= served + 20, 60, "calls while the controller is down")
+        spec = Path(instance.proc.args[instance.proc.args.index("-f") + 1])
+        restarted = start_instance(spec, instance.state_dir, command="up", port=instance.port)
+        instance.proc, instance.output = restarted.proc, restarted.output
+        served = load.ok
+        wait_for(lambda: load.ok >= served + 20, 60, "calls after the restart")
+    assert load.failures == []
+    after = {r["id"]: (r["pid"], r["node"]) for r in _ready(instance)}
+    assert after == before  # adopted, not restarted
+    assert any(e["type"] == "recovered" and "adopted" in e["message"] for e in instance.events())
+
+
 def test_a_rolling_update_on_the_cluster_fails_no_call(instance, cluster, tmp_path):
     before = {r["revision"] for r in _ready(instance)}
     spec = _spec(tmp_path / "steady.yaml", cluster.address, env_version="2")
     with LoadStream(instance.port, "/echo/echo", {"message": "update"}, threads=2) as load:
-        assert instance.cli("deploy", "-f", str(spec), "--wait", "--timeout-s", "240").returncode == 0
+        rolled = run_cli("deploy", "-f", str(spec), "--wait", "--timeout-s", "240", "--state-dir",
+                         str(instance.state_dir), timeout_s=300)
+        assert rolled.returncode == 0, (rolled.stdout, rolled.stderr, instance.events()[-30:])
         done = load.ok
         wait_for(lambda: load.ok >= done + 10, 60, "calls after the update")
     assert load.failures == []

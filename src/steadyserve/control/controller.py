@@ -215,10 +215,10 @@ class Controller(DesiredState, Watching, Scaling):
                     if found is None:
                         continue
                     dep.configs[revision] = found
-                proc = self.backend.adopt(row)
+                config = dep.configs[revision]
+                proc = self.backend.adopt(row, config.spec.resources)
                 if proc is None:
                     continue
-                config = dep.configs[revision]
             else:
                 if not pid or not row["endpoint"] or not pid_alive(pid) or not is_recorded_process(
                         pid, kind, row["endpoint"], self.socket_dir, self.routes_path):

@@ -71,8 +71,9 @@ class ReplicaBackend(Protocol):
         """Start one replica; raises (with a message for the event) if it cannot be placed."""
         ...
 
-    def adopt(self, row: Mapping[str, Any]) -> ReplicaHandle | None:
-        """A replica a previous controller recorded and left running, if it is still the one recorded."""
+    def adopt(self, row: Mapping[str, Any], resources: ResourceLimits) -> ReplicaHandle | None:
+        """A replica a previous controller recorded and left running, if it is still the one recorded
+        (``resources``: what its revision holds, so placement counts it)."""
         ...
 
     def close(self) -> None: ...

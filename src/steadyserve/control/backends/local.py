@@ -13,6 +13,7 @@ from ..launch import REPLICA_MODULE
 from ..leftovers import is_recorded_process
 from ..processes import AdoptedProcess, Launcher, ProcessHandle, pid_alive
 from ..secrets import SECRETS_DIR_VAR, write_secret_files
+from ..spec import ResourceLimits
 from . import ReplicaLaunch
 
 MAX_REPORTED_BYTES = 1 << 20  # of a replica's error file (a 3 MB exception stays in its log)
@@ -107,7 +108,7 @@ class LocalBackend:
         proc = self.launcher.start_module(REPLICA_MODULE, args, self.logs_dir / f"{label}.log", env)
         return LocalReplica(proc, endpoint, error_file, secrets_dir)
 
-    def adopt(self, row: Mapping[str, Any]) -> LocalReplica | None:
+    def adopt(self, row: Mapping[str, Any], resources: ResourceLimits) -> LocalReplica | None:
         pid, endpoint = row["pid"], row["endpoint"]
         if not pid or not endpoint or not pid_alive(pid) or not is_recorded_process(
                 pid, "replica", endpoint, self.socket_dir, self.routes_path):

@@ -31,6 +31,7 @@ from typing import Any
 from ...errors import ConfigError
 from ..placement import NodeView, Placed, place, replica_needs
 from ..processes import NODE_LOST_EXIT
+from ..spec import ResourceLimits
 from . import ReplicaLaunch
 from .ray_host import ReplicaHost
 
@@ -160,9 +161,14 @@ class RayReplica:
         self._actor.signal.remote(sig)
 
     def kill(self) -> None:
-        self._actor.kill.remote()
         if self._started is not None or self._exit_call is None:  # never got going: the actor itself goes
             _ray().kill(self._actor, no_restart=True)
+            if self._exit_code is None:
+                self._exit_code, self._error = NODE_LOST_EXIT, (
+                    "killed before its replica started (had Ray placed its actor? its node may lack room)")
+            self._started = None
+            return
+        self._actor.kill.remote()
 
     def stop_leftovers(self) -> None:
         self._actor.cleanup.remote()
@@ -268,7 +274,7 @@ class RayBackend:
     def released(self, label: str) -> None:
         self._placed.pop(label, None)
 
-    def adopt(self, row: Mapping[str, Any]) -> RayReplica | None:
+    def adopt(self, row: Mapping[str, Any], resources: ResourceLimits) -> RayReplica | None:
         ray = _ray()
         label = f"{row['deployment']}-{row['id']}"
         if not row["credential"] or not row["endpoint"]:
@@ -281,8 +287,8 @@ class RayBackend:
             return None
         replica = RayReplica(self, actor, label, row["credential"], row["node"], pid=row["pid"],
                              endpoint=row["endpoint"])
-        # It counts for spreading again; its resources are not in the row, so Ray's own accounting guards them.
-        self._placed[label] = Placement(row["deployment"], row["revision"] or 0, row["node"] or "", {})
+        need = replica_needs(resources.cpus, resources.gpus, resources.memory_mb, resources.custom)
+        self._placed[label] = Placement(row["deployment"], row["revision"] or 0, row["node"] or "", need)
         return replica
 
     def append_log(self, label: str, data: bytes) -> None:
