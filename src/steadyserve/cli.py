@@ -608,7 +608,7 @@ def run() -> None:
 
 
 # Registers the management commands on `main`; imported last because it uses the above.
-from . import cli_admin, cli_alerts, cli_dashboard, cli_export, cli_logs, cli_report, cli_simulate, cli_state  # noqa: E402,F401
+from . import cli_admin, cli_alerts, cli_dashboard, cli_logs, cli_report, cli_simulate, cli_state  # noqa: E402,F401
 
 if __name__ == "__main__":
     # Run through the package module, on which cli_admin registered its commands.

@@ -291,9 +291,12 @@ def prometheus_rules_command(spec_file: Path | None, state_dir: Path | None, out
 
 
 def register(main: click.Group) -> None:
+    from . import cli_export
+
     main.add_command(alerts_command)
     main.add_command(slo_command)
     main.add_command(export_group)
+    cli_export.register(export_group)
 
 
 @export_group.command("grafana")

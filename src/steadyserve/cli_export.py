@@ -12,12 +12,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from .cli import _open_db, console, err_console, fail
-from .cli_alerts import deployment_alerting, export_group
 from .errors import ConfigError
 from .printable import for_terminal
 
 
-@export_group.command("kubernetes")
+@click.command("kubernetes")
 @click.option("--file", "-f", "spec_file", type=click.Path(path_type=Path, dir_okay=False),
               default=Path("steady.yaml"), show_default=True, help="Deployment spec.")
 @click.option("--output", "-o", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("k8s"),
@@ -31,6 +30,7 @@ from .printable import for_terminal
 def export_kubernetes(spec_file: Path, out_dir: Path, image: str, namespace: str | None, no_auth: bool,
                       tokens_from: Path | None) -> None:
     """Kubernetes manifests for every deployment of a spec, and the steadyserve gateway in front of them."""
+    from .cli_alerts import deployment_alerting
     from .control.config import resolve_platform
     from .control.spec import key_location, load_spec
     from .kube.export import ExportSettings, export_files
@@ -88,3 +88,7 @@ def _write_tokens(state_dir: Path, path: Path) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(tokens, f, indent=1)
+
+
+def register(export_group: click.Group) -> None:
+    export_group.add_command(export_kubernetes)

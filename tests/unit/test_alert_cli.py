@@ -37,7 +37,7 @@ def test_the_commands_are_registered():
     group = click.Group()
     register(group)
     assert set(group.commands) == {"alerts", "slo", "export"}
-    assert set(group.commands["export"].commands) == {"prometheus-rules", "grafana"}  # type: ignore[attr-defined]
+    assert set(group.commands["export"].commands) == {"prometheus-rules", "grafana", "kubernetes"}  # type: ignore[attr-defined]
 
 
 def test_alerts_without_any_store_says_there_are_none(cli, tmp_path):
