@@ -328,3 +328,26 @@ def _get(port: int, path: str) -> int | None:
         return None
     finally:
         conn.close()
+
+
+def test_the_dockerfile_builds_the_spec_directory_into_the_image_as_a_non_root_user(tmp_path):
+    from steadyserve import __version__
+
+    spec = {"deployments": {"echo": {"service": "echo/service.py"}}}
+    out, result = _export(tmp_path, spec)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in (out / "Dockerfile").read_text().splitlines() if line and not line.startswith("#")]
+    keywords = [line.split()[0] for line in lines]
+    assert keywords[0] == "FROM" and set(keywords) <= {"FROM", "ENV", "ARG", "RUN", "COPY", "WORKDIR", "USER", "EXPOSE"}
+    assert f'ARG STEADYSERVE="steadyserve=={__version__}"' in lines and 'RUN pip install "$STEADYSERVE"' in lines
+    assert "COPY . /app" in lines and lines[-2:] == ["USER 10001:10001", "EXPOSE 8000 8001 8080"]
+    assert not any("requirements.txt" in line for line in lines)  # the project has none
+    assert ".steady" in (out / "Dockerfile.dockerignore").read_text().split()  # state never enters the image
+    # The path every replica's --target names exists in the build context (the spec's directory).
+    args = _kind(list(yaml.safe_load_all((out / "echo.yaml").read_text())), "Deployment")[
+        "spec"]["template"]["spec"]["containers"][0]["args"]
+    target = args[args.index("--target") + 1]
+    assert target == "/app/echo/service.py:Echo" and (tmp_path / "project" / "echo" / "service.py").is_file()
+    (tmp_path / "project" / "requirements.txt").write_text("scikit-learn>=1.3\n")
+    out, result = _export(tmp_path, spec)
+    assert "RUN pip install -r /app/requirements.txt" in (out / "Dockerfile").read_text()

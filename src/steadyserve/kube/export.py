@@ -90,6 +90,8 @@ def next_steps(deployments: Sequence[DeploymentConfig], settings: ExportSettings
              "1. Build and push the image every pod runs (the spec's directory is the build context):", "",
              f"       docker build -f {shlex.quote(str(out_dir / 'Dockerfile'))} -t {settings.image}"
              f" {shlex.quote(str(context_dir))} && docker push {settings.image}", "",
+             "   (add --build-arg STEADYSERVE=<a wheel in that directory, or a VCS URL> if your package index"
+             " has no steadyserve)", "",
              "2. Create the Secrets the manifests name (values never enter a manifest):", ""]
     for dep in deployments:
         lines.append(f"       kubectl{ns} create secret generic {replica_key_secret(dep.name)}"

@@ -17,7 +17,10 @@ def dockerfile(has_requirements: bool, version: str = __version__) -> str:
 # Written by `steady export kubernetes`: the services of the spec and steadyserve {version}.
 FROM {PYTHON_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN pip install "steadyserve=={version}"
+# What pip installs for steadyserve: --build-arg STEADYSERVE=./dist/steadyserve-{version}-py3-none-any.whl
+# (a wheel inside the build context) or a VCS URL, if your index does not have it.
+ARG STEADYSERVE="steadyserve=={version}"
+RUN pip install "$STEADYSERVE"
 {requirements}WORKDIR {APP_DIR}
 COPY . {APP_DIR}
 # The manifests run every container as this user (runAsNonRoot).
