@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 from conftest import EXAMPLES, FIXTURES, free_port, run_cli, wait_for
 
-kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 pytestmark = pytest.mark.integration
 KUBERNETES_VERSION = "1.37.0"

@@ -21,7 +21,9 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+import ray
 import yaml
+from ray import cluster_utils
 from conftest import (
     EXAMPLES,
     FIXTURES,
@@ -34,8 +36,6 @@ from conftest import (
     wait_for,
 )
 
-ray = pytest.importorskip("ray", reason="the Ray backend's tests need steadyserve[ray]")
-cluster_utils = pytest.importorskip("ray.cluster_utils")
 
 pytestmark = pytest.mark.integration
 ECHO = EXAMPLES / "echo" / "service.py"
