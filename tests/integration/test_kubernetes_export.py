@@ -26,7 +26,6 @@ import pytest
 import yaml
 from conftest import EXAMPLES, FIXTURES, free_port, run_cli, wait_for
 
-
 pytestmark = pytest.mark.integration
 KUBERNETES_VERSION = "1.37.0"
 SECRET_VALUE = "do-not-ship-me-7f3a"

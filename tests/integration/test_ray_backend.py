@@ -23,7 +23,6 @@ import psutil
 import pytest
 import ray
 import yaml
-from ray import cluster_utils
 from conftest import (
     EXAMPLES,
     FIXTURES,
@@ -35,7 +34,7 @@ from conftest import (
     stop_with_children,
     wait_for,
 )
-
+from ray import cluster_utils
 
 pytestmark = pytest.mark.integration
 ECHO = EXAMPLES / "echo" / "service.py"
