@@ -33,7 +33,7 @@ def export_kubernetes(spec_file: Path, out_dir: Path, image: str, namespace: str
     from .cli_alerts import deployment_alerting
     from .control.config import resolve_platform
     from .control.spec import key_location, load_spec
-    from .kube.export import ExportSettings, export_files
+    from .kube.export import ROLLBACK_NOTE, TOKENS_FILE, ExportSettings, export_files, not_exported
 
     try:
         spec = load_spec(spec_file)
@@ -43,31 +43,33 @@ def export_kubernetes(spec_file: Path, out_dir: Path, image: str, namespace: str
         settings = ExportSettings(image=image, namespace=namespace, auth_required=not no_auth,
                                   grace_s=config.grace_s)
         alerting = {name: deployment_alerting(dep) for name, dep in spec.deployments.items()}
-        files = export_files(config.deployments, spec.gateway, base_dir, out_dir.resolve(), settings, alerting)
+        files = export_files(config.deployments, spec.gateway, base_dir, out_dir.resolve(), settings, alerting,
+                             tokens_written=tokens_from is not None)
     except ConfigError as exc:
         fail(str(exc))
         return
     except ValidationError as exc:
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
     table = Table(title=f"written to {for_terminal(out_dir)}")
     table.add_column("file")
     table.add_column("holds", overflow="fold")
-    for name, text in files.items():
-        (out_dir / name).write_text(text, encoding="utf-8")
-        table.add_row(name, _kinds(text) if name.endswith(".yaml") else "")
-    if tokens_from is not None:
-        _write_tokens(tokens_from, out_dir / "tokens.json")
-        table.add_row("tokens.json", f"digests of the active tokens of {for_terminal(tokens_from)} (mode 600)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (out_dir / name).write_text(text, encoding="utf-8")
+            table.add_row(name, _kinds(text) if name.endswith(".yaml") else "")
+        if tokens_from is not None:
+            _write_tokens(tokens_from, out_dir / TOKENS_FILE)
+            table.add_row(TOKENS_FILE, f"digests of the active tokens of {for_terminal(tokens_from)} (mode 600)")
+    except OSError as exc:
+        fail(f"cannot write to {out_dir}: {exc.strerror or exc} ({exc.filename or out_dir}); pick another -o DIR")
+        return
     console.print(table)
     for dep in config.deployments:
-        if dep.spec.resources.custom:
-            err_console.print(f"note: {escape(dep.name)}: resources.custom ({', '.join(dep.spec.resources.custom)})"
-                              " are Ray resources; Kubernetes has no such thing, so they are left out", soft_wrap=True)
-        if dep.spec.autoscaled and dep.spec.replica_bounds[0] == 0:
-            err_console.print(f"note: {escape(dep.name)}: the HorizontalPodAutoscaler does not scale to zero;"
-                              " minReplicas is 1", soft_wrap=True)
+        for note in not_exported(dep):
+            err_console.print(f"note: {escape(dep.name)}: {escape(note)}", soft_wrap=True)
+    err_console.print(f"note: {ROLLBACK_NOTE}", soft_wrap=True)
     err_console.print(f"next: {escape(str(out_dir / 'NEXT_STEPS.md'))}", soft_wrap=True)
 
 

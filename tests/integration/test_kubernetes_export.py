@@ -150,6 +150,8 @@ def test_the_autoscaler_carries_our_autoscaling_spec(exported):
     _, docs = exported
     hpa = _kind(docs["echo.yaml"], "HorizontalPodAutoscaler")["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 8)
+    assert "replicas" not in _kind(docs["echo.yaml"], "Deployment")["spec"]  # the HPA's to set, not a re-apply's
+    assert _kind(docs["plain.yaml"], "Deployment")["spec"]["replicas"] == 3
     assert hpa["metrics"] == [{"type": "Pods", "pods": {"metric": {"name": "steady_handler_inflight_calls"},
                                                         "target": {"type": "AverageValue", "averageValue": "3"}}}]
     assert hpa["behavior"]["scaleUp"] == {"stabilizationWindowSeconds": 10, "selectPolicy": "Max",
@@ -254,10 +256,11 @@ def test_the_exported_gateway_and_replica_commands_serve_a_call_end_to_end(tmp_p
     assert token
     out, result = _export(tmp_path, spec, "--tokens-from", str(state))
     assert result.returncode == 0, result.stderr
-    assert (out / "tokens.json").stat().st_mode & 0o777 == 0o600
-    tokens = json.loads((out / "tokens.json").read_text())
+    assert (out / "gateway-tokens").stat().st_mode & 0o777 == 0o600
+    tokens = json.loads((out / "gateway-tokens").read_text())
     assert [(t["name"], t["role"], len(t["digest"])) for t in tokens.values()] == [("caller", "invoker", 64)]
-    assert token not in (out / "tokens.json").read_text()  # digests only
+    assert token not in (out / "gateway-tokens").read_text()  # digests only
+    assert "--from-file=tokens.json=" in (out / "NEXT_STEPS.md").read_text()
     replica_doc = _kind(list(yaml.safe_load_all((out / "echo.yaml").read_text())), "Deployment")
     gateway_docs = list(yaml.safe_load_all((out / "gateway.yaml").read_text()))
     gateway_doc = _kind(gateway_docs, "Deployment")
@@ -271,7 +274,7 @@ def test_the_exported_gateway_and_replica_commands_serve_a_call_end_to_end(tmp_p
     config_dir = tmp_path / "etc"
     (config_dir / "routes").mkdir(parents=True)
     (config_dir / "routes" / "routes.json").write_text(_kind(gateway_docs, "ConfigMap")["data"]["routes.json"])
-    shutil.copy(out / "tokens.json", config_dir / "tokens.json")
+    shutil.copy(out / "gateway-tokens", config_dir / "tokens.json")
     hosts = tmp_path / "hosts"
     hosts.write_text("127.0.0.1 localhost\n127.0.0.1 echo-replicas\n")
     gateway_cmd = _command(gateway_doc, {"POD_NAME": "steady-gateway-abc"}, {
@@ -342,6 +345,7 @@ def test_the_dockerfile_builds_the_spec_directory_into_the_image_as_a_non_root_u
     assert "COPY . /app" in lines and lines[-2:] == ["USER 10001:10001", "EXPOSE 8000 8001 8080"]
     assert not any("requirements.txt" in line for line in lines)  # the project has none
     assert ".steady" in (out / "Dockerfile.dockerignore").read_text().split()  # state never enters the image
+    assert "k8s" in (out / "Dockerfile.dockerignore").read_text().split()  # nor the export (token digests)
     # The path every replica's --target names exists in the build context (the spec's directory).
     args = _kind(list(yaml.safe_load_all((out / "echo.yaml").read_text())), "Deployment")[
         "spec"]["template"]["spec"]["containers"][0]["args"]
@@ -350,3 +354,31 @@ def test_the_dockerfile_builds_the_spec_directory_into_the_image_as_a_non_root_u
     (tmp_path / "project" / "requirements.txt").write_text("scikit-learn>=1.3\n")
     out, result = _export(tmp_path, spec)
     assert "RUN pip install -r /app/requirements.txt" in (out / "Dockerfile").read_text()
+
+
+def test_secret_files_and_the_export_itself_stay_out_of_the_image(tmp_path):
+    spec = {"deployments": {"echo": {"service": "echo/service.py", "secrets": {
+        "DB_PASS": {"from_file": "conf/db.pass"}, "API_KEY": {"from_env": "API_KEY"}}}}}
+    (tmp_path / "project" / "conf").mkdir(parents=True)
+    (tmp_path / "project" / "conf" / "db.pass").write_text(SECRET_VALUE)
+    project = tmp_path / "project"
+    shutil.copytree(EXAMPLES / "echo", project / "echo")
+    (project / "steady.yaml").write_text(yaml.safe_dump(spec))
+    out = project / "deploy" / "manifests"
+    result = run_cli("export", "kubernetes", "-f", str(project / "steady.yaml"), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    ignored = (out / "Dockerfile.dockerignore").read_text().split()
+    assert "conf/db.pass" in ignored and "deploy/manifests" in ignored
+    steps = (out / "NEXT_STEPS.md").read_text()
+    assert "--tokens-from" in steps and "steady token create --role invoker" in steps  # none exported yet
+    assert "note: automatic rollback" in result.stderr
+    for path in out.iterdir():
+        assert SECRET_VALUE not in path.read_text()
+
+
+def test_an_output_directory_that_cannot_be_written_is_a_clear_error(tmp_path):
+    (tmp_path / "taken").write_text("a file, not a directory")
+    out, _ = _export(tmp_path, {"deployments": {"echo": {"service": "echo/service.py"}}})
+    for target, message in ((tmp_path / "taken", "is a file"), (tmp_path / "taken" / "k8s", "cannot write to")):
+        result = run_cli("export", "kubernetes", "-f", str(tmp_path / "project" / "steady.yaml"), "-o", str(target))
+        assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr

@@ -185,6 +185,10 @@ def test_a_deployment_that_does_not_fit_says_so_and_the_rest_keeps_serving(insta
     refused = wait_for(lambda: [e for e in instance.events() if e["deployment"] == "accel"
                                 and "no Ray node has room" in e["message"]], 60, "the placement refusal")
     assert "needs CPU 0.5, accel 1" in refused[0]["message"] and "accel 0 free" in refused[0]["message"]
+    assert refused[0]["type"] == "unschedulable"
+    waiting = next(r for r in _replicas(instance, "accel") if r["state"] != "ready")
+    assert waiting["state"] == "backoff" and waiting["restarts"] == 0 and waiting["pid"] is None  # not a crash
+    assert not [e for e in instance.events() if e["deployment"] == "accel" and e["type"] in ("crash_loop", "restarted")]
     status, _, body = instance.post_json("/echo/echo", {"message": "still here"})
     assert status == 200 and body == {"message": "still here"}
     status, _, body = instance.post_json("/accel/echo", {"message": "on the accelerator node"})
@@ -321,3 +325,19 @@ def test_losing_a_node_under_load_fails_no_idempotent_call_and_its_replica_comes
     assert {r["node"] for r in _ready(instance)} <= _live_nodes()
     lost_replica = by_node[lost.node_id]["id"]
     assert any(e["subject"] == lost_replica and "Ray" in e["message"] for e in instance.events())
+
+
+@pytest.mark.parametrize(("address", "message"), [
+    ("127.0.0.1:{port}", "cannot reach the Ray cluster at 127.0.0.1:{port}"),
+    ("ray://127.0.0.1:{port}", "cannot reach the Ray cluster at ray://127.0.0.1:{port}"),
+    ("", "kind: ray needs the cluster's address"),
+    ("nonsense", "expected HOST:PORT, ray://HOST:PORT or auto"),
+])
+def test_a_ray_address_nothing_answers_at_fails_at_once_naming_it(tmp_path, address, message):
+    port = free_port()
+    spec = tmp_path / "steady.yaml"
+    spec.write_text(yaml.safe_dump({"deployments": {"echo": {"service": str(ECHO)}}}))
+    result = run_cli("up", "-f", str(spec), "--ray-address", address.format(port=port), "--port", str(free_port()),
+                     "--api-port", "0", "--no-auth", "--state-dir", str(tmp_path / "state"), timeout_s=120)
+    assert result.returncode != 0 and message.format(port=port) in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr

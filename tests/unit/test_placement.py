@@ -77,3 +77,11 @@ def test_a_replicas_needs_in_rays_names():
 def test_describe_writes_memory_in_mib():
     assert describe({"memory": 512.0 * (1 << 20), "CPU": 1.5}) == "CPU 1.5, memory 512 MiB"
     assert describe({}) == "nothing"
+
+
+def test_a_node_that_just_lost_a_replica_is_used_only_when_no_other_has_room():
+    nodes = [node("a"), node("b", used_cpu=1.5)]
+    decision = place({"CPU": 0.5}, nodes, {}, avoid=frozenset({"a"}))
+    assert isinstance(decision, Placed) and decision.node.id == "b"
+    decision = place({"CPU": 1}, nodes, {}, avoid=frozenset({"a"}))  # b has no room: a after all
+    assert isinstance(decision, Placed) and decision.node.id == "a"

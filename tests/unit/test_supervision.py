@@ -18,6 +18,7 @@ from steadyserve.control.supervision import (
     backoff_s,
     start_failed,
     step,
+    unplaced,
 )
 
 POLICY = SupervisionPolicy(failure_threshold=3, startup_timeout_s=30, backoff_base_s=0.5,
@@ -267,3 +268,20 @@ def test_a_killed_process_exit_does_not_repeat_the_reason_its_kill_event_gave():
     [note] = [e for e in exited.events if e.type == "exited"]
     assert note.message == "killed by signal SIGKILL, as decided"
     assert "liveness probes" in (exited.slot.last_error or "")  # status still says why
+
+
+def test_a_replica_no_node_has_room_for_waits_without_counting_restarts_or_crashes():
+    slot = Slot("replica", "r0")
+    reason = "no Ray node has room for a replica (needs CPU 4): n1 has CPU 2 free"
+    waited = unplaced(slot, now=0.0, reason=reason, policy=POLICY)
+    assert waited.slot.state == ProcState.BACKOFF and waited.actions == []
+    assert (waited.slot.restarts, waited.slot.crashes, waited.slot.generation) == (0, 0, 0)
+    assert waited.slot.backoff_until == POLICY.placement_retry_s and waited.slot.last_error == reason
+    assert [e.type for e in waited.events] == ["unschedulable"]
+    for i in range(10):  # tried again and again: one event, never a crash loop
+        again = unplaced(waited.slot, now=2.0 * (i + 1), reason=reason, policy=POLICY)
+        assert again.events == [] and again.slot.state == ProcState.BACKOFF and again.slot.crashes == 0
+        waited = again
+    changed = unplaced(waited.slot, now=30.0, reason=reason.replace("CPU 2", "CPU 3"), policy=POLICY)
+    assert [e.type for e in changed.events] == ["unschedulable"]
+    assert advance(changed.slot, now=30.0 + POLICY.placement_retry_s).actions == [Start(1)]  # room: it starts

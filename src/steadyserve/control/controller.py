@@ -33,7 +33,7 @@ from ..printable import printable
 from ..types import Clock
 from ..wording import plural
 from . import orphans, private_dirs, reports
-from .backends import ReplicaBackend, ReplicaHandle, ReplicaLaunch, credential_of
+from .backends import ReplicaBackend, ReplicaHandle, ReplicaLaunch, Unschedulable, credential_of
 from .backends.local import LocalBackend, read_error_file
 from .config import DeploymentConfig, PlatformConfig
 from .desired import DeploymentState, DesiredState
@@ -70,6 +70,7 @@ from .supervision import (
     Terminate,
     start_failed,
     step,
+    unplaced,
 )
 from .watching import Watching
 
@@ -176,7 +177,8 @@ class Controller(DesiredState, Watching, Scaling):
                           for name, d in self.deployments.items() if not d.deleting)
         self.record("controller", "controller", "started",
                     f"serving {names} with {plural(self.config.gateway.processes, 'gateway process', 'gateway processes')}"
-                    f" on {self.config.url}")
+                    f" on {self.config.url}" + (f"; replicas on the Ray cluster at {self.config.backend.address}"
+                                               if self.config.backend.kind == "ray" else ""))
 
     def _report_dropped(self) -> None:
         """After a clean stop the file is applied as it is: say which deployments of the last run
@@ -349,6 +351,11 @@ class Controller(DesiredState, Watching, Scaling):
             observation = self._observe(managed, result, now, versions)
             stage = "supervise"
             decision = step(managed.slot, observation, self._policy(managed)[0])
+            if managed.config is not None and any(isinstance(a, Start) for a in decision.actions):
+                problem = self.backend.placement_problem(managed.deployment, managed.revision or 0,
+                                                         managed.config.spec.resources)
+                if problem is not None:  # no room on the cluster: it waits, as it is, without a restart
+                    decision = unplaced(managed.slot, now, problem, self._policy(managed)[0])
             stage = "apply"
             self._apply(managed, decision, now)
         except Exception as exc:  # one slot never stops the others
@@ -504,6 +511,9 @@ class Controller(DesiredState, Watching, Scaling):
             if isinstance(action, Start):
                 try:
                     self._start(managed, action.generation)
+                except Unschedulable as exc:  # waiting for room on the cluster is not a crash
+                    self._apply(managed, unplaced(managed.slot, now, str(exc), self._policy(managed)[0]), now)
+                    return
                 except Exception as exc:  # e.g. OSError (no executable, unwritable log), ValueError (bad env)
                     log.warning("%s: could not start", managed.label, exc_info=exc)
                     error = f"{type(exc).__name__}: {exc}"

@@ -49,6 +49,7 @@ class SupervisionPolicy:
     # no longer holds up its drain (a hung gateway must not block scale-in).
     leave_timeout_s: float = 5.0
     memory_limit_mb: int | None = None  # resident memory (process tree) above which a replica is replaced
+    placement_retry_s: float = 2.0  # a replica no cluster node has room for is tried again this often
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,15 @@ def start_failed(slot: Slot, now: float, error: str, policy: SupervisionPolicy) 
     """The process could not be started at all (the launcher raised): a crash like any other."""
     reason = f"could not start: {error}"
     return _down(slot, now, reason, EventNote("start_failed", reason), policy, crashed=True)
+
+
+def unplaced(slot: Slot, now: float, reason: str, policy: SupervisionPolicy) -> Step:
+    """No cluster node has room for it: not a crash (no restart counted, no crash loop). It waits and is
+    tried again; the event is recorded once while the reason stays the same."""
+    repeated = slot.state == ProcState.BACKOFF and slot.last_error == reason
+    nxt = replace(slot, state=ProcState.BACKOFF, backoff_until=now + policy.placement_retry_s, last_error=reason,
+                  probe_failures=0, kill_reason=None)
+    return Step(nxt, [], [] if repeated else [EventNote("unschedulable", f"{reason}; trying again as room frees")])
 
 
 def _must_replace(obs: Observation, policy: SupervisionPolicy) -> str | None:

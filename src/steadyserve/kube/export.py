@@ -83,16 +83,22 @@ externalRules:
 """
 
 
+TOKENS_FILE = "gateway-tokens"  # no .json: `kubectl apply -f DIR` must not take it for a manifest
+
+
 def next_steps(deployments: Sequence[DeploymentConfig], settings: ExportSettings, out_dir: Path,
-               context_dir: Path, has_custom_metrics: bool) -> str:
+               context_dir: Path, has_custom_metrics: bool, tokens_written: bool) -> str:
     ns = f" -n {settings.namespace}" if settings.namespace else ""
-    lines = ["# Next steps", "",
-             "1. Build and push the image every pod runs (the spec's directory is the build context):", "",
-             f"       docker build -f {shlex.quote(str(out_dir / 'Dockerfile'))} -t {settings.image}"
-             f" {shlex.quote(str(context_dir))} && docker push {settings.image}", "",
-             "   (add --build-arg STEADYSERVE=<a wheel in that directory, or a VCS URL> if your package index"
-             " has no steadyserve)", "",
-             "2. Create the Secrets the manifests name (values never enter a manifest):", ""]
+    lines = ["# Next steps", ""]
+    if settings.namespace:
+        lines += [f"0. kubectl create namespace {settings.namespace}   (if it does not exist)", ""]
+    lines += ["1. Build and push the image every pod runs (the spec's directory is the build context; a",
+              "   requirements.txt there is installed into it: list your services' own dependencies in it):", "",
+              f"       docker build -f {shlex.quote(str(out_dir / 'Dockerfile'))} -t {settings.image}"
+              f" {shlex.quote(str(context_dir))} && docker push {settings.image}", "",
+              "   (add --build-arg STEADYSERVE=<a wheel in that directory, or a VCS URL> if your package index"
+              " has no steadyserve)", "",
+              "2. Create the Secrets the manifests name (values never enter a manifest):", ""]
     for dep in deployments:
         lines.append(f"       kubectl{ns} create secret generic {replica_key_secret(dep.name)}"
                      " --from-literal=key=\"$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')\"")
@@ -100,11 +106,17 @@ def next_steps(deployments: Sequence[DeploymentConfig], settings: ExportSettings
             pairs = " ".join(f"--from-literal={name}=..." for name in sorted(dep.spec.secrets))
             lines.append(f"       kubectl{ns} create secret generic {secrets_secret(dep.name)} {pairs}")
     if settings.auth_required:
-        lines += [f"       kubectl{ns} create secret generic {gateway.TOKENS_SECRET}"
-                  f" --from-file=tokens.json={shlex.quote(str(out_dir / 'tokens.json'))}"
-                  "   # from --tokens-from STATE_DIR (token digests)",
+        tokens = shlex.quote(str(out_dir / TOKENS_FILE))
+        if not tokens_written:
+            lines += ["", "   The gateways accept the tokens of a state directory: make them there, then export again"
+                          " with --tokens-from (it writes their digests, never the tokens, to "
+                          f"{TOKENS_FILE}):", "",
+                      "       steady token create --role invoker --name <caller> --state-dir .steady",
+                      "       steady token create --role viewer --name prometheus --state-dir .steady",
+                      "       steady export kubernetes ... --tokens-from .steady", ""]
+        lines += [f"       kubectl{ns} create secret generic {gateway.TOKENS_SECRET} --from-file=tokens.json={tokens}",
                   f"       kubectl{ns} create secret generic {monitoring.METRICS_TOKEN_SECRET}"
-                  " --from-literal=token=<a viewer token, for Prometheus>"]
+                  " --from-literal=token=<the prometheus viewer token>"]
     lines += ["", f"3. Apply: kubectl{ns} apply -f {shlex.quote(str(out_dir))}", "",
               f"Callers reach the gateway at the Service {gateway.NAME} (port 80); the replicas of each deployment"
               f" are found through its headless Service ({', '.join(headless_service(d.name) for d in deployments)}).",
@@ -114,15 +126,47 @@ def next_steps(deployments: Sequence[DeploymentConfig], settings: ExportSettings
     return "\n".join(lines) + "\n"
 
 
+def not_exported(dep: DeploymentConfig) -> list[str]:
+    """What of a deployment's spec has no Kubernetes counterpart here (told to the operator)."""
+    spec, notes = dep.spec, []
+    if spec.resources.custom:
+        notes.append(f"resources.custom ({', '.join(spec.resources.custom)}) are Ray resources; left out")
+    if spec.autoscaled and spec.replica_bounds[0] == 0:
+        notes.append("the HorizontalPodAutoscaler does not scale to zero; minReplicas is 1")
+    if spec.autoscaled and spec.scaling.predictive.enabled:
+        notes.append("predictive autoscaling is steady's own; the HPA scales reactively")
+    if spec.rollout.canary_percent is not None:
+        notes.append("rollout.canary_percent: a Deployment's rolling update has no traffic split")
+    return notes
+
+
+ROLLBACK_NOTE = ("automatic rollback (rollout.max_error_rate) is the controller's: on Kubernetes a Deployment"
+                 " rolls on while its pods are ready (`kubectl rollout undo` rolls back)")
+
+
+def _inside(path: Path, base_dir: Path) -> str | None:
+    relative = os.path.relpath(path, base_dir)
+    return None if relative.startswith("..") else Path(relative).as_posix()
+
+
+def image_excludes(deployments: Sequence[DeploymentConfig], base_dir: Path, out_dir: Path) -> list[str]:
+    """The export (it may hold token digests) and every secret file: never built into the image."""
+    found = [_inside(out_dir, base_dir)]
+    for dep in deployments:
+        found += [_inside(base_dir / ref.from_file, base_dir) for ref in dep.spec.secrets.values() if ref.from_file]
+    return sorted({f for f in found if f and f != "."})
+
+
 def export_files(deployments: Sequence[DeploymentConfig], gw: GatewaySpec, base_dir: Path, out_dir: Path,
-                 settings: ExportSettings, alerting: Mapping[str, DeploymentAlerting]) -> dict[str, str]:
+                 settings: ExportSettings, alerting: Mapping[str, DeploymentAlerting],
+                 tokens_written: bool = False) -> dict[str, str]:
     files = {f"{dep.name}.yaml": to_yaml(deployment_documents(dep, alerting[dep.name], base_dir, settings))
              for dep in deployments}
     files["gateway.yaml"] = to_yaml(gateway_documents(deployments, gw, settings))
     files["Dockerfile"] = image.dockerfile((base_dir / "requirements.txt").is_file())
-    files["Dockerfile.dockerignore"] = image.dockerignore()
+    files["Dockerfile.dockerignore"] = image.dockerignore(image_excludes(deployments, base_dir, out_dir))
     custom = any(d.spec.autoscaled and d.spec.scaling.metric != "cpu" for d in deployments)
     if custom:
         files[ADAPTER_RULES_FILE] = ADAPTER_RULES
-    files["NEXT_STEPS.md"] = next_steps(deployments, settings, out_dir, base_dir, custom)
+    files["NEXT_STEPS.md"] = next_steps(deployments, settings, out_dir, base_dir, custom, tokens_written)
     return files

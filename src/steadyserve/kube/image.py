@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .. import __version__
 from .common import APP_DIR
 
@@ -30,6 +32,7 @@ EXPOSE 8000 8001 8080
 """
 
 
-def dockerignore() -> str:
-    """``Dockerfile.dockerignore`` (BuildKit reads it next to the Dockerfile): state and caches stay out."""
-    return "".join(f"{pattern}\n" for pattern in IGNORED)
+def dockerignore(extra: Sequence[str] = ()) -> str:
+    """``Dockerfile.dockerignore`` (BuildKit reads it next to the Dockerfile): state, caches, the export
+    itself and secret files (``extra``, relative to the build context) stay out of the image."""
+    return "".join(f"{pattern}\n" for pattern in (*IGNORED, *extra))

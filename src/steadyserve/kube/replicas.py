@@ -115,7 +115,8 @@ def deployment(dep: DeploymentConfig, *, image: str, target: str, revision: int,
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": metadata(dep.name, dep.name, COMPONENT, namespace),
         "spec": {
-            "replicas": max(1, low),
+            # An autoscaled deployment's count is its HPA's: a re-apply must not reset it.
+            **({} if spec.autoscaled else {"replicas": max(1, low)}),
             "revisionHistoryLimit": 10,
             "selector": {"matchLabels": selector(dep.name, COMPONENT)},
             # As our rolling update: new pods first (max_surge), none taken down before its successor is ready.

@@ -17,6 +17,10 @@ from ..processes import ProcessHandle
 from ..spec import ResourceLimits
 
 
+class Unschedulable(Exception):
+    """No node can take the replica now (a cluster backend); the message says why, node by node."""
+
+
 @dataclass(frozen=True)
 class ReplicaLaunch:
     """One replica to start: everything but where it listens and writes, which its backend decides."""
@@ -71,6 +75,10 @@ class ReplicaBackend(Protocol):
         """Start one replica; raises (with a message for the event) if it cannot be placed."""
         ...
 
+    def placement_problem(self, deployment: str, revision: int, resources: ResourceLimits) -> str | None:
+        """Why a replica with these resources cannot be placed now (None: it can)."""
+        ...
+
     def adopt(self, row: Mapping[str, Any], resources: ResourceLimits) -> ReplicaHandle | None:
         """A replica a previous controller recorded and left running, if it is still the one recorded
         (``resources``: what its revision holds, so placement counts it)."""
@@ -83,4 +91,4 @@ def credential_of(handle: ProcessHandle | None) -> str | None:
     return getattr(handle, "credential", None)
 
 
-__all__ = ["ReplicaBackend", "ReplicaHandle", "ReplicaLaunch", "credential_of"]
+__all__ = ["ReplicaBackend", "ReplicaHandle", "ReplicaLaunch", "Unschedulable", "credential_of"]

@@ -108,6 +108,9 @@ class LocalBackend:
         proc = self.launcher.start_module(REPLICA_MODULE, args, self.logs_dir / f"{label}.log", env)
         return LocalReplica(proc, endpoint, error_file, secrets_dir)
 
+    def placement_problem(self, deployment: str, revision: int, resources: ResourceLimits) -> str | None:
+        return None  # this machine's budget is the autoscaler's (capacity.py), before a slot exists
+
     def adopt(self, row: Mapping[str, Any], resources: ResourceLimits) -> LocalReplica | None:
         pid, endpoint = row["pid"], row["endpoint"]
         if not pid or not endpoint or not pid_alive(pid) or not is_recorded_process(

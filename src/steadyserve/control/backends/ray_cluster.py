@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import secrets
+import socket
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -29,13 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
-from ..placement import NodeView, Placed, place, replica_needs
+from ..placement import NodeView, Placed, Unplaceable, place, replica_needs
 from ..processes import NODE_LOST_EXIT
 from ..spec import ResourceLimits
-from . import ReplicaLaunch
+from . import ReplicaLaunch, Unschedulable
 from .ray_host import ReplicaHost
 
 log = logging.getLogger("steadyserve.ray")
+SUSPECT_NODE_S = 30.0  # after losing an actor there, a node takes new replicas only if no other has room
 _CALL_TIMEOUT_S = 10.0  # a blocking call the controller makes outside its loop (adoption, shutdown)
 _MAX_LOG_FILE_BYTES = 256 << 20
 
@@ -48,11 +50,28 @@ class Placement:
     need: dict[str, float]
 
 
-class PlacementError(RuntimeError):
-    """No node can take the replica; the message says why, node by node."""
+class PlacementError(Unschedulable):
+    """No Ray node has room for the replica."""
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, naming the address, when nothing answers there (``auto`` is left to Ray)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except ValueError as exc:
+        raise ConfigError(f"Ray address {address!r}: expected HOST:PORT, ray://HOST:PORT or auto") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}; start it"
+                          " (ray start --head) or pass its address with --ray-address / backend.address") from exc
 
 
 def _ray() -> Any:
+    # Ray's C++ core logs at INFO to the driver's stderr (the controller's console): only errors there.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     try:
         import ray
     except ImportError as exc:
@@ -142,6 +161,7 @@ class RayReplica:
 
     def _lost(self, why: str) -> None:
         self._exit_code, self._error = NODE_LOST_EXIT, why
+        self._backend.node_lost(self._node)
 
     def _pull_log(self, ray: Any, wait_s: float = 0.0) -> None:
         """Copy what the replica wrote since the last pull into this instance's logs directory."""
@@ -213,6 +233,7 @@ class RayBackend:
         # One instance's actors are told from another's (two instances may share a cluster).
         self.instance = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
         if not ray.is_initialized():
+            check_reachable(address)  # ray.init retries an unreachable address for good, deaf to Ctrl-C
             try:
                 ray.init(address=address, namespace=namespace, log_to_driver=False, logging_level=logging.WARNING,
                          configure_logging=False)
@@ -221,6 +242,7 @@ class RayBackend:
                                   " --head) or pass its address with --ray-address / backend.address") from exc
         self._actor_class = ray.remote(ReplicaHost)
         self._placed: dict[str, Placement] = {}  # by replica label
+        self._suspects: dict[str, float] = {}  # node -> avoided until (monotonic)
 
     def actor_name(self, label: str, generation: int) -> str:
         return f"steady-{self.instance}-{label}-{generation}"
@@ -239,12 +261,7 @@ class RayBackend:
         _ray()  # a clear error if Ray is missing
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        self._release_gone()
-        res = launch.resources
-        need = replica_needs(res.cpus, res.gpus, res.memory_mb, res.custom)
-        mine = [p for p in self._placed.values() if p.deployment == launch.deployment]
-        decision = place(need, self.nodes(), Counter(p.node for p in mine if p.revision == launch.revision),
-                         Counter(p.node for p in mine if p.revision != launch.revision))
+        decision, need = self._place(launch.deployment, launch.revision, launch.resources)
         if not isinstance(decision, Placed):
             raise PlacementError(decision.reason)
         credential = secrets.token_urlsafe(32)
@@ -264,6 +281,29 @@ class RayBackend:
         self._placed[launch.label] = Placement(launch.deployment, launch.revision, decision.node.id, need)
         log.info("%s: placed on node %s (%s)", launch.label, decision.node.id[:12], decision.reason)
         return RayReplica(self, actor, launch.label, credential, decision.node.id, started=started)
+
+    def _place(self, deployment: str, revision: int, res: ResourceLimits) -> tuple[Placed | Unplaceable,
+                                                                                   dict[str, float]]:
+        self._release_gone()
+        need = replica_needs(res.cpus, res.gpus, res.memory_mb, res.custom)
+        mine = [p for p in self._placed.values() if p.deployment == deployment]
+        decision = place(need, self.nodes(), Counter(p.node for p in mine if p.revision == revision),
+                         Counter(p.node for p in mine if p.revision != revision), avoid=self._suspect_nodes())
+        return decision, need
+
+    def placement_problem(self, deployment: str, revision: int, resources: ResourceLimits) -> str | None:
+        decision, _ = self._place(deployment, revision, resources)
+        return None if isinstance(decision, Placed) else decision.reason
+
+    def node_lost(self, node: str | None) -> None:
+        """A replica there was lost with its actor: avoid the node a while (Ray may not know it is dead yet)."""
+        if node:
+            self._suspects[node] = time.monotonic() + SUSPECT_NODE_S
+
+    def _suspect_nodes(self) -> frozenset[str]:
+        now = time.monotonic()
+        self._suspects = {node: until for node, until in self._suspects.items() if until > now}
+        return frozenset(self._suspects)
 
     def _release_gone(self) -> None:
         """Forget placements on nodes that died: their resources are gone with them."""
