@@ -33,7 +33,7 @@ test-tools:  ## Debian packages the tests start (skipped when already installed)
 	  || { $(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y --no-install-recommends $(DEBIAN_TEST_PACKAGES) >/dev/null; }; }
 
 test: $(STAMP_TEST) test-tools  ## the whole test suite
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q --durations=25
 
 bench: $(STAMP_TEST)  ## throughput/latency figures -> bench/out/RESULTS.md (installs wrk, nginx)
 	$(VENV)/bin/python bench/run.py
