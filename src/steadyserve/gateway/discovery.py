@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -76,7 +77,7 @@ def dns_table(template: RoutingTable, addresses: Mapping[str, Sequence[str]], po
     return template.model_copy(update={"services": services, "version": version})
 
 
-class _Polling:
+class _Polling(ABC):
     """Fetches a table on its own thread every ``interval_s``; ``poll`` hands over each new one."""
 
     def __init__(self, interval_s: float, what: str) -> None:
@@ -92,8 +93,9 @@ class _Polling:
     def start(self) -> None:
         self._thread.start()
 
+    @abstractmethod
     def fetch(self) -> RoutingTable | None:
-        raise NotImplementedError
+        """The current table (None: none yet); raises to keep the previous one."""
 
     def _run(self) -> None:
         while not self._stop.is_set():
