@@ -175,3 +175,15 @@ def test_the_controller_source_keeps_serving_when_the_controller_is_unreachable(
     with pytest.raises(Exception):  # noqa: B017 - what httpx raises for a refused connection
         source.fetch()
     source.close()
+
+
+def test_the_file_source_hands_over_each_written_table_once_and_keeps_the_last_good_one(tmp_path):
+    path = tmp_path / "routes.json"
+    source = TableFile(path)
+    assert source.poll() is None  # no table yet
+    write_table(path, TEMPLATE)
+    assert source.poll() == TEMPLATE and source.poll() is None
+    write_table(path, TEMPLATE.model_copy(update={"version": 8}))
+    assert source.poll().version == 8  # type: ignore[union-attr]
+    path.write_text("{not json")
+    assert source.poll() is None  # unusable: the gateway keeps serving with version 8
