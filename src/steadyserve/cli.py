@@ -110,6 +110,9 @@ def up(spec_file: Path, port: int | None, api_port: int, no_auth: bool, tls_cert
     from .control.serve import check_gateway_port, check_port
     from .control.spec import BackendSpec, GatewaySpec, key_location, load_spec
 
+    if ray_address is not None and not ray_address.strip():
+        fail("--ray-address needs the cluster's address: HOST:PORT, ray://HOST:PORT or auto")
+
     def build(recovering: bool) -> tuple[Any, Any, dict[str, dict[str, str]]]:
         spec = load_spec(spec_file)
         if ray_address is not None:

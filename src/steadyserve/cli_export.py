@@ -57,7 +57,7 @@ def export_kubernetes(spec_file: Path, out_dir: Path, image: str, namespace: str
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
-            (out_dir / name).write_text(text, encoding="utf-8")
+            _write(out_dir / name, text.encode(), 0o644)
             table.add_row(name, _kinds(text) if name.endswith(".yaml") else "")
         if tokens_from is not None:
             _write_tokens(tokens_from, out_dir / TOKENS_FILE)
@@ -87,9 +87,17 @@ def _write_tokens(state_dir: Path, path: Path) -> None:
                             "rate_per_s": t["rate_per_s"] or None, "burst": t["burst"] or None} for t in db.tokens()}
     finally:
         db.close()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(tokens, f, indent=1)
+    _write(path, json.dumps(tokens, indent=1).encode(), 0o600)
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    """Never through a symlink planted in the output directory; the mode set even on an existing file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def register(export_group: click.Group) -> None:

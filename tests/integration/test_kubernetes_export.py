@@ -85,7 +85,7 @@ def _kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 def test_every_manifest_validates_strictly_against_the_kubernetes_schema(exported):
     out, docs = exported
-    assert set(docs) == {"echo.yaml", "nosy.yaml", "plain.yaml", "gateway.yaml"}
+    assert set(docs) == {"echo.yaml", "nosy.yaml", "plain.yaml", "steady-gateway.yaml"}
     checked = 0
     for documents in docs.values():
         for doc in documents:
@@ -119,7 +119,7 @@ def test_service_monitors_scrape_the_replicas_ops_port_and_the_gateways_metrics_
     assert replica["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert replica["spec"]["endpoints"] == [{"port": "ops", "path": "/metrics", "interval": "15s"}]
     assert "ops" in {p["name"] for p in service["spec"]["ports"]}
-    gateway = _kind(docs["gateway.yaml"], "ServiceMonitor")["spec"]["endpoints"][0]
+    gateway = _kind(docs["steady-gateway.yaml"], "ServiceMonitor")["spec"]["endpoints"][0]
     assert gateway["port"] == "http" and gateway["authorization"]["credentials"] == {
         "name": "steady-metrics-token", "key": "token"}
 
@@ -179,7 +179,7 @@ def test_secrets_are_references_to_kubernetes_secrets_never_values(exported):
 
 def test_the_gateway_runs_its_own_pods_and_finds_every_deployments_replicas(exported):
     _, docs = exported
-    gateway = _kind(docs["gateway.yaml"], "Deployment")
+    gateway = _kind(docs["steady-gateway.yaml"], "Deployment")
     assert gateway["spec"]["replicas"] == 3  # gateway.processes, at least 2
     container = gateway["spec"]["template"]["spec"]["containers"][0]
     args = container["args"]
@@ -187,12 +187,12 @@ def test_the_gateway_runs_its_own_pods_and_finds_every_deployments_replicas(expo
     keys = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "secretKeyRef" in
             e.get("valueFrom", {})}
     assert keys == {f"STEADY_REPLICA_KEY_{n.upper()}": f"steady-{n}-replica-key" for n in ("echo", "nosy", "plain")}
-    table = json.loads(_kind(docs["gateway.yaml"], "ConfigMap")["data"]["routes.json"])
+    table = json.loads(_kind(docs["steady-gateway.yaml"], "ConfigMap")["data"]["routes.json"])
     assert table["auth_required"] is True and table["tokens"] == {}
     assert set(table["services"]) == {"echo", "nosy", "plain"}
     assert all(service["replicas"] == [] for service in table["services"].values())
     assert table["services"]["echo"]["handlers"] == {"echo": {"idempotent": True}}
-    assert _kind(docs["gateway.yaml"], "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert _kind(docs["steady-gateway.yaml"], "PodDisruptionBudget")["spec"]["minAvailable"] == 1
 
 
 def test_a_service_outside_the_spec_directory_cannot_be_built_into_the_image(tmp_path):
@@ -262,7 +262,7 @@ def test_the_exported_gateway_and_replica_commands_serve_a_call_end_to_end(tmp_p
     assert token not in (out / "gateway-tokens").read_text()  # digests only
     assert "--from-file=tokens.json=" in (out / "NEXT_STEPS.md").read_text()
     replica_doc = _kind(list(yaml.safe_load_all((out / "echo.yaml").read_text())), "Deployment")
-    gateway_docs = list(yaml.safe_load_all((out / "gateway.yaml").read_text()))
+    gateway_docs = list(yaml.safe_load_all((out / "steady-gateway.yaml").read_text()))
     gateway_doc = _kind(gateway_docs, "Deployment")
     key = "k" * 43
     replica_port, ops_port, gateway_port = free_port(), free_port(), free_port()
@@ -382,3 +382,50 @@ def test_an_output_directory_that_cannot_be_written_is_a_clear_error(tmp_path):
     for target, message in ((tmp_path / "taken", "is a file"), (tmp_path / "taken" / "k8s", "cannot write to")):
         result = run_cli("export", "kubernetes", "-f", str(tmp_path / "project" / "steady.yaml"), "-o", str(target))
         assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("deployment", "problem"), [
+    ("gateway", "are the export's own objects"), ("steady-gateway", "are the export's own objects"),
+    ("trailing-", "cannot end with '-'"),
+])
+def test_names_kubernetes_would_refuse_or_that_collide_with_the_gateway_are_refused(tmp_path, deployment, problem):
+    _, result = _export(tmp_path, {"deployments": {deployment: {"service": "echo/service.py"}}})
+    assert result.returncode != 0 and problem in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [("--namespace", "Bad_NS;touch /tmp/x"), ("--image", "app:1; rm -rf /")])
+def test_a_namespace_or_image_that_is_not_one_is_refused(tmp_path, args):
+    _, result = _export(tmp_path, {"deployments": {"echo": {"service": "echo/service.py"}}}, *args)
+    assert result.returncode != 0 and args[0] in result.stderr
+
+
+def test_env_values_reach_the_pod_as_written_and_never_expand_other_variables(tmp_path):
+    spec = {"deployments": {"echo": {"service": "echo/service.py", "env": {
+        "STOLEN": "$(STEADY_REPLICA_KEY)", "PASSWORDISH": "pa$$word"}}}}
+    out, result = _export(tmp_path, spec)
+    assert result.returncode == 0, result.stderr
+    container = _kind(list(yaml.safe_load_all((out / "echo.yaml").read_text())), "Deployment")[
+        "spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    # Kubernetes turns `$$` into `$`: the pod sees "$(STEADY_REPLICA_KEY)" and "pa$$word", not the key.
+    assert env["STOLEN"] == "$$(STEADY_REPLICA_KEY)" and env["PASSWORDISH"] == "pa$$$$word"
+
+
+def test_files_are_never_written_through_a_symlink_and_tokens_are_private_even_when_overwritten(tmp_path):
+    state = tmp_path / "state"
+    run_cli("token", "create", "--role", "invoker", "--name", "caller", "--state-dir", str(state))
+    out = tmp_path / "k8s"
+    out.mkdir()
+    (out / "gateway-tokens").write_text("old")
+    os.chmod(out / "gateway-tokens", 0o644)
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    (out / "echo.yaml").symlink_to(victim)
+    _, result = _export(tmp_path, {"deployments": {"echo": {"service": "echo/service.py"}}}, "--tokens-from",
+                        str(state))
+    assert result.returncode != 0 and "cannot write to" in result.stderr and victim.read_text() == "untouched"
+    (out / "echo.yaml").unlink()
+    _, result = _export(tmp_path, {"deployments": {"echo": {"service": "echo/service.py"}}}, "--tokens-from",
+                        str(state))
+    assert result.returncode == 0, result.stderr
+    assert (out / "gateway-tokens").stat().st_mode & 0o777 == 0o600 and "caller" in (out / "gateway-tokens").read_text()

@@ -146,7 +146,7 @@ def test_a_replica_port_refuses_calls_without_the_gateways_credential(instance):
     assert key not in instance.api("GET", "/v1/replicas").text
 
 
-def test_the_service_code_never_sees_its_credential(instance):
+def test_the_credential_is_not_in_the_services_environment(instance):
     status, _, environ = instance.post_json("/nosy/environ", {})
     assert status == 200 and "PATH" in environ  # it does see its environment ...
     keys = {r["credential"] for r in _rows(instance)}
@@ -330,7 +330,7 @@ def test_losing_a_node_under_load_fails_no_idempotent_call_and_its_replica_comes
 @pytest.mark.parametrize(("address", "message"), [
     ("127.0.0.1:{port}", "cannot reach the Ray cluster at 127.0.0.1:{port}"),
     ("ray://127.0.0.1:{port}", "cannot reach the Ray cluster at ray://127.0.0.1:{port}"),
-    ("", "kind: ray needs the cluster's address"),
+    ("", "--ray-address needs the cluster's address"),
     ("nonsense", "expected HOST:PORT, ray://HOST:PORT or auto"),
 ])
 def test_a_ray_address_nothing_answers_at_fails_at_once_naming_it(tmp_path, address, message):

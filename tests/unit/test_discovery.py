@@ -187,3 +187,15 @@ def test_the_file_source_hands_over_each_written_table_once_and_keeps_the_last_g
     assert source.poll().version == 8  # type: ignore[union-attr]
     path.write_text("{not json")
     assert source.poll() is None  # unusable: the gateway keeps serving with version 8
+
+
+def test_the_controller_source_refuses_a_table_larger_than_a_table_can_be(controller_api, monkeypatch):
+    from steadyserve.gateway import discovery
+
+    url, handler = controller_api
+    monkeypatch.setattr(discovery, "MAX_TABLE_BYTES", 1024)
+    handler.table = b'{"version": 1, "services": {}, "padding": "' + b"x" * 4096 + b'"}'
+    source = ControllerSource(url, None)
+    with pytest.raises(RuntimeError, match="more than"):
+        source.fetch()
+    source.close()

@@ -79,9 +79,9 @@ def test_describe_writes_memory_in_mib():
     assert describe({}) == "nothing"
 
 
-def test_a_node_that_just_lost_a_replica_is_used_only_when_no_other_has_room():
-    nodes = [node("a"), node("b", used_cpu=1.5)]
-    decision = place({"CPU": 0.5}, nodes, {}, avoid=frozenset({"a"}))
-    assert isinstance(decision, Placed) and decision.node.id == "b"
-    decision = place({"CPU": 1}, nodes, {}, avoid=frozenset({"a"}))  # b has no room: a after all
-    assert isinstance(decision, Placed) and decision.node.id == "a"
+def test_a_node_that_just_lost_a_replica_loses_ties_but_spreading_comes_first():
+    nodes = [node("a"), node("b"), node("c")]
+    decision = place({"CPU": 0.5}, nodes, {"b": 1, "c": 1}, avoid=frozenset({"a"}))
+    assert isinstance(decision, Placed) and decision.node.id == "a"  # the only node without one: spread
+    decision = place({"CPU": 0.5}, nodes, {"c": 1}, avoid=frozenset({"a"}))
+    assert isinstance(decision, Placed) and decision.node.id == "b"  # a tie with a: not the suspect

@@ -64,7 +64,31 @@ def test_the_key_is_taken_out_of_the_environment_before_service_code_runs():
     assert take_key(environ) is None
 
 
-@pytest.mark.parametrize("bad", ["short", "é" * 40])
-def test_a_weak_or_non_ascii_key_is_refused(bad):
-    with pytest.raises(ValueError, match="at least 32 ASCII characters"):
+@pytest.mark.parametrize("bad", ["short", "é" * 40, "k" * 40 + "\r\nx-injected: 1", "k" * 20 + " " + "k" * 20])
+def test_a_weak_key_or_one_that_is_not_a_plain_header_value_is_refused(bad):
+    with pytest.raises(ValueError, match="at least 32 characters of letters, digits"):
         take_key({KEY_ENV: bad})
+
+
+def test_a_key_from_a_file_loses_its_trailing_newline():
+    assert take_key({KEY_ENV: "s" * 40 + "\n"}) == b"s" * 40
+
+
+def test_a_refused_connection_is_closed_not_kept_for_the_next_request():
+    async def run() -> bytes:
+        http = HttpServer(require_key(_echo, KEY))
+        server = await asyncio.get_running_loop().create_server(http.protocol_factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /work HTTP/1.1\r\nhost: x\r\n\r\n")  # keep-alive asked for
+            await writer.drain()
+            data = await asyncio.wait_for(reader.read(), 10)  # returns only once the server closes
+            writer.close()
+            return data
+        finally:
+            server.close()
+            http.close_all_connections()
+
+    answer = asyncio.run(run())
+    assert answer.startswith(b"HTTP/1.1 401 ") and b"connection: close" in answer.lower()

@@ -145,6 +145,7 @@ def build_api(controller: Controller, base_dir: Path, local_actor: str | None = 
                 t["id"] for t in db.tokens()}:
             sessions.end(request.cookies.get(COOKIE))
             session = None
+        request.state.session = session is not None
         if session is not None:
             actor, role = session.name, session.role
         elif local_actor is None:
@@ -273,7 +274,8 @@ def build_api(controller: Controller, base_dir: Path, local_actor: str | None = 
     @app.get("/v1/routes")
     async def routes(request: Request) -> Response:
         """The routing table the gateways follow: for a gateway on another machine (``--discovery controller``)."""
-        if request.state.role != "admin":  # it holds every replica's credential
+        # It holds every replica's credential: an admin token (or the local socket), never a dashboard login.
+        if request.state.role != "admin" or getattr(request.state, "session", False):
             raise ApiError(403, "the routing table holds the replicas' credentials: reading it needs an admin token")
         try:
             return Response(controller.routes_path.read_bytes(), media_type="application/json")

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from secrets import token_hex
 from typing import Any, cast
 
 from ..alerting.engine import AlertEngine
@@ -164,6 +165,9 @@ class Controller(DesiredState, Watching, Scaling):
             status="running", routes_file=str(self.routes_path),
             deployments=",".join(d.name for d in self.config.deployments),
         )
+        # What a killed predecessor started and no row adopts (a start it never saw finish, say) goes.
+        self._guarded("controller", "controller", "", "release leftovers", functools.partial(
+            self.backend.release_others, self._adopted_replicas()))
         if recover:  # what was acknowledged since the file was applied stays; the file is compared only
             self._report_drift(secrets or {})
         else:
@@ -241,13 +245,19 @@ class Controller(DesiredState, Watching, Scaling):
                     f"recovered {len(self.deployments)} deployments from the state DB;"
                     f" adopted {adopted} running processes")
 
+    def _adopted_replicas(self) -> set[str]:
+        return {f"{m.deployment}-{m.slot.id}" for (k, _, _), m in self.managed.items() if k == "replica" and m.proc}
+
     def _make_backend(self) -> ReplicaBackend:
         backend = self.config.backend
         if backend.kind == "ray":
             from .backends.ray_cluster import RayBackend
 
             assert backend.address is not None  # the spec requires it
-            return RayBackend(backend.address, backend.namespace, self.config.state_dir, self.config.logs_dir)
+            # Names this instance's actors on a shared cluster: random once, kept in the state DB.
+            instance = self.db.meta().get("instance_id") or token_hex(6)
+            self.db.set_meta(instance_id=instance)
+            return RayBackend(backend.address, backend.namespace, instance, self.config.logs_dir)
         return LocalBackend(self.launcher, self.socket_dir, self.config.logs_dir, self.config.state_dir / METRICS_DIR,
                             self.routes_path)
 
@@ -682,6 +692,8 @@ class Controller(DesiredState, Watching, Scaling):
             self._collect_orphans(stopping=True)
             await asyncio.to_thread(orphans.wait_reaped, 5.0)
         self._persist()
+        self._guarded("controller", "controller", "", "release leftovers",
+                      functools.partial(self.backend.release_others, set()))
         self._guarded("controller", "controller", "", "close backend", self.backend.close)
         if self.observer is not None:  # the last minute of history, which the per-minute tier has not yet
             self._guarded("controller", "controller", "", "save history", self.observer.close)

@@ -54,7 +54,7 @@ def place(need: Resources, nodes: Sequence[NodeView], replicas_on: Mapping[str, 
           others_on: Mapping[str, int] | None = None, avoid: frozenset[str] = frozenset()) -> Placed | Unplaceable:
     """The node for one more replica needing ``need``. ``replicas_on``: node id -> replicas of its
     deployment's revision there; ``others_on``: of the deployment's other revisions; ``avoid``: nodes
-    used only when no other has room (one that just lost a replica may be dying)."""
+    that lose ties (one that just lost a replica may be dying, and Ray may not know yet)."""
     others_on = others_on or {}
     alive = [n for n in nodes if n.alive]
     if not alive:
@@ -63,7 +63,8 @@ def place(need: Resources, nodes: Sequence[NodeView], replicas_on: Mapping[str, 
     if not candidates:
         return Unplaceable(f"no Ray node has room for a replica (needs {describe(need)}): "
                            + "; ".join(f"{n.id[:12]} has {describe(free(n), need)} free" for n in alive))
-    best = min(candidates, key=lambda n: (n.id in avoid, replicas_on.get(n.id, 0), others_on.get(n.id, 0),
+    # Spread first (so one node's loss never takes all), then keep away from a node that may be dying.
+    best = min(candidates, key=lambda n: (replicas_on.get(n.id, 0), n.id in avoid, others_on.get(n.id, 0),
                                           -free(n).get("CPU", 0.0), n.id))
     return Placed(best, f"{replicas_on.get(best.id, 0)} of its revision's replicas there before;"
                         f" {describe(free(best), need)} free")

@@ -45,6 +45,7 @@ class Lookup(Exception):
     """A name could not be resolved for now (keep what was known)."""
 
 
+MAX_TABLE_BYTES = 64 << 20  # a routing table from the controller; more is not one
 Resolve = Callable[[str], list[str]]  # host name -> its addresses; raises Lookup on a passing failure
 
 
@@ -128,14 +129,20 @@ class ControllerSource(_Polling):
     def __init__(self, api_url: str, token: str | None, interval_s: float = 0.5,
                  verify: str | bool = True) -> None:
         super().__init__(interval_s, "controller")
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per poll
         self._client = httpx.Client(base_url=api_url.rstrip("/"), timeout=5.0, verify=verify,
                                     headers={"authorization": f"Bearer {token}"} if token else {})
 
     def fetch(self) -> RoutingTable | None:
-        response = self._client.get("/v1/routes")
+        with self._client.stream("GET", "/v1/routes") as response:
+            body = bytearray()
+            for piece in response.iter_bytes():
+                body += piece
+                if len(body) > MAX_TABLE_BYTES:
+                    raise RuntimeError(f"GET /v1/routes answered more than {MAX_TABLE_BYTES >> 20} MiB")
         if response.status_code != 200:
-            raise RuntimeError(f"GET /v1/routes answered {response.status_code}: {response.text[:200]}")
-        return RoutingTable.model_validate_json(response.content)
+            raise RuntimeError(f"GET /v1/routes answered {response.status_code}: {bytes(body[:200])!r}")
+        return RoutingTable.model_validate_json(bytes(body))
 
     def close(self) -> None:
         super().close()
@@ -153,6 +160,7 @@ class DnsSource(_Polling):
         self._port = port
         self._host_of = host_of
         self._credential_of = credential_of
+        self._warned: set[str] = set()
         self._resolve = resolve
         self._known: dict[str, list[str]] = {}
         self._version = 0
@@ -171,6 +179,10 @@ class DnsSource(_Polling):
                 log.warning("routes from dns: %s; keeping %d known replicas of %s", exc,
                             len(self._known.get(name, [])), name)
         credentials = {name: self._credential_of(name) for name in template.services}
+        for name in sorted(n for n, key in credentials.items() if key is None and n not in self._warned):
+            self._warned.add(name)
+            log.warning("no %s in this gateway's environment: the replicas of %s will refuse its calls (401)",
+                        credential_env(name), name)
         if self._last is None or dns_table(template, self._known, self._port, credentials,
                                            self._version) != self._last:
             self._version += 1

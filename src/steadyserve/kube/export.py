@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,25 @@ def container_target(target: str, base_dir: Path) -> str:
         raise ConfigError(f"{path} is outside {base_dir}: a service must lie in the spec's directory to be built"
                           " into the image (the Dockerfile copies that directory)")
     return f"{APP_DIR}/{Path(relative).as_posix()}{sep}{cls}"
+
+
+NAMESPACE_PATTERN = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a DNS-1123 label
+IMAGE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}")
+
+
+def check_settings(deployments: Sequence[DeploymentConfig], settings: ExportSettings) -> None:
+    """Names Kubernetes would refuse, or that would collide with the gateway's own objects, are refused here."""
+    if settings.namespace is not None and not NAMESPACE_PATTERN.fullmatch(settings.namespace):
+        raise ConfigError(f"--namespace {settings.namespace!r}: a Kubernetes namespace is lower-case letters, digits"
+                          " and '-', starting and ending with a letter or digit")
+    if not IMAGE_PATTERN.fullmatch(settings.image):
+        raise ConfigError(f"--image {settings.image!r}: expected an image reference like registry.example/app:1")
+    for dep in deployments:
+        if dep.name.endswith("-"):
+            raise ConfigError(f"deployment {dep.name!r}: a Kubernetes name cannot end with '-'; rename it")
+        if dep.name.startswith("steady-") or dep.name == "gateway":
+            raise ConfigError(f"deployment {dep.name!r}: names starting with 'steady-' (and 'gateway') are the"
+                              " export's own objects (steady-gateway, its Secrets); rename it")
 
 
 def to_yaml(documents: Sequence[Mapping[str, Any]]) -> str:
@@ -83,6 +103,7 @@ externalRules:
 """
 
 
+GATEWAY_FILE = "steady-gateway.yaml"  # no deployment is named steady-* (check_settings)
 TOKENS_FILE = "gateway-tokens"  # no .json: `kubectl apply -f DIR` must not take it for a manifest
 
 
@@ -160,9 +181,10 @@ def image_excludes(deployments: Sequence[DeploymentConfig], base_dir: Path, out_
 def export_files(deployments: Sequence[DeploymentConfig], gw: GatewaySpec, base_dir: Path, out_dir: Path,
                  settings: ExportSettings, alerting: Mapping[str, DeploymentAlerting],
                  tokens_written: bool = False) -> dict[str, str]:
+    check_settings(deployments, settings)
     files = {f"{dep.name}.yaml": to_yaml(deployment_documents(dep, alerting[dep.name], base_dir, settings))
              for dep in deployments}
-    files["gateway.yaml"] = to_yaml(gateway_documents(deployments, gw, settings))
+    files[GATEWAY_FILE] = to_yaml(gateway_documents(deployments, gw, settings))
     files["Dockerfile"] = image.dockerfile((base_dir / "requirements.txt").is_file())
     files["Dockerfile.dockerignore"] = image.dockerignore(image_excludes(deployments, base_dir, out_dir))
     custom = any(d.spec.autoscaled and d.spec.scaling.metric != "cpu" for d in deployments)

@@ -48,7 +48,8 @@ def _env(dep: DeploymentConfig) -> list[dict[str, Any]]:
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": KEY_ENV, "valueFrom": {"secretKeyRef": {"name": replica_key_secret(dep.name), "key": "key"}}},
         *({"name": name, "value": "1"} for name in BLAS_THREAD_VARS),  # as locally: one thread per call
-        *({"name": name, "value": value} for name, value in sorted(spec.env.items())),
+        # Kubernetes expands $(VAR) in values: `$$` keeps a `$` as written (no other variable leaks in).
+        *({"name": name, "value": value.replace("$", "$$")} for name, value in sorted(spec.env.items())),
         *({"name": name, "valueFrom": {"secretKeyRef": {"name": secrets_secret(dep.name), "key": name}}}
           for name, ref in sorted(spec.secrets.items()) if ref.mount == "env"),
     ]

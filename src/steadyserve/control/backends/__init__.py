@@ -84,6 +84,10 @@ class ReplicaBackend(Protocol):
         (``resources``: what its revision holds, so placement counts it)."""
         ...
 
+    def release_others(self, keep: set[str]) -> None:
+        """Stop what this instance started earlier and no replica holds now (labels in ``keep`` stay)."""
+        ...
+
     def close(self) -> None: ...
 
 

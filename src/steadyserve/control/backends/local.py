@@ -119,5 +119,8 @@ class LocalBackend:
         error_file, secrets_dir = self._paths(f"{row['deployment']}-{row['id']}")
         return LocalReplica(AdoptedProcess(pid), endpoint, error_file, secrets_dir)
 
+    def release_others(self, keep: set[str]) -> None:
+        pass  # leftover local processes are the orphan collector's (orphans.py)
+
     def close(self) -> None:
         pass

@@ -17,11 +17,11 @@ future and looked at with ``ray.wait(timeout=0)`` on later ticks.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -37,7 +37,9 @@ from . import ReplicaLaunch, Unschedulable
 from .ray_host import ReplicaHost
 
 log = logging.getLogger("steadyserve.ray")
-SUSPECT_NODE_S = 30.0  # after losing an actor there, a node takes new replicas only if no other has room
+SUSPECT_NODE_S = 10.0  # after losing an actor there, a node takes new replicas only if no other has room
+NODES_REFRESH_S = 1.0
+KILL_ESCALATION_S = 5.0
 _CALL_TIMEOUT_S = 10.0  # a blocking call the controller makes outside its loop (adoption, shutdown)
 _MAX_LOG_FILE_BYTES = 256 << 20
 
@@ -100,6 +102,7 @@ class RayReplica:
         self._log_offset = 0
         self._rss_call: Any | None = None
         self._rss: int | None = None
+        self._kill_sent_at: float | None = None
 
     # --- what the controller reads ----------------------------------------------------
     @property
@@ -188,6 +191,15 @@ class RayReplica:
                     "killed before its replica started (had Ray placed its actor? its node may lack room)")
             self._started = None
             return
+        now = time.monotonic()
+        if self._kill_sent_at is None:
+            self._kill_sent_at = now
+        elif now - self._kill_sent_at > KILL_ESCALATION_S and self._exit_code is None:
+            # The actor does not run even its kill (a stopped or hung worker): Ray kills the actor.
+            _ray().kill(self._actor, no_restart=True)
+            self._exit_code, self._error = -9, f"its Ray actor did not act on a kill within {KILL_ESCALATION_S:g}s;" \
+                " Ray killed the actor"
+            return
         self._actor.kill.remote()
 
     def stop_leftovers(self) -> None:
@@ -226,12 +238,11 @@ class RayBackend:
 
     kind = "ray"
 
-    def __init__(self, address: str, namespace: str, state_dir: Path, logs_dir: Path) -> None:
+    def __init__(self, address: str, namespace: str, instance: str, logs_dir: Path) -> None:
         ray = _ray()
         self.namespace = namespace
         self.logs_dir = logs_dir
-        # One instance's actors are told from another's (two instances may share a cluster).
-        self.instance = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
+        self.instance = instance  # tells this instance's actors from another's on a shared cluster
         if not ray.is_initialized():
             check_reachable(address)  # ray.init retries an unreachable address for good, deaf to Ctrl-C
             try:
@@ -241,21 +252,32 @@ class RayBackend:
                 raise ConfigError(f"cannot join the Ray cluster at {address}: {_why(exc)}; start it (ray start"
                                   " --head) or pass its address with --ray-address / backend.address") from exc
         self._actor_class = ray.remote(ReplicaHost)
+        # The cluster's nodes, read on a thread of its own: a slow or stalled head never holds up the loop.
+        self._nodes: list[dict[str, Any]] = ray.nodes()
+        self._stop = threading.Event()
+        threading.Thread(target=self._watch_nodes, name="ray-nodes", daemon=True).start()
         self._placed: dict[str, Placement] = {}  # by replica label
         self._suspects: dict[str, float] = {}  # node -> avoided until (monotonic)
 
     def actor_name(self, label: str, generation: int) -> str:
         return f"steady-{self.instance}-{label}-{generation}"
 
-    def nodes(self) -> list[NodeView]:
+    def _watch_nodes(self) -> None:
         ray = _ray()
+        while not self._stop.wait(NODES_REFRESH_S):
+            try:
+                self._nodes = ray.nodes()
+            except Exception as exc:  # noqa: BLE001 - the head is away: keep the last view
+                log.warning("reading the Ray cluster's nodes: %s", _why(exc))
+
+    def nodes(self) -> list[NodeView]:
         used: dict[str, dict[str, float]] = {}
         for p in self._placed.values():
             for name, amount in p.need.items():
                 used.setdefault(p.node, {})[name] = used.get(p.node, {}).get(name, 0.0) + amount
         return [NodeView(id=n["NodeID"], address=n.get("NodeManagerAddress", ""), alive=bool(n.get("Alive")),
                          total={k: float(v) for k, v in n.get("Resources", {}).items()}, used=used.get(n["NodeID"], {}))
-                for n in ray.nodes()]
+                for n in self._nodes]
 
     def start(self, launch: ReplicaLaunch) -> RayReplica:
         _ray()  # a clear error if Ray is missing
@@ -341,8 +363,26 @@ class RayBackend:
         finally:
             os.close(fd)
 
+    def release_others(self, keep: set[str]) -> None:
+        """Kill this instance's actors that hold no replica in ``keep`` (labels): leftovers of a killed
+        controller (a start it never saw finish, a replica that exited while it was down)."""
+        ray = _ray()
+        prefix = f"steady-{self.instance}-"
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            name = entry["name"] if isinstance(entry, dict) else str(entry)
+            if entry.get("namespace", self.namespace) != self.namespace or not name.startswith(prefix):
+                continue
+            label = name[len(prefix):].rpartition("-")[0]
+            if label in keep:
+                continue
+            try:
+                ray.kill(ray.get_actor(name, namespace=self.namespace), no_restart=True)
+                log.warning("killed the leftover actor %s (no replica of this instance holds it)", name)
+            except Exception as exc:  # noqa: BLE001 - gone meanwhile
+                log.debug("leftover actor %s: %s", name, exc)
+
     def close(self) -> None:
-        pass
+        self._stop.set()
 
 
 def _ready(ray: Any, call: Any, timeout_s: float = 0.0) -> bool:

@@ -25,11 +25,26 @@ from typing import Any
 
 from ..environment import child_base_env
 from ..launch import REPLICA_MODULE
-from ..processes import kill_group, resident_bytes
+from ..processes import kill_group, pid_alive, resident_bytes
 from ..secrets import SECRETS_DIR_VAR, write_secret_files
 from .local import read_error_file
 
 MAX_LOG_PULL_BYTES = 1 << 20  # per pull: a replica printing a flood is copied over several ticks
+DIR_PREFIX = "steady-replica-"
+
+
+def sweep_stale_dirs(tmp: Path) -> None:
+    """Remove the directories of replica hosts that died without cleaning up (a killed worker): their
+    logs and secret files must not stay on the node."""
+    for directory in tmp.glob(DIR_PREFIX + "*"):
+        try:
+            if directory.is_symlink() or directory.stat().st_uid != os.geteuid():
+                continue
+            pid = int((directory / "host.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        if not pid_alive(pid):
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 class ReplicaHost:
@@ -46,7 +61,9 @@ class ReplicaHost:
 
         if self._popen is not None:  # a retried call: the replica is already up
             return self._started
-        self._dir = Path(tempfile.mkdtemp(prefix="steady-replica-"))  # 0700: its secrets and error file
+        sweep_stale_dirs(Path(tempfile.gettempdir()))
+        self._dir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))  # 0700: its secrets and error file
+        (self._dir / "host.pid").write_text(str(os.getpid()))
         (self._dir / "metrics").mkdir()  # its own shard stays on its node: see the note in ray_cluster.py
         host = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
         child_env = {**child_base_env(os.environ), **env}
