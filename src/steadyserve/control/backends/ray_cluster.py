@@ -11,8 +11,10 @@ A replica's log is copied here (``logs/<deployment>-<id>.log``, so `steady logs`
 search and alerts see it). Its metrics shard stays on its node: the gateways' metrics
 (calls, latency, errors per replica) cover it, the replica's own handler metrics do not.
 
-Nothing here blocks the controller's loop: every actor call is issued as a Ray
-future and looked at with ``ray.wait(timeout=0)`` on later ticks.
+The controller's loop does not wait on the cluster in steady state: actor calls are issued
+as Ray futures and looked at with ``ray.wait(timeout=0)`` on later ticks, and the node list
+is refreshed on a thread. Adoption (at start) and cleaning up a gone replica wait a few
+seconds at most.
 """
 
 from __future__ import annotations
