@@ -245,8 +245,15 @@ def test_the_autoscaler_adds_replicas_on_the_cluster_under_load(instance, tmp_pa
     wait_for(lambda: not _replicas(instance, "slow"), 90, "slow deleted")
 
 
-def test_a_restarted_controller_adopts_the_replicas_on_the_cluster(instance):
+def test_a_restarted_controller_adopts_the_replicas_on_the_cluster_and_releases_leftovers(instance):
     before = {r["id"]: (r["pid"], r["node"]) for r in _ready(instance)}
+    # An actor of this instance that no replica holds (as a start the killed controller never saw finish).
+    from steadyserve.control.backends.ray_host import ReplicaHost
+
+    leftover = f"steady-{instance.meta()['instance_id']}-echo-r99-1"
+    ray.remote(ReplicaHost).options(name=leftover, namespace="steadyserve", lifetime="detached",
+                                    num_cpus=0).remote()
+    assert leftover in {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
     with LoadStream(instance.port, "/echo/echo", {"message": "controller restart"}, threads=2) as load:
         wait_for(lambda: load.ok >= 10, 60, "calls flowing")
         instance.proc.kill()  # SIGKILL: no chance to stop anything
@@ -262,6 +269,8 @@ def test_a_restarted_controller_adopts_the_replicas_on_the_cluster(instance):
     after = {r["id"]: (r["pid"], r["node"]) for r in _ready(instance)}
     assert after == before  # adopted, not restarted
     assert any(e["type"] == "recovered" and "adopted" in e["message"] for e in instance.events())
+    wait_for(lambda: leftover not in {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}, 30,
+             "the leftover actor released")
 
 
 def test_a_rolling_update_on_the_cluster_fails_no_call(instance, cluster, tmp_path):
